@@ -1,0 +1,91 @@
+"""The predictor contract and the estimator registry.
+
+A predictor maps ``x: (B, n, d)`` and ``y: (B, n)`` to ``(B, n)`` predictions, where
+``out[:, i]`` predicts ``y[:, i]`` from ``x[:, i]`` and the first ``i`` pairs only (k = i
+in-context examples; position 0 has none). Estimators compute every prefix at once with
+batched linear algebra: there is no Python loop over prompts or positions. Labels with K
+slots, ``y: (B, n, K)``, are predicted slot by slot (slot k uses the task's k-th prior).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..errors import check
+from ..registry import Registry, context
+from ..tasks.base import Task
+
+ESTIMATORS: Registry[Estimator] = Registry("estimator")
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """Base class: subclasses implement :meth:`predict` for one label slot.
+
+    Attributes:
+        task: the task the estimator is evaluated on, when it needs the task's prior or
+            covariance (filled by ``build(spec, task=...)``, not a SPEC key).
+    """
+
+    name: ClassVar[str]
+    task: Task | None = context()
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        """Predictions for every prefix: (B, n), or (B, n, K) when y is (B, n, K)."""
+        check(x.dim() == 3, f"x must be (B, n, d), got shape {tuple(x.shape)}")
+        check(
+            y.shape[:2] == x.shape[:2] and y.dim() in (2, 3),
+            f"y must be (B, n) or (B, n, K) matching x {tuple(x.shape)}, got {tuple(y.shape)}",
+        )
+        if y.dim() == 2:
+            return self.predict(x, y, slot=0)
+        return torch.stack([self.predict(x, y[..., k], slot=k) for k in range(y.shape[-1])], -1)
+
+    def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
+        """Predictions (B, n) for one label slot; see the module docstring."""
+        raise NotImplementedError
+
+    def _need_task(self) -> Task:
+        check(
+            self.task is not None,
+            f"estimator '{self.name}' needs the task it is evaluated on; build it with a task",
+        )
+        return self.task  # type: ignore[return-value]
+
+
+def build(spec: str, task: Task | None = None, **ctx: Any) -> Estimator:
+    """Build an estimator from a SPEC such as ``ridge:lam=0.1`` or ``gd:steps=5,lr=0.01``."""
+    return ESTIMATORS.build(spec, task=task, **ctx)
+
+
+# --- prefix statistics shared by the estimators ------------------------------------------
+def exclusive_cumsum(t: Tensor, dim: int = 1) -> Tensor:
+    """Sums over strictly earlier positions: out[:, i] = sum_{j < i} t[:, j]."""
+    out = t.cumsum(dim)
+    return torch.cat([torch.zeros_like(out.narrow(dim, 0, 1)), out.narrow(dim, 0, t.shape[dim] - 1)], dim)
+
+
+def prefix_moments(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """Unnormalised prefix moments S_i = sum_{j<i} x_j x_j^T and b_i = sum_{j<i} y_j x_j.
+
+    Args:
+        x: (B, n, d); y: (B, n).
+    Returns:
+        S: (B, n, d, d); b: (B, n, d).
+    """
+    outer = x.unsqueeze(-1) * x.unsqueeze(-2)  # (B, n, d, d)
+    return exclusive_cumsum(outer), exclusive_cumsum(y.unsqueeze(-1) * x)
+
+
+def dot_query(x: Tensor, w: Tensor) -> Tensor:
+    """Predictions <w_i, x_i> for per-position weights w: (B, n, d) -> (B, n)."""
+    return (x * w).sum(-1)
+
+
+def causal_mask(n: int, device: torch.device) -> Tensor:
+    """(n, n) boolean mask, True where j < i (position i may use example j)."""
+    return torch.ones(n, n, dtype=torch.bool, device=device).tril(-1)

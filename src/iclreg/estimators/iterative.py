@@ -1,0 +1,149 @@
+"""Iterative solvers run on every prefix at once: GD, preconditioned GD, Newton-Schulz.
+
+All start from the prefix moments S_i = X_i^T X_i and b_i = X_i^T y_i (unnormalised sums, as
+in the papers' code) and iterate on a (B, n, d) stack of weight vectors, one per prefix.
+
+* GD (von Oswald et al., arXiv 2212.07677): w_0 = 0, w <- w - lr (S w - b); with
+  ``mean=true`` the gradient is averaged over the k examples (lr / k).
+* Preconditioned GD (Ahn et al., arXiv 2306.00297): w <- w - lr P (S w - b).
+* Iterative Newton / Newton-Schulz (Fu et al., arXiv 2310.17086): M_0 = S / ||S S^T||,
+  M <- 2 M - M S M, w = M b; ``scale=fro`` uses the Frobenius norm (the authors' code),
+  ``scale=spectral`` the 2-norm.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import check
+from .base import ESTIMATORS, Estimator, dot_query, prefix_moments
+
+
+def gd_weights(S: Tensor, b: Tensor, steps: int, lr: Tensor | float, precond: Tensor | None = None) -> Tensor:
+    """Weights after ``steps`` GD steps from 0 for every prefix.
+
+    Args:
+        S: (B, n, d, d) prefix Gram matrices; b: (B, n, d) prefix moments X^T y.
+        lr: step size, a number or a tensor broadcastable to (B, n, 1).
+        precond: optional (d, d) preconditioner P.
+    Returns:
+        (B, n, d) weights.
+    """
+    w = torch.zeros_like(b)
+    for _ in range(steps):
+        grad = (S @ w.unsqueeze(-1)).squeeze(-1) - b  # (B, n, d)
+        if precond is not None:
+            grad = grad @ precond.T
+        w = w - lr * grad
+    return w
+
+
+@ESTIMATORS.register("gd")
+@dataclass(frozen=True)
+class GD(Estimator):
+    """Gradient descent on the in-context least-squares loss, from w = 0.
+
+    Attributes:
+        steps: number of steps (>= 0).
+        lr: step size on the summed loss, w <- w - lr X^T (X w - y).
+        mean: average the gradient over the k examples (step lr / k) instead of summing.
+    """
+
+    steps: int = 1
+    lr: float = 0.01
+    mean: bool = False
+
+    def __post_init__(self) -> None:
+        check(self.steps >= 0, f"gd: steps must be >= 0, got {self.steps}")
+        check(self.lr > 0, f"gd: lr must be positive, got {self.lr}")
+
+    def step_size(self, n: int, like: Tensor) -> Tensor | float:
+        if not self.mean:
+            return self.lr
+        k = torch.arange(n, device=like.device, dtype=like.dtype).clamp_min(1)
+        return (self.lr / k).view(1, n, 1)
+
+    def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
+        S, b = prefix_moments(x, y)
+        return dot_query(x, gd_weights(S, b, self.steps, self.step_size(x.shape[1], x)))
+
+
+@ESTIMATORS.register("pgd")
+@dataclass(frozen=True)
+class PreconditionedGD(GD):
+    """Preconditioned GD, w <- w - lr P X^T (X w - y).
+
+    Attributes:
+        precond: ``inverse_cov`` (P = Sigma^{-1} of the task's x), ``identity``, or a list of
+            d numbers for a diagonal P.
+    """
+
+    precond: str | tuple[float, ...] = "inverse_cov"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(
+            not isinstance(self.precond, str) or self.precond in ("inverse_cov", "identity"),
+            f"pgd: precond must be inverse_cov, identity or a list of d numbers, got '{self.precond}'",
+        )
+
+    def matrix(self, d: int) -> Tensor:
+        """The preconditioner P, (d, d) float64."""
+        if self.precond == "identity":
+            return torch.eye(d, dtype=torch.float64)
+        if self.precond == "inverse_cov":
+            return torch.linalg.inv(self._need_task().covariance)
+        check(len(self.precond) == d, f"pgd: precond needs d={d} numbers, got {len(self.precond)}")
+        return torch.diag(torch.tensor(self.precond, dtype=torch.float64))
+
+    def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
+        S, b = prefix_moments(x, y)
+        precond = self.matrix(x.shape[-1]).to(device=x.device, dtype=x.dtype)
+        lr = self.step_size(x.shape[1], x)
+        return dot_query(x, gd_weights(S, b, self.steps, lr, precond))
+
+
+def newton_weights(S: Tensor, b: Tensor, steps: int, scale: str = "fro") -> Tensor:
+    """Newton-Schulz weights w = M_steps b for every prefix.
+
+    Args:
+        S: (..., d, d) symmetric PSD Gram matrices; b: (..., d).
+        scale: ``fro`` (M_0 = S / ||S S^T||_F) or ``spectral`` (M_0 = S / ||S S^T||_2).
+    Returns:
+        (..., d) weights; prefixes with S = 0 get w = 0.
+    """
+    SS = S @ S  # S S^T, S symmetric
+    if scale == "fro":
+        norm = torch.linalg.matrix_norm(SS)
+    else:
+        norm = torch.linalg.eigvalsh(S).amax(-1).square()
+    tiny = torch.finfo(S.dtype).tiny
+    M = S / norm.clamp_min(tiny)[..., None, None]
+    for _ in range(steps):
+        M = 2 * M - M @ S @ M
+    return (M @ b.unsqueeze(-1)).squeeze(-1)
+
+
+@ESTIMATORS.register("newton")
+@dataclass(frozen=True)
+class Newton(Estimator):
+    """Iterative Newton's method (Newton-Schulz on S = X^T X), w = M_steps X^T y.
+
+    Attributes:
+        steps: number of iterations after M_0 (>= 0).
+        scale: ``fro`` or ``spectral``, the norm in M_0 = S / ||S S^T||.
+    """
+
+    steps: int = 5
+    scale: Literal["fro", "spectral"] = "fro"
+
+    def __post_init__(self) -> None:
+        check(self.steps >= 0, f"newton: steps must be >= 0, got {self.steps}")
+
+    def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
+        S, b = prefix_moments(x, y)
+        return dot_query(x, newton_weights(S, b, self.steps, self.scale))

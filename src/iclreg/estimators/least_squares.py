@@ -1,0 +1,151 @@
+"""Least squares, ridge and the Bayes posterior mean, for every prefix at once.
+
+Two exact forms, chosen by cost:
+
+* primal: w_i = (S_i + lam I)^{-1} b_i with prefix moments S_i = X_i^T X_i, b_i = X_i^T y_i;
+  one batched d x d Cholesky solve per position, O(n d^3) per prompt.
+* kernel: with K = X X^T + lam I = L L^T (one n x n Cholesky per prompt), the prediction at
+  position i is K[i, :i] K[:i, :i]^{-1} y[:i] = L[i, :i] z[:i] with z = L^{-1} y, because
+  the prefix blocks of a Cholesky factor are the factors of the prefix blocks. All n
+  prefixes cost one factorisation, O(n^3) per prompt (the Gaussian-process posterior mean).
+
+Minimum-norm least squares uses the kernel form with lam = 0 while i < d (X_i X_i^T is then
+invertible) and the primal form from i = d on; prompts whose Gram matrices are singular fall
+back to the pseudo-inverse. ``bayes`` is ridge with lam = sigma^2 on x' = x P^{1/2} and
+labels y - <x, m>, the posterior mean under w ~ N(m, P) (DESIGN.md's estimator contract).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import check
+from .base import ESTIMATORS, Estimator, dot_query, prefix_moments
+
+
+def kernel_is_cheaper(n: int, d: int) -> bool:
+    """Flop model: n^3/3 + n^2 d (kernel) against n d^3/3 + n d^2 (primal)."""
+    return n * n * (n / 3 + d) < n * d * d * (d / 3 + 1)
+
+
+def _kernel_form(x: Tensor, y: Tensor, lam: float) -> tuple[Tensor, Tensor]:
+    """Prefix predictions from the Cholesky factor of X X^T + lam I: ((B, n), info (B,))."""
+    gram = x @ x.transpose(-1, -2)  # (B, n, n)
+    gram.diagonal(dim1=-2, dim2=-1).add_(lam)
+    chol, info = torch.linalg.cholesky_ex(gram)
+    z = torch.linalg.solve_triangular(chol, y.unsqueeze(-1), upper=False)  # (B, n, 1)
+    return (chol.tril(-1) @ z).squeeze(-1), info
+
+
+def _primal_form(x: Tensor, y: Tensor, lam: float, start: int = 0) -> tuple[Tensor, Tensor]:
+    """Predictions at positions start..n-1 from (S_i + lam I)^{-1} b_i, and info (B,)."""
+    S, b = prefix_moments(x, y)
+    S, b = S[:, start:], b[:, start:]  # (B, m, d, d), (B, m, d)
+    if lam:
+        S = S + lam * torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    chol, info = torch.linalg.cholesky_ex(S)
+    w = torch.cholesky_solve(b.unsqueeze(-1), chol).squeeze(-1)  # (B, m, d)
+    return dot_query(x[:, start:], w), info.amax(dim=1)
+
+
+def _pinv_form(x: Tensor, y: Tensor, lam: float = 0.0) -> Tensor:
+    """Prefix predictions via the pseudo-inverse of S_i + lam I (robust, slower)."""
+    S, b = prefix_moments(x, y)
+    if lam:
+        S = S + lam * torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    w = (torch.linalg.pinv(S, hermitian=True) @ b.unsqueeze(-1)).squeeze(-1)
+    return dot_query(x, w)
+
+
+def ridge_predict(x: Tensor, y: Tensor, lam: float, method: str = "auto") -> Tensor:
+    """Ridge predictions for every prefix, w_i = (X_i^T X_i + lam I)^{-1} X_i^T y_i.
+
+    Args:
+        x: (B, n, d); y: (B, n); lam: > 0, or 0 for minimum-norm least squares.
+        method: ``kernel``, ``primal`` or ``auto`` (the cheaper by :func:`kernel_is_cheaper`).
+    Returns:
+        (B, n) predictions; position i uses the first i pairs.
+    """
+    if lam == 0:
+        return ols_predict(x, y)
+    n, d = x.shape[1], x.shape[2]
+    use_kernel = method == "kernel" or (method == "auto" and kernel_is_cheaper(n, d))
+    pred, info = _kernel_form(x, y, lam) if use_kernel else _primal_form(x, y, lam)
+    bad = info > 0  # only when lam is at the round-off level of the Gram matrix
+    if bool(bad.any()):
+        pred[bad] = _pinv_form(x[bad], y[bad], lam)
+    return pred
+
+
+def ols_predict(x: Tensor, y: Tensor) -> Tensor:
+    """Minimum-norm least-squares predictions for every prefix: (B, n, d), (B, n) -> (B, n)."""
+    n, d = x.shape[1], x.shape[2]
+    m = min(n, d)
+    head, info = _kernel_form(x[:, :m], y[:, :m], 0.0)  # positions 0..m-1: X_i X_i^T invertible
+    parts = [head]
+    if n > d:
+        tail, tail_info = _primal_form(x, y, 0.0, start=d)  # positions d..n-1: S_i invertible
+        parts.append(tail)
+        info = torch.maximum(info, tail_info)
+    pred = torch.cat(parts, dim=1)
+    bad = info > 0
+    if bool(bad.any()):
+        pred[bad] = _pinv_form(x[bad], y[bad])
+    return pred
+
+
+@ESTIMATORS.register("ols")
+@dataclass(frozen=True)
+class OLS(Estimator):
+    """Minimum-norm least squares, w = pinv(X) y."""
+
+    def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
+        return ols_predict(x, y)
+
+
+@ESTIMATORS.register("ridge")
+@dataclass(frozen=True)
+class Ridge(Estimator):
+    """Ridge regression, w = (X^T X + lam I)^{-1} X^T y (unnormalised sums).
+
+    Attributes:
+        lam: regularisation lambda >= 0 (0 gives minimum-norm least squares).
+        method: ``auto``, ``kernel`` or ``primal`` (see the module docstring).
+    """
+
+    lam: float = 1.0
+    method: Literal["auto", "kernel", "primal"] = "auto"
+
+    def __post_init__(self) -> None:
+        check(self.lam >= 0, f"ridge: lam must be >= 0, got {self.lam}")
+
+    def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
+        return ridge_predict(x, y, self.lam, self.method)
+
+
+def _sqrt_psd(cov: Tensor) -> Tensor:
+    evals, evecs = torch.linalg.eigh(cov)
+    return (evecs * evals.clamp_min(0).sqrt()) @ evecs.T
+
+
+@ESTIMATORS.register("bayes")
+@dataclass(frozen=True)
+class Bayes(Estimator):
+    """Posterior mean of y_q under the task's Gaussian prior w ~ N(m, P) and noise sigma.
+
+    E[w | X, y] = m + P X^T (X P X^T + sigma^2 I)^{-1} (y - X m), computed as ridge with
+    lam = sigma^2 on x' = x P^{1/2}. For tasks whose prior is not Gaussian (binary, sparse)
+    this uses the prior's mean and covariance: the best estimator linear in y, not the exact
+    posterior mean.
+    """
+
+    def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
+        prior = self._need_task().priors()[slot]
+        mean = prior.mean.to(device=x.device, dtype=x.dtype)
+        root = _sqrt_psd(prior.cov).to(device=x.device, dtype=x.dtype)
+        offset = x @ mean  # (B, n)
+        return offset + ridge_predict(x @ root, y - offset, prior.noise_std**2)
