@@ -66,7 +66,8 @@ def build(spec: str, task: Task | None = None, **ctx: Any) -> Estimator:
 def exclusive_cumsum(t: Tensor, dim: int = 1) -> Tensor:
     """Sums over strictly earlier positions: out[:, i] = sum_{j < i} t[:, j]."""
     out = t.cumsum(dim)
-    return torch.cat([torch.zeros_like(out.narrow(dim, 0, 1)), out.narrow(dim, 0, t.shape[dim] - 1)], dim)
+    head = torch.zeros_like(out.narrow(dim, 0, 1))
+    return torch.cat([head, out.narrow(dim, 0, t.shape[dim] - 1)], dim)
 
 
 def prefix_moments(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:

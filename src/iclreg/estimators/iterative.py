@@ -5,7 +5,8 @@ in the papers' code) and iterate on a (B, n, d) stack of weight vectors, one per
 
 * GD (von Oswald et al., arXiv 2212.07677): w_0 = 0, w <- w - lr (S w - b); with
   ``mean=true`` the gradient is averaged over the k examples (lr / k).
-* Preconditioned GD (Ahn et al., arXiv 2306.00297): w <- w - lr P (S w - b).
+* Preconditioned GD (Ahn et al., arXiv 2306.00297): w <- w - lr P (S w - b), run as plain
+  GD on the features x P^{1/2} (P symmetric positive definite).
 * Iterative Newton / Newton-Schulz (Fu et al., arXiv 2310.17086): M_0 = S / ||S S^T||,
   M <- 2 M - M S M, w = M b; ``scale=fro`` uses the Frobenius norm (the authors' code),
   ``scale=spectral`` the 2-norm.
@@ -23,22 +24,18 @@ from ..errors import check
 from .base import ESTIMATORS, Estimator, dot_query, prefix_moments
 
 
-def gd_weights(S: Tensor, b: Tensor, steps: int, lr: Tensor | float, precond: Tensor | None = None) -> Tensor:
+def gd_weights(S: Tensor, b: Tensor, steps: int, lr: Tensor | float) -> Tensor:
     """Weights after ``steps`` GD steps from 0 for every prefix.
 
     Args:
         S: (B, n, d, d) prefix Gram matrices; b: (B, n, d) prefix moments X^T y.
         lr: step size, a number or a tensor broadcastable to (B, n, 1).
-        precond: optional (d, d) preconditioner P.
     Returns:
         (B, n, d) weights.
     """
     w = torch.zeros_like(b)
     for _ in range(steps):
-        grad = (S @ w.unsqueeze(-1)).squeeze(-1) - b  # (B, n, d)
-        if precond is not None:
-            grad = grad @ precond.T
-        w = w - lr * grad
+        w = w - lr * (torch.einsum("bnij,bnj->bni", S, w) - b)  # (B, n, d)
     return w
 
 
@@ -88,23 +85,29 @@ class PreconditionedGD(GD):
         super().__post_init__()
         check(
             not isinstance(self.precond, str) or self.precond in ("inverse_cov", "identity"),
-            f"pgd: precond must be inverse_cov, identity or a list of d numbers, got '{self.precond}'",
+            f"pgd: precond must be inverse_cov, identity or a list of d numbers, "
+            f"got '{self.precond}'",
+        )
+        check(
+            isinstance(self.precond, str) or all(p > 0 for p in self.precond),
+            f"pgd: a diagonal precond needs positive numbers, got {list(self.precond)}",
         )
 
-    def matrix(self, d: int) -> Tensor:
-        """The preconditioner P, (d, d) float64."""
+    def root(self, d: int) -> Tensor:
+        """P^{1/2}, the symmetric square root of the preconditioner: (d, d) float64."""
         if self.precond == "identity":
             return torch.eye(d, dtype=torch.float64)
         if self.precond == "inverse_cov":
-            return torch.linalg.inv(self._need_task().covariance)
+            evals, evecs = torch.linalg.eigh(self._need_task().covariance)
+            return (evecs * evals.rsqrt()) @ evecs.T
         check(len(self.precond) == d, f"pgd: precond needs d={d} numbers, got {len(self.precond)}")
-        return torch.diag(torch.tensor(self.precond, dtype=torch.float64))
+        return torch.diag(torch.tensor(self.precond, dtype=torch.float64).sqrt())
 
     def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
-        S, b = prefix_moments(x, y)
-        precond = self.matrix(x.shape[-1]).to(device=x.device, dtype=x.dtype)
-        lr = self.step_size(x.shape[1], x)
-        return dot_query(x, gd_weights(S, b, self.steps, lr, precond))
+        # With w = P^{1/2} u the update w <- w - lr P (S w - b) is plain GD on u for the
+        # features x' = x P^{1/2}, and <w, x> = <u, x'>.
+        root = self.root(x.shape[-1]).to(device=x.device, dtype=x.dtype)
+        return super().predict(x @ root, y, slot)
 
 
 def newton_weights(S: Tensor, b: Tensor, steps: int, scale: str = "fro") -> Tensor:

@@ -1,0 +1,121 @@
+"""Error against the number of in-context examples, for any predictors on any task.
+
+For each predictor f and each k = 0..n-1 the Monte Carlo estimate of
+E[(f(x, y)[k] - y_k)^2], the squared error against the noisy label, with a normal 95%
+interval mean +- 1.96 s / sqrt(N). Prompts come in fixed-size chunks drawn from (seed,
+chunk index), so the numbers depend only on the task, the seed and the sample count.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..errors import UsageError, check
+from ..tasks import Task
+
+log = logging.getLogger(__name__)
+
+CHUNK = 1024
+Predictor = Callable[[Tensor, Tensor], Tensor]
+
+
+def resolve_device(device: str) -> torch.device:
+    """Validate a device string, with an actionable error for an absent GPU."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"unknown device '{device}'; use cpu or cuda") from None
+    if dev.type == "cuda":
+        check(torch.cuda.is_available(), f"device '{device}' is not available; use --device cpu")
+    else:
+        check(dev.type == "cpu", f"unsupported device '{device}'; use cpu or cuda")
+    return dev
+
+
+def error_curves(
+    task: Task,
+    predictors: Mapping[str, Predictor],
+    samples: int,
+    seed: int = 0,
+    *,
+    n: int | None = None,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float64,
+    progress: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Per-k mean squared error of each predictor with 95% intervals.
+
+    Args:
+        task: the prompt distribution; n overrides its prompt length (length generalisation).
+        predictors: label -> callable ``(x (B, n, d), y (B, n)) -> (B, n)``.
+        samples: number of prompts N.
+    Returns:
+        label -> {"mse": [n floats], "ci95": [[low, high] per k]}.
+    """
+    check(samples >= 2, f"samples must be at least 2, got {samples}")
+    dev = resolve_device(device)
+    n = task.n if n is None else n
+    sums = {name: torch.zeros(n, dtype=torch.float64) for name in predictors}
+    squares = {name: torch.zeros(n, dtype=torch.float64) for name in predictors}
+    chunks = math.ceil(samples / CHUNK)
+    bar = tqdm(total=samples, desc="prompts", unit="prompt", disable=not progress, leave=False)
+    for chunk in range(chunks):
+        batch = min(CHUNK, samples - chunk * CHUNK)
+        prompts = task.sample(batch, seed, chunk, n=n, device=dev, dtype=dtype)
+        for name, f in predictors.items():
+            with torch.no_grad():
+                err = (f(prompts.x, prompts.y) - prompts.y).square()  # (B, n) or (B, n, K)
+            if err.dim() == 3:
+                err = err.mean(-1)  # average over label slots
+            err = err.to(device="cpu", dtype=torch.float64)
+            sums[name] += err.sum(0)
+            squares[name] += err.square().sum(0)
+        bar.update(batch)
+    bar.close()
+    out = {}
+    for name in predictors:
+        mean = sums[name] / samples
+        var = (squares[name] / samples - mean.square()).clamp_min(0) * samples / (samples - 1)
+        half = 1.96 * (var / samples).sqrt()
+        out[name] = {
+            "mse": mean.tolist(),
+            "ci95": torch.stack([mean - half, mean + half], -1).tolist(),
+        }
+    return out
+
+
+def noise_floor(task: Task) -> float:
+    """Irreducible error E[noise^2], averaged over label slots."""
+    priors = task.priors()
+    return sum(p.noise_std**2 for p in priors) / len(priors)
+
+
+def compare(
+    task: Task,
+    estimators: Mapping[str, Predictor],
+    samples: int = 1280,
+    seed: int = 0,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float64,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """The ``compare --json`` object: task, samples, seed, k and per-estimator curves."""
+    results = error_curves(
+        task, estimators, samples, seed, device=device, dtype=dtype, progress=progress
+    )
+    return {
+        "task": task.describe(),
+        "samples": samples,
+        "seed": seed,
+        "k": list(range(task.n)),
+        "noise_floor": noise_floor(task),
+        "results": results,
+    }

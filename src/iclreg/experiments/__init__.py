@@ -1,0 +1,1 @@
+"""Experiments: the quick tour (``demo``) and, later, one module per paper reproduction."""
