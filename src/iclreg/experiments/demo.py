@@ -97,7 +97,7 @@ def run(out: str | Path = "runs/demo", samples: int = 20000, progress: bool = Fa
         garg_task = build_task(GARG_TASK)
         garg = compare(
             garg_task, {s: build_estimator(s, task=garg_task) for s in GARG_ESTIMATORS},
-            max(samples // 10, 1280), seed=2, progress=progress,
+            max(samples // 10, 256), seed=2, progress=progress,
         )
         fig = error_curves_figure(garg["k"], garg["results"], None,
                                   "Standard setup: d=20, noiseless")
