@@ -1,0 +1,10 @@
+"""Trainable in-context predictors, one registered model per module.
+
+``build(SPEC)`` returns an ``nn.Module`` with ``forward(x (B, n, d), y (B, n)) -> (B, n)``.
+"""
+
+from . import linear_attention, lstm, softmax_attention  # noqa: F401  (register the models)
+from .base import MODELS, ModelConfig, Predictor, build
+from .layouts import interleave, stack, x_positions
+
+__all__ = ["MODELS", "ModelConfig", "Predictor", "build", "interleave", "stack", "x_positions"]

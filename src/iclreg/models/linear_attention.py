@@ -1,0 +1,105 @@
+"""Linear self-attention in the theory parameterisation (von Oswald et al., arXiv 2212.07677;
+Ahn et al., arXiv 2306.00297).
+
+Tokens are columns z_j = (x_j, y_j) in R^{d+1} and the query is (x_q, 0). Each layer is
+
+    f(Z) = Z + (1/k) W^PV Z M Z^T W^KQ Z,
+
+with M the mask that keeps the query out of the sum (Z M Z^T = sum over the k examples of
+z_j z_j^T) and k the number of examples. Every token, examples included, is updated; the
+prediction is y_hat = -[Z_L]_{d+1, query} (Ahn et al.'s sign convention). With
+W^KQ = [[I, 0], [0, 0]] and W^PV = [[0, 0], [0, -eta]] one layer is one step of gradient
+descent with the mean gradient and step eta, and L such layers are L steps (``init=gd``).
+
+The model evaluates every prefix at once: for the query at position i the context is the
+first i pairs. One layer needs only prefix sums of z_j z_j^T; deeper models carry one copy
+of the prefix per query, (B, n, n, d+1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import check
+from .base import MODELS, ModelConfig, Predictor
+from .layouts import stack
+
+
+@MODELS.register("linear_attention")
+@dataclass(frozen=True)
+class LinearAttentionConfig(ModelConfig):
+    """Linear self-attention, theory parameterisation.
+
+    Attributes:
+        layers: number of layers L.
+        init: ``default`` (N(0, init_scale^2) entries) or ``gd`` (the construction that
+            equals L steps of GD with step ``lr``).
+        init_scale: standard deviation of the ``default`` initialisation.
+        lr: GD step eta of the ``gd`` initialisation.
+    """
+
+    layout = "stacked"
+    layers: int = 1
+    init: Literal["default", "gd"] = "default"
+    init_scale: float = 0.02
+    lr: float = 1.0
+
+    def __post_init__(self) -> None:
+        check(self.d >= 1, f"linear_attention: d must be at least 1, got {self.d}")
+        check(self.layers >= 1, f"linear_attention: layers must be at least 1, got {self.layers}")
+        check(self.init_scale >= 0, f"linear_attention: init_scale must be >= 0, got {self.init_scale}")
+
+    def build(self) -> LinearAttention:
+        return LinearAttention(self)
+
+
+class LinearAttention(Predictor):
+    """L layers of linear self-attention; parameters ``W_kq``, ``W_pv``: (L, d+1, d+1)."""
+
+    def __init__(self, config: LinearAttentionConfig) -> None:
+        super().__init__()
+        self.config = config
+        p = config.d + 1
+        if config.init == "gd":
+            kq = torch.zeros(config.layers, p, p)
+            kq[:, : config.d, : config.d] = torch.eye(config.d)
+            pv = torch.zeros(config.layers, p, p)
+            pv[:, -1, -1] = -config.lr
+        else:
+            kq = config.init_scale * torch.randn(config.layers, p, p)
+            pv = config.init_scale * torch.randn(config.layers, p, p)
+        self.W_kq = nn.Parameter(kq)
+        self.W_pv = nn.Parameter(pv)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """Predictions for every prefix: (B, n, d), (B, n) -> (B, n)."""
+        if self.config.layers == 1:
+            return self._one_layer(x, y)
+        return self._deep(x, y)
+
+    def _one_layer(self, x: Tensor, y: Tensor) -> Tensor:
+        n = x.shape[1]
+        z = stack(x, y)  # (B, n, p)
+        outer = z.unsqueeze(-1) * z.unsqueeze(-2)  # (B, n, p, p)
+        C = outer.cumsum(1) - outer  # sum over the j < i examples, (B, n, p, p)
+        k = torch.arange(n, device=x.device, dtype=x.dtype).clamp_min(1).view(1, n, 1)
+        query = stack(x, torch.zeros_like(y))  # (B, n, p)
+        update = query @ self.W_kq[0].T  # W^KQ z_q, (B, n, p)
+        update = torch.einsum("bipq,biq->bip", C, update) @ self.W_pv[0].T / k
+        return -update[..., -1]
+
+    def _deep(self, x: Tensor, y: Tensor) -> Tensor:
+        B, n, _ = x.shape
+        eye = torch.eye(n, dtype=torch.bool, device=x.device)
+        Z = stack(x, y).unsqueeze(1).expand(B, n, n, -1).clone()  # (B, query i, token j, p)
+        Z[:, eye, -1] = 0.0  # token i is query i: its label is hidden
+        mask = torch.ones(n, n, device=x.device, dtype=x.dtype).tril(-1)  # examples j < i
+        k = mask.sum(1).clamp_min(1).view(1, n, 1, 1)
+        for W_kq, W_pv in zip(self.W_kq, self.W_pv, strict=True):
+            C = torch.einsum("bijp,ij,bijq->bipq", Z, mask, Z)  # (B, n, p, p)
+            Z = Z + torch.einsum("bipq,bijq->bijp", W_pv @ C @ W_kq, Z) / k
+        return -Z[:, eye, -1]  # (B, n)

@@ -1,0 +1,122 @@
+"""One layer of multi-head attention in He et al.'s parameterisation (arXiv 2503.12734).
+
+With example tokens z_j = (x_j, y_j) in R^{d+K} (K label slots; K = 1 for one task) and
+the query token z_q = (x_q, 0),
+
+    TF(Z, z_q) = sum_h O_h V_h Z softmax(Z^T K_h^T Q_h z_q / sqrt(d+K)),
+
+Q_h, K_h, V_h in R^{(d+K)x(d+K)}, O = (O_1 .. O_H) in R^{K x H(d+K)} mapping all heads to the
+K outputs; no bias, no residual, no positions; the query does not attend to itself. With
+``activation=linear`` the softmax is replaced by the scores divided by the number of
+examples k (Boursier & Boyer's linear attention, arXiv 2512.11784). Without positions the
+model runs at any prompt length (length generalisation).
+
+Initialisations: ``default`` (PyTorch's Linear init, U(-1/sqrt(d+K), 1/sqrt(d+K))),
+``small_id`` (Q_h = K_h = V_h = s I and O_h = s on the label coordinates, s =
+``init_scale``) and ``oppo_small_id`` (as small_id with Q_h's sign alternating over heads).
+The small-identity variants are our reading of the authors' names.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import check
+from .base import MODELS, ModelConfig, Predictor
+
+
+@MODELS.register("softmax_attention")
+@dataclass(frozen=True)
+class SoftmaxAttentionConfig(ModelConfig):
+    """Multi-head single-layer attention (He et al.).
+
+    Attributes:
+        heads: number of heads H.
+        labels: number of label slots K (multi-task when K > 1; y is then (B, n, K)).
+        activation: ``softmax`` or ``linear`` (scores / k).
+        init: ``default``, ``small_id`` or ``oppo_small_id``.
+        init_scale: s of the small-identity initialisations.
+    """
+
+    layout = "stacked"
+    heads: int = 1
+    labels: int = 1
+    activation: Literal["softmax", "linear"] = "softmax"
+    init: Literal["default", "small_id", "oppo_small_id"] = "default"
+    init_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        check(self.d >= 1, f"softmax_attention: d must be at least 1, got {self.d}")
+        check(self.heads >= 1, f"softmax_attention: heads must be at least 1, got {self.heads}")
+        check(self.labels >= 1, f"softmax_attention: labels must be at least 1, got {self.labels}")
+        check(self.init_scale > 0, f"softmax_attention: init_scale must be positive, got {self.init_scale}")
+
+    @property
+    def width(self) -> int:
+        """Token width d + K."""
+        return self.d + self.labels
+
+    def build(self) -> SoftmaxAttention:
+        return SoftmaxAttention(self)
+
+
+class SoftmaxAttention(Predictor):
+    """Parameters ``Q``, ``K``, ``V``: (H, p, p) and ``O``: (K, H, p), with p = d + K."""
+
+    def __init__(self, config: SoftmaxAttentionConfig) -> None:
+        super().__init__()
+        self.config = config
+        H, p, K = config.heads, config.width, config.labels
+        if config.init == "default":
+            bound = 1 / math.sqrt(p)
+            Q, Km, V = (torch.empty(H, p, p).uniform_(-bound, bound) for _ in range(3))
+            O = torch.empty(K, H, p).uniform_(-1 / math.sqrt(H * p), 1 / math.sqrt(H * p))
+        else:
+            s = config.init_scale
+            Q, Km, V = (s * torch.eye(p).repeat(H, 1, 1) for _ in range(3))
+            O = torch.zeros(K, H, p)
+            O[:, :, config.d:] = s * torch.eye(K).unsqueeze(1)  # output k reads label slot k
+            if config.init == "oppo_small_id":
+                Q = Q * torch.tensor([(-1.0) ** h for h in range(H)]).view(H, 1, 1)
+        self.Q, self.K, self.V, self.O = (nn.Parameter(t) for t in (Q, Km, V, O))
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """Predictions for every prefix: (B, n, d), (B, n) or (B, n, K) -> same shape as y."""
+        single = y.dim() == 2
+        labels = y.unsqueeze(-1) if single else y  # (B, n, K)
+        check(
+            labels.shape[-1] == self.config.labels,
+            f"softmax_attention: the model has {self.config.labels} label slots, y has {labels.shape[-1]}",
+        )
+        n = x.shape[1]
+        tokens = torch.cat([x, labels], -1)  # (B, n, p)
+        queries = torch.cat([x, torch.zeros_like(labels)], -1)  # (B, n, p)
+        q = torch.einsum("hpr,bnr->bhnp", self.Q, queries)  # (B, H, n, p)
+        k = torch.einsum("hpr,bnr->bhnp", self.K, tokens)
+        v = torch.einsum("hpr,bnr->bhnp", self.V, tokens)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.config.width)  # (B, H, n, n)
+        mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril(-1)  # examples j < i
+        if self.config.activation == "softmax":
+            attn = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1).nan_to_num(0.0)
+        else:
+            count = mask.sum(1).clamp_min(1).to(x.dtype).view(n, 1)
+            attn = scores * mask / count
+        heads = attn @ v  # (B, H, n, p)
+        out = torch.einsum("khp,bhnp->bnk", self.O, heads)  # (B, n, K)
+        return out.squeeze(-1) if single else out
+
+    def kq_matrices(self) -> Tensor:
+        """Each head's effective bilinear form K_h^T Q_h / sqrt(d+K): (H, p, p).
+
+        The score of example z for query z_q is z^T (K_h^T Q_h / sqrt(p)) z_q.
+        """
+        return self.K.transpose(-1, -2) @ self.Q / math.sqrt(self.config.width)
+
+    def ov_vectors(self) -> Tensor:
+        """Each head's output-value map O_h V_h: (H, K, p) (for K = 1 the OV row vector)."""
+        return torch.einsum("khp,hpr->hkr", self.O, self.V)
