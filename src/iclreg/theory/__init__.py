@@ -1,0 +1,33 @@
+"""Closed-form theory for in-context linear regression.
+
+- ``softmax_limit``: softmax attention becomes linear attention as L -> infinity for Gaussian
+  tokens, and the reduced population risk R(A, b) (Boursier & Boyer, arXiv 2512.11784).
+- ``demystified``: the multi-head kernel predictor's approximate loss, its optimal heads and
+  the asymptotic ridge risk (He, Pan, Chen, Yang, arXiv 2503.12734).
+- ``bayes_risk``: the exact finite-k Bayes risk of the isotropic Gaussian task.
+"""
+
+from .exact_bayes import bayes_risk, expected_resolvent_trace, wishart_linear_statistic
+from .demystified import approximate_loss, asymptotic_ridge_risk, optimal_mu, single_head_optimum
+from .softmax_limit import (
+    gaussian_softmax_limit,
+    population_risk,
+    population_risk_grad,
+    regression_token_moments,
+    softmax_attention,
+)
+
+__all__ = [
+    "approximate_loss",
+    "asymptotic_ridge_risk",
+    "bayes_risk",
+    "expected_resolvent_trace",
+    "gaussian_softmax_limit",
+    "optimal_mu",
+    "population_risk",
+    "population_risk_grad",
+    "regression_token_moments",
+    "single_head_optimum",
+    "softmax_attention",
+    "wishart_linear_statistic",
+]

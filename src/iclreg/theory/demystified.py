@@ -1,0 +1,101 @@
+r"""Closed forms of "In-context linear regression demystified" (He, Pan, Chen, Yang, ICML 2025,
+arXiv 2503.12734), papers.md section 5.
+
+Setup: x, x_q ~ N(0, I_d), w ~ N(0, I_d / d), y = <w, x> + sigma eps (noise on every label),
+L context pairs. A trained H-head softmax layer reduces to the multi-head kernel predictor
+
+.. math::
+    \hat y = \sum_h \mu_h\, y^\top \mathrm{softmax}(\omega_h X^\top x_q), \qquad X \in R^{d \times L},
+
+whose risk the paper approximates (leading order in 1/L) by
+
+.. math::
+    \mathcal L(\omega, \mu) = 1 + \sigma^2 - 2 \mu^\top \omega
+        + \mu^\top \Big(\omega\omega^\top + \frac{1 + \sigma^2}{L} \exp(d\, \omega\omega^\top)\Big) \mu,
+
+exp taken entrywise. The L -> infinity part, 1 + sigma^2 - 2 mu.omega + (mu.omega)^2, is
+exact; the 1/L term is the variance of the softmax average. Note: the authors' code halves the
+exp term; we implement the formula as written in the paper (papers.md).
+
+The Bayes / ridge estimator w_hat = (X X^T + sigma^2 d I)^{-1} X y has, as d, L -> infinity
+with xi = d / L fixed, risk (noise floor included)
+1/2 [sigma^2 + (xi - 1)/xi + sqrt(4 sigma^2 + (sigma^2 + (1 - xi)/xi)^2)].
+The exact finite-L value is ``iclreg.theory.bayes_risk(d, L, sigma, d ** -0.5)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["approximate_loss", "asymptotic_ridge_risk", "optimal_mu", "single_head_optimum"]
+
+
+def _second_moment(omega: Tensor, d: int, L: int, noise_var: float) -> Tensor:
+    """omega omega^T + (1 + sigma^2)/L exp(d omega omega^T) (..., H, H)."""
+    outer = omega.unsqueeze(-1) * omega.unsqueeze(-2)  # (..., H, H)
+    return outer + (1.0 + noise_var) / L * torch.exp(d * outer)
+
+
+def approximate_loss(omega: Tensor, mu: Tensor, d: int, L: int, noise_var: float) -> Tensor:
+    r"""Approximate risk of the multi-head kernel predictor (He et al.'s Loss(omega, mu)).
+
+    Args:
+        omega: score scales (..., H).
+        mu: head output weights (..., H).
+        d: input dimension.
+        L: number of context pairs.
+        noise_var: sigma^2.
+
+    Returns:
+        1 + sigma^2 - 2 mu.omega + mu^T (omega omega^T + (1 + sigma^2)/L exp(d omega omega^T)) mu,
+        shape (...,). The exp term is not halved (the authors' code halves it).
+    """
+    M = _second_moment(omega, d, L, noise_var)
+    quad = (mu.unsqueeze(-2) @ M @ mu.unsqueeze(-1))[..., 0, 0]  # (...,)
+    return 1.0 + noise_var - 2.0 * (mu * omega).sum(-1) + quad
+
+
+def optimal_mu(omega: Tensor, d: int, L: int, noise_var: float) -> Tensor:
+    r"""mu*(omega) = (omega omega^T + (1 + sigma^2) L^{-1} exp(d omega omega^T))^{-1} omega.
+
+    The minimiser of ``approximate_loss`` over mu (it is a convex quadratic in mu).
+
+    Args:
+        omega: (..., H). d, L, noise_var: as in ``approximate_loss``.
+
+    Returns:
+        mu* (..., H).
+    """
+    M = _second_moment(omega, d, L, noise_var)
+    return torch.linalg.solve(M, omega.unsqueeze(-1)).squeeze(-1)
+
+
+def single_head_optimum(d: int, L: int, noise_var: float) -> tuple[float, float]:
+    r"""The H = 1 optimum omega = 1/sqrt(d), mu = sqrt(d) / (1 + (1 + sigma^2) d e / L).
+
+    For H = 1 the loss minimised over mu is 1 + sigma^2 - omega^2 / (omega^2 + c e^{d omega^2})
+    with c = (1 + sigma^2)/L; maximising omega^2 e^{-d omega^2} gives omega^2 = 1/d for every L,
+    and mu*(1/sqrt(d)) is the formula above: this pair is the exact minimiser of
+    ``approximate_loss`` (not only as L -> infinity).
+
+    Returns:
+        (omega, mu) as floats.
+    """
+    omega = 1.0 / math.sqrt(d)
+    mu = math.sqrt(d) / (1.0 + (1.0 + noise_var) * d * math.e / L)
+    return omega, mu
+
+
+def asymptotic_ridge_risk(d: int, L: int, noise_var: float) -> float:
+    r"""Asymptotic (d, L -> infinity, xi = d / L fixed) risk of the Bayes ridge estimator.
+
+    With xi = d / L: 1/2 [sigma^2 + (xi - 1)/xi + sqrt(4 sigma^2 + (sigma^2 + (1 - xi)/xi)^2)],
+    the MSE against a noisy label (noise floor sigma^2 included) for w ~ N(0, I/d) and ridge
+    parameter lam = sigma^2 d (the posterior mean). For noise_var > 0.
+    """
+    xi = d / L
+    s2 = noise_var
+    return 0.5 * (s2 + (xi - 1.0) / xi + math.sqrt(4.0 * s2 + (s2 + (1.0 - xi) / xi) ** 2))
