@@ -149,10 +149,15 @@ class Task:
         step: int = 0,
         *,
         n: int | None = None,
+        d_active: int | None = None,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> Prompts:
-        """Draw ``batch`` prompts of ``n`` pairs (default ``self.n``) from (seed, step)."""
+        """Draw ``batch`` prompts of ``n`` pairs (default ``self.n``) from (seed, step).
+
+        ``d_active`` zeroes the coordinates of x from ``d_active`` on before the labels are
+        computed (Garg et al.'s curriculum over the dimension).
+        """
         check(batch >= 1, f"batch must be at least 1, got {batch}")
         n = self.n if n is None else n
         check(n >= 1, f"n must be at least 1, got {n}")
@@ -160,6 +165,8 @@ class Task:
         opts = {"generator": gen, "device": device, "dtype": dtype}
         w = self.sample_w(batch, opts)
         x = self.sample_x(batch, n, opts)
+        if d_active is not None and d_active < self.d:
+            x[..., d_active:] = 0.0
         y = self.labels(x, w, opts)
         return Prompts(x=x, y=y, w=w)
 

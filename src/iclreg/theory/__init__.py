@@ -7,8 +7,8 @@
 - ``bayes_risk``: the exact finite-k Bayes risk of the isotropic Gaussian task.
 """
 
-from .exact_bayes import bayes_risk, expected_resolvent_trace, wishart_linear_statistic
 from .demystified import approximate_loss, asymptotic_ridge_risk, optimal_mu, single_head_optimum
+from .exact_bayes import bayes_risk, expected_resolvent_trace, wishart_linear_statistic
 from .softmax_limit import (
     gaussian_softmax_limit,
     population_risk,
