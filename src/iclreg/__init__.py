@@ -1,6 +1,6 @@
 """iclreg: in-context linear regression — prompts, estimators, theory and reproductions."""
 
-from .errors import UsageError
+from .errors import TrainingError, UsageError
 
 __version__ = "0.1.0"
-__all__ = ["UsageError", "__version__"]
+__all__ = ["TrainingError", "UsageError", "__version__"]

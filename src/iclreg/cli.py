@@ -10,11 +10,12 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
 from . import __version__
-from .errors import UsageError
+from .errors import TrainingError, UsageError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -56,6 +57,49 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import load_config, resume, train
+
+    if args.resume:
+        if args.config or args.overrides:
+            raise UsageError("--resume continues a run with its stored config; give no CONFIG or overrides")
+        run_dir = resume(args.resume, progress=sys.stderr.isatty())
+    else:
+        if not args.config:
+            raise UsageError("give a CONFIG file (YAML or TOML), or --resume RUN_DIR")
+        overrides = list(args.overrides)
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise UsageError(f"'{bad[0]}' is not a key=value override")
+        config = load_config(args.config, overrides)
+        out = args.out or f"runs/{Path(args.config).stem}"
+        run_dir = train(config, out, progress=sys.stderr.isatty())
+    print(f"run written to {run_dir}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .report import error_curves_figure, save_figure, text_table
+    from .report.files import check_writable_file
+    from .tasks import build as build_task
+    from .train import evaluate, load_run
+
+    plot = check_writable_file(args.plot) if args.plot else None
+    model, config = load_run(args.run_dir, device=args.device)
+    result = evaluate(model, config, build_task(config.task), n=args.n, samples=args.samples,
+                      estimators=tuple(args.estimator) if args.estimator else None,
+                      device=args.device)
+    if plot:
+        save_figure(error_curves_figure(result["k"], result["results"], result["noise_floor"],
+                                        str(args.run_dir)), plot)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.run_dir}: mean squared error over {result['samples']} prompts")
+        print(text_table(result["k"], result["results"]))
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .experiments import demo
 
@@ -83,6 +127,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", help="write a figure (.png, .pdf or .svg)")
     p.set_defaults(handler=_cmd_compare)
 
+    p = sub.add_parser("train", help="train a model from a config file (resumable run directory)")
+    p.add_argument("config", nargs="?", help="experiment config (.yaml or .toml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optimizer.lr=3e-3")
+    p.add_argument("--out", help="run directory (default runs/<config name>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.set_defaults(handler=_cmd_train)
+
+    p = sub.add_parser("eval", help="error vs number of examples of a trained run")
+    p.add_argument("run_dir", help="a run directory written by 'iclreg train'")
+    p.add_argument("--estimator", action="append", metavar="SPEC", help="baseline SPEC (repeatable)")
+    p.add_argument("--n", type=int, help="prompt length (beyond training: length generalisation)")
+    p.add_argument("--samples", type=int, help="number of prompts (default: the config's)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (compare's shape)")
+    p.add_argument("--plot", metavar="FILE", help="write a figure (.png, .pdf or .svg)")
+    p.set_defaults(handler=_cmd_eval)
+
     p = sub.add_parser("demo", help="the quick tour: comparisons and a report in runs/demo")
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--samples", type=int, default=20000, help="prompts per comparison")
@@ -98,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as err:
         print(f"iclreg: error: {err}", file=sys.stderr)
         return 2
+    except TrainingError as err:
+        print(f"iclreg: training stopped: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("iclreg: interrupted", file=sys.stderr)
         return 130

@@ -14,3 +14,7 @@ def check(condition: bool, message: str) -> None:
     """Raise :class:`UsageError` with ``message`` unless ``condition`` holds."""
     if not condition:
         raise UsageError(message)
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot go on (a loss that turned NaN/inf); the message is one line."""

@@ -55,3 +55,18 @@ def error_curves_figure(
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
     return fig
+
+
+def loss_figure(steps: list[int], losses: list[float], title: str = "training loss") -> Figure:
+    """Training loss against step, log scale."""
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
+    ax.plot(steps, losses, lw=1.4)
+    if losses and min(losses) > 0:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,313 @@
+"""Experiment configs: a YAML or TOML file mapped onto frozen, validated dataclasses.
+
+An experiment names its task and model by SPEC (``gaussian:d=5,n=41``) or as a mapping
+(``{name: gaussian, d: 5, n: 41}``) and sets the optimiser, schedule, curriculum, training,
+evaluation and run sections. ``key=value`` overrides address any field by its dotted path
+(``optimizer.lr=3e-3``, ``model.heads=4``, ``task=gaussian:d=8``). Unknown keys and bad
+values raise :class:`~iclreg.errors.UsageError` naming the key. The resolved config, with
+the task and model as canonical SPECs, is what a run directory stores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ..errors import UsageError, check
+from ..models import MODELS
+from ..registry import _type_name, coerce
+from ..spec import Spec, parse_spec, parse_value
+from ..tasks import TASKS
+from .curriculum import CurriculumConfig, Ramp
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Attributes:
+    name: adam, adamw or sgd.
+    lr: peak learning rate.
+    weight_decay: L2 (adam, sgd) or decoupled (adamw) weight decay.
+    betas: Adam's (beta1, beta2).
+    momentum: SGD momentum.
+    clip: clip the gradient norm to this value (none: no clipping).
+    """
+
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.0
+    clip: float | None = None
+
+    def __post_init__(self) -> None:
+        check(self.lr > 0, f"optimizer.lr must be positive, got {self.lr}")
+        check(self.weight_decay >= 0, f"optimizer.weight_decay must be >= 0, got {self.weight_decay}")
+        check(all(0 <= b < 1 for b in self.betas), f"optimizer.betas must lie in [0, 1), got {self.betas}")
+        check(self.clip is None or self.clip > 0, f"optimizer.clip must be positive, got {self.clip}")
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Attributes:
+    name: constant, cosine or linear decay after the warm-up.
+    warmup: steps of linear warm-up from 0.
+    min_lr_ratio: final learning rate / peak for cosine and linear.
+    """
+
+    name: Literal["constant", "cosine", "linear"] = "constant"
+    warmup: int = 0
+    min_lr_ratio: float = 0.0
+
+    def __post_init__(self) -> None:
+        check(self.warmup >= 0, f"schedule.warmup must be >= 0, got {self.warmup}")
+        check(0 <= self.min_lr_ratio <= 1,
+              f"schedule.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Attributes:
+    steps: optimiser steps.
+    batch: prompts per step (fresh prompts every step, drawn from (seed, step)).
+    loss: ``all`` (mean over every prefix, Garg et al.) or ``query`` (last position only).
+    seed: seed of the initialisation and of the prompts.
+    """
+
+    steps: int = 1000
+    batch: int = 64
+    loss: Literal["all", "query"] = "all"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check(self.steps >= 1, f"train.steps must be at least 1, got {self.steps}")
+        check(self.batch >= 1, f"train.batch must be at least 1, got {self.batch}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Attributes:
+    every: evaluate every this many steps (0: only at the end).
+    samples: prompts per evaluation.
+    estimators: estimator SPECs shown beside the model.
+    n: prompt length of the evaluation (none: the task's n).
+    """
+
+    every: int = 0
+    samples: int = 1280
+    estimators: tuple[str, ...] = ("ols",)
+    n: int | None = None
+
+    def __post_init__(self) -> None:
+        check(self.every >= 0, f"eval.every must be >= 0, got {self.every}")
+        check(self.samples >= 2, f"eval.samples must be at least 2, got {self.samples}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Attributes:
+    device: cpu or cuda.
+    dtype: float32 or float64 parameters and prompts.
+    amp: ``bf16`` autocast on the GPU, or ``none``.
+    compile: wrap the model in torch.compile.
+    cuda_graph: capture the whole training step as a CUDA graph (static shapes, GPU only).
+    checkpoint_every: steps between checkpoints (the last step is always saved).
+    log_every: steps between metric lines.
+    keep: checkpoints kept on disk (the newest).
+    """
+
+    device: str = "cpu"
+    dtype: Literal["float32", "float64"] = "float32"
+    amp: Literal["none", "bf16"] = "none"
+    compile: bool = False
+    cuda_graph: bool = False
+    checkpoint_every: int = 1000
+    log_every: int = 50
+    keep: int = 2
+
+    def __post_init__(self) -> None:
+        check(self.checkpoint_every >= 1,
+              f"run.checkpoint_every must be at least 1, got {self.checkpoint_every}")
+        check(self.log_every >= 1, f"run.log_every must be at least 1, got {self.log_every}")
+        check(self.keep >= 1, f"run.keep must be at least 1, got {self.keep}")
+        check(
+            not self.cuda_graph or self.device.startswith("cuda"),
+            "run.cuda_graph needs run.device=cuda",
+        )
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: what to learn, with what, and how to run it."""
+
+    task: str
+    model: str
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        task = TASKS.build(self.task)  # validates the SPECs
+        model = MODELS.build(self.model)
+        check(
+            getattr(model, "d", task.d) == task.d,
+            f"model d={getattr(model, 'd', None)} does not match task d={task.d}",
+        )
+        for ramp, limit, what in ((self.curriculum.d, task.d, "d"), (self.curriculum.n, task.n, "n")):
+            check(
+                ramp is None or ramp.end <= limit,
+                f"curriculum.{what}.end={ramp.end if ramp else ''} exceeds the task's {what}={limit}",
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (lists for tuples), ready for YAML or JSON."""
+        return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# --- from files and overrides --------------------------------------------------------------
+def _spec_to_mapping(value: Any, where: str) -> dict[str, Any]:
+    if isinstance(value, str):
+        spec = parse_spec(value)
+        return {"name": spec.name, **spec.params}
+    if isinstance(value, dict) and "name" in value:
+        return dict(value)
+    raise UsageError(f"{where} must be a SPEC string or a mapping with a 'name' key, got {value!r}")
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_format_value(v) for v in value) + "]"
+    if value is None:
+        return "none"
+    return str(value)
+
+
+def mapping_to_spec(mapping: dict[str, Any]) -> str:
+    """{name: ridge, lam: 0.1} -> 'ridge:lam=0.1'."""
+    params = {k: v for k, v in mapping.items() if k != "name"}
+    if not params:
+        return str(mapping["name"])
+    return f"{mapping['name']}:" + ",".join(f"{k}={_format_value(v)}" for k, v in params.items())
+
+
+def _fill_model_from_task(model: dict[str, Any], task_spec: str) -> None:
+    """Give the model the task's d (and label slots) when the config leaves them out."""
+    task = TASKS.build(task_spec)
+    fields = MODELS.spec_fields(model["name"]) if model["name"] in MODELS else {}
+    if "d" in fields and "d" not in model:
+        model["d"] = task.d
+    if "labels" in fields and "labels" not in model and task.num_labels > 1:
+        model["labels"] = task.num_labels
+
+
+def from_dict(cls: type, data: Any, where: str) -> Any:
+    """Build dataclass ``cls`` from a mapping, checking keys and converting values."""
+    if data is None:
+        data = {}
+    check(isinstance(data, dict), f"{where} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        check(key in names, f"unknown key '{where}.{key}'; valid keys: {', '.join(names)}")
+        kwargs[key] = _convert(value, hints[key], f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    target = args[0] if len(args) == 1 and dataclasses.is_dataclass(args[0]) else tp
+    if dataclasses.is_dataclass(target):
+        if value is None and target is not tp:
+            return None
+        return from_dict(target, value, where)
+    try:
+        return coerce(value, tp)
+    except TypeError:
+        raise UsageError(f"{where} must be {_type_name(tp)}, got {value!r}") from None
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Read a YAML (.yaml/.yml) or TOML (.toml) config file into a mapping."""
+    path = Path(path)
+    check(path.is_file(), f"config file '{path}' does not exist")
+    text = path.read_text()
+    try:
+        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as err:
+        first = str(err).splitlines()[0]
+        raise UsageError(f"config file '{path}' is malformed: {first}") from None
+    check(isinstance(data, dict), f"config file '{path}' must hold a mapping of sections")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` overrides to a nested mapping (a copy)."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for text in overrides:
+        key, eq, raw = text.partition("=")
+        check(bool(eq) and bool(key), f"override '{text}' is not key=value")
+        parts = key.strip().split(".")
+        value = parse_value(raw)
+        if parts[0] in ("task", "model") and len(parts) == 1:
+            data[parts[0]] = raw.strip()
+            continue
+        node = data
+        for part in parts[:-1]:
+            current = node.get(part)
+            if part in ("task", "model") and node is data:
+                current = _spec_to_mapping(current, part) if current is not None else None
+                check(current is not None, f"override '{text}': the config has no {part}")
+            elif current is None:
+                current = {}
+            check(isinstance(current, dict), f"override '{text}': '{part}' is not a section")
+            node[part] = dict(current)
+            node = node[part]
+        node[parts[-1]] = value
+    return data
+
+
+def resolve(data: dict[str, Any]) -> ExperimentConfig:
+    """Turn a mapping (from a file, after overrides) into a validated config."""
+    check("task" in data, "the config needs a 'task' (a SPEC such as gaussian:d=5,n=41)")
+    check("model" in data, "the config needs a 'model' (a SPEC such as softmax_attention:heads=2)")
+    task = mapping_to_spec(_spec_to_mapping(data["task"], "task"))
+    TASKS.build(task)
+    model_map = _spec_to_mapping(data["model"], "model")
+    _fill_model_from_task(model_map, task)
+    rest = {k: v for k, v in data.items() if k not in ("task", "model")}
+    return from_dict(ExperimentConfig, {**rest, "task": task, "model": mapping_to_spec(model_map)}, "config")
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read, override and validate an experiment config."""
+    return resolve(apply_overrides(load_file(path), overrides or []))
+
+
+def save_config(config: ExperimentConfig) -> str:
+    """The resolved config as YAML text."""
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+__all__ = [
+    "CurriculumConfig", "EvalConfig", "ExperimentConfig", "OptimizerConfig", "Ramp",
+    "RunConfig", "ScheduleConfig", "Spec", "TrainConfig", "load_config", "resolve", "save_config",
+]

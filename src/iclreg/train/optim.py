@@ -1,0 +1,39 @@
+"""Optimisers and learning-rate schedules built from their configs."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .config import OptimizerConfig, ScheduleConfig
+
+
+def build_optimizer(config: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD over the model's parameters."""
+    params = model.parameters()
+    if config.name == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    cls = torch.optim.AdamW if config.name == "adamw" else torch.optim.Adam
+    return cls(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+
+
+def lr_factor(config: ScheduleConfig, step: int, total: int) -> float:
+    """Multiplier of the peak learning rate at ``step`` (0-based) of ``total`` steps."""
+    if config.warmup and step < config.warmup:
+        return (step + 1) / config.warmup
+    if config.name == "constant":
+        return 1.0
+    progress = (step - config.warmup) / max(1, total - config.warmup)
+    floor = config.min_lr_ratio
+    if config.name == "linear":
+        return floor + (1 - floor) * (1 - progress)
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def build_scheduler(
+    config: ScheduleConfig, optimizer: torch.optim.Optimizer, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(config, step, total))

@@ -1,0 +1,63 @@
+"""Run directories: the resolved config, metrics, checkpoints and figures of one training run.
+
+    RUN_DIR/config.yaml            the resolved experiment config
+    RUN_DIR/metrics.jsonl          one JSON object per line, each with its step
+    RUN_DIR/checkpoints/step_N/    model.safetensors + state.pt (see checkpoint.py)
+    RUN_DIR/loss.png, eval.png     figures
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..analysis.compare import resolve_device
+from ..errors import UsageError, check
+from ..models import MODELS, Predictor
+from .checkpoint import checkpoint_dirs, load_checkpoint
+from .config import ExperimentConfig, resolve
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def build_model(config: ExperimentConfig, device: torch.device | str = "cpu") -> Predictor:
+    """The model of ``config``, initialised from ``train.seed`` without touching global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.train.seed)
+        model = MODELS.build(config.model).build()
+    return model.to(device=device, dtype=DTYPES[config.run.dtype])
+
+
+def read_run_config(run_dir: str | Path) -> ExperimentConfig:
+    """The resolved config stored in a run directory."""
+    path = Path(run_dir) / "config.yaml"
+    check(Path(run_dir).is_dir(), f"run directory '{run_dir}' does not exist")
+    check(path.is_file(), f"'{run_dir}' is not a run directory: it has no config.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise UsageError(f"'{path}' is malformed: {str(err).splitlines()[0]}") from None
+    return resolve(data)
+
+
+def load_run(
+    run_dir: str | Path, device: str = "cpu", step: int | None = None
+) -> tuple[Predictor, ExperimentConfig]:
+    """The trained model (latest checkpoint, or ``step``) and the config of a run.
+
+    Returns:
+        (model in eval mode on ``device``, config).
+    """
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    dirs = checkpoint_dirs(run_dir)
+    check(bool(dirs), f"run '{run_dir}' has no checkpoint yet")
+    if step is not None:
+        dirs = [p for p in dirs if p.name.endswith(f"{step:08d}")]
+        check(bool(dirs), f"run '{run_dir}' has no checkpoint at step {step}")
+    ckpt = load_checkpoint(dirs[-1], config.to_dict())
+    model = build_model(config, resolve_device(device))
+    model.load_state_dict(ckpt.weights)
+    return model.eval(), config

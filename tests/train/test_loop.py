@@ -1,0 +1,140 @@
+"""The training loop: learning, resume after SIGKILL, NaN handling, damaged checkpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from iclreg.cli import main
+from iclreg.errors import TrainingError, UsageError
+from iclreg.train import load_config, load_run, resume, train
+from iclreg.train.metrics import read_metrics
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    last = sorted((run_dir / "checkpoints").iterdir())[-1]
+    return load_file(str(last / "model.safetensors"))
+
+
+def test_training_learns_and_writes_a_complete_run(write_config, tmp_path):
+    cfg = load_config(write_config({"train": {"steps": 150}, "run": {"checkpoint_every": 50}}))
+    run = train(cfg, tmp_path / "run")
+    records = read_metrics(run / "metrics.jsonl")
+    losses = [r["loss"] for r in records if "loss" in r]
+    assert len(losses) == 30 and losses[-1] < 0.6 * losses[0]
+    final = [r for r in records if "eval" in r][-1]
+    assert final["step"] == 150 and set(final["eval"]) == {"model", "ols"}
+    # at k = 11 the model beats the zero predictor's error E[y^2] = 3 + 0.01 clearly
+    assert final["eval"]["model"][11] < 1.5
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_00000100", "step_00000150"]
+    for name in ("config.yaml", "eval.json", "eval.png", "loss.png"):
+        assert (run / name).stat().st_size > 0
+    model, loaded_cfg = load_run(run)
+    assert loaded_cfg == cfg
+    for key, value in final_weights(run).items():
+        assert torch.equal(model.state_dict()[key], value)
+
+
+def test_curriculum_and_all_prefix_loss_run(write_config, tmp_path):
+    cfg = load_config(write_config({
+        "task": "gaussian:d=4,n=12", "model": "linear_attention:layers=1",
+        "train": {"steps": 12, "loss": "all"},
+        "curriculum": {"d": {"start": 2, "end": 4, "inc": 1, "every": 4},
+                       "n": {"start": 6, "end": 12, "inc": 3, "every": 4}},
+    }))
+    run = train(cfg, tmp_path / "run")
+    assert read_metrics(run / "metrics.jsonl")[-1]["step"] == 12
+
+
+def run_cli(*argv: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "iclreg", *argv], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def test_sigkill_then_resume_is_bit_identical(write_config, tmp_path):
+    """A real SIGKILL mid-run, then --resume, ends with the same weights and metrics."""
+    config = write_config({"train": {"steps": 400, "batch": 64}, "run": {"checkpoint_every": 40,
+                                                                         "log_every": 10}})
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    proc = run_cli("train", str(config), "--out", str(killed))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        ckpts = list((killed / "checkpoints").glob("step_*")) if (killed / "checkpoints").exists() else []
+        if len(ckpts) >= 1 and proc.poll() is None:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    last = sorted(p.name for p in (killed / "checkpoints").glob("step_*"))[-1]
+    assert last != "step_00000400"
+    assert main(["train", "--resume", str(killed)]) == 0
+    assert main(["train", str(config), "--out", str(straight)]) == 0
+    a, b = final_weights(straight), final_weights(killed)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    strip = [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(straight / "metrics.jsonl")]
+    again = [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(killed / "metrics.jsonl")]
+    assert strip == again
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(write_config, tmp_path, capsys):
+    config = write_config({"optimizer": {"lr": 1e9, "name": "sgd"}, "train": {"steps": 60},
+                           "run": {"checkpoint_every": 1, "log_every": 1}})
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and ("loss became nan" in err[0] or "loss became inf" in err[0])
+    good = sorted((run / "checkpoints").glob("step_*"))
+    for ckpt in good:
+        weights = load_file(str(ckpt / "model.safetensors"))
+        assert all(torch.isfinite(w).all() for w in weights.values())
+    with pytest.raises(TrainingError):
+        resume(run)
+
+
+def test_damaged_or_foreign_checkpoint_is_an_error_not_a_restart(write_config, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(load_config(write_config({"train": {"steps": 20}})), run)
+    last = sorted((run / "checkpoints").glob("step_*"))[-1]
+    (last / "model.safetensors").write_bytes(b"\x00" * 17)
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is damaged" in err[0]
+
+    run2 = tmp_path / "run2"
+    train(load_config(write_config({"train": {"steps": 20}})), run2)
+    cfg_path = run2 / "config.yaml"
+    cfg_path.write_text(cfg_path.read_text().replace("lr: 0.01", "lr: 0.02"))
+    with pytest.raises(UsageError, match="different config"):
+        load_run(run2)
+
+
+def test_an_existing_run_is_not_overwritten(write_config, tmp_path, capsys):
+    config = write_config({"train": {"steps": 5}})
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 0
+    before = (tmp_path / "run" / "metrics.jsonl").read_text()
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == before
+
+
+def test_eval_command_beyond_the_training_length(write_config, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(write_config({"train": {"steps": 40}})), "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(run), "--json", "--n", "30", "--samples", "100",
+                 "--estimator", "ridge:lam=0.01"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["k"] == list(range(30)) and out["samples"] == 100
+    assert set(out["results"]) == {"model", "ridge:lam=0.01"}
+    assert all(len(c["mse"]) == 30 for c in out["results"].values())
+    assert main(["eval", str(tmp_path / "nothing")]) == 2
