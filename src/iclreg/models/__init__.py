@@ -3,8 +3,12 @@
 ``build(SPEC)`` returns an ``nn.Module`` with ``forward(x (B, n, d), y (B, n)) -> (B, n)``.
 """
 
-from . import linear_attention, lstm, softmax_attention  # noqa: F401  (register the models)
+from . import gpt2, linear_attention, lstm, softmax_attention  # noqa: F401  (register the models)
 from .base import MODELS, ModelConfig, Predictor, build
+from .garg import load_garg_checkpoint
 from .layouts import interleave, stack, x_positions
 
-__all__ = ["MODELS", "ModelConfig", "Predictor", "build", "interleave", "stack", "x_positions"]
+__all__ = [
+    "MODELS", "ModelConfig", "Predictor", "build", "interleave", "load_garg_checkpoint", "stack",
+    "x_positions",
+]

@@ -1,0 +1,130 @@
+"""Load a checkpoint of Garg et al.'s reference code into :class:`GPT2Regressor`.
+
+Garg et al. (arXiv 2208.01066; code github.com/dtsip/in-context-learning, reused by Fu et al.,
+arXiv 2310.17086) save ``state.pt``: a dict with ``model_state_dict`` (plus
+``optimizer_state_dict`` and ``train_step``) of a model made of ``_read_in`` (nn.Linear d ->
+width), ``_backbone`` (Hugging Face's ``GPT2Model``, Radford et al. 2019) and ``_read_out``
+(nn.Linear width -> 1). Our modules carry the same names without the prefixes; the GPT-2
+``Conv1D`` layers store their weights as (in, out), so those are transposed. The token table
+``_backbone.wte`` is unused (inputs come through ``inputs_embeds``) and some transformers
+versions save the causal-mask buffers ``attn.bias`` and ``attn.masked_bias``: both are ignored.
+"""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..errors import UsageError, check
+from .gpt2 import PRESETS, GPT2Config, GPT2Regressor
+
+# Garg et al.'s presets fix the heads for each width; the weights cannot tell them.
+HEADS_BY_WIDTH: dict[int, int] = {width: heads for _, width, heads in PRESETS.values()}
+CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+_IGNORED = re.compile(r"_backbone\.wte\.weight|_backbone\.h\.\d+\.attn\.(bias|masked_bias)")
+_LAYER = re.compile(r"_backbone\.h\.(\d+)\.")
+
+
+def garg_key(key: str) -> str:
+    """The name in Garg et al.'s state dict of our parameter ``key``."""
+    if key.startswith("blocks."):
+        return "_backbone.h." + key.removeprefix("blocks.")
+    if key.startswith(("read_in.", "read_out.")):
+        return "_" + key
+    return "_backbone." + key  # wpe.*, ln_f.*
+
+
+def load_garg_checkpoint(
+    path: str | Path, heads: int | None = None, device: torch.device | str = "cpu"
+) -> GPT2Regressor:
+    """Build a :class:`GPT2Regressor` from a Garg et al. checkpoint.
+
+    Args:
+        path: ``state.pt`` (a dict holding ``model_state_dict``) or a bare state dict file.
+        heads: the number of attention heads; by default Garg et al.'s choice for the width
+            (64 -> 2, 128 -> 4, 256 -> 8).
+        device: where the model's weights go.
+
+    Returns:
+        The model in eval mode, in the checkpoint's dtype; d, width, layers and max_n are read
+        from the weight shapes.
+
+    Raises:
+        UsageError: for a missing or unreadable file, a missing, unexpected or misshapen key,
+            or a width whose heads must be given.
+    """
+    state = _read_state_dict(Path(path))
+    config = _infer_config(state, heads, path)
+    model = GPT2Regressor(config, generator=torch.Generator().manual_seed(0))  # overwritten
+    model = model.to(state["_read_in.weight"].dtype)  # keep the checkpoint's precision
+    ours = model.state_dict()
+    expected = {garg_key(key) for key in ours}
+    for key in state:
+        check(
+            key in expected or _IGNORED.fullmatch(key) is not None,
+            f"{path}: unexpected key '{key}' in the checkpoint for a {config.n_layer}-layer model",
+        )
+    converted: dict[str, Tensor] = {}
+    for key, target in ours.items():
+        source, conv1d = garg_key(key), key.endswith(CONV1D)
+        check(source in state, f"{path}: the checkpoint has no key '{source}'")
+        shape = tuple(target.shape[::-1] if conv1d else target.shape)  # Conv1D stores (in, out)
+        check(
+            tuple(state[source].shape) == shape,
+            f"{path}: key '{source}' has shape {tuple(state[source].shape)}, expected {shape}",
+        )
+        value = state[source].t() if conv1d else state[source]
+        converted[key] = value.to(target.dtype)
+    model.load_state_dict(converted)
+    return model.to(device).eval()
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    check(path.is_file(), f"checkpoint '{path}' does not exist")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise UsageError(f"cannot read checkpoint '{path}': {err}".splitlines()[0]) from None
+    if isinstance(obj, dict) and "model_state_dict" in obj:
+        obj = obj["model_state_dict"]
+    check(
+        isinstance(obj, dict) and "_read_in.weight" in obj,
+        f"'{path}' is not a Garg et al. checkpoint: expected 'model_state_dict' or a state dict "
+        "with '_read_in.weight'",
+    )
+    for key, value in obj.items():
+        check(isinstance(value, Tensor), f"{path}: key '{key}' holds a {type(value).__name__}, not a tensor")
+    return obj
+
+
+def _infer_config(state: dict[str, Tensor], heads: int | None, path: str | Path) -> GPT2Config:
+    check("_backbone.wpe.weight" in state, f"{path}: the checkpoint has no key '_backbone.wpe.weight'")
+    for key in ("_read_in.weight", "_backbone.wpe.weight"):
+        check(
+            state[key].ndim == 2 and state[key].is_floating_point(),
+            f"{path}: key '{key}' must be a floating-point matrix, got {tuple(state[key].shape)} "
+            f"{state[key].dtype}",
+        )
+    width, d = state["_read_in.weight"].shape  # nn.Linear: (out, in)
+    positions = state["_backbone.wpe.weight"].shape[0]
+    check(positions % 2 == 0, f"{path}: '_backbone.wpe.weight' has {positions} rows, expected 2 max_n")
+    indices = sorted({int(m.group(1)) for key in state if (m := _LAYER.match(key))})
+    check(
+        bool(indices) and indices == list(range(len(indices))),
+        f"{path}: the blocks '_backbone.h.{{l}}' must be numbered 0, 1, ...; found {indices}",
+    )
+    if heads is None:
+        check(
+            width in HEADS_BY_WIDTH,
+            f"{path}: cannot infer the number of heads for width {width}; pass heads=...",
+        )
+        heads = HEADS_BY_WIDTH[width]
+    sizes = (len(indices), width, heads)
+    preset = next((name for name, p in PRESETS.items() if p == sizes), None)
+    if preset is not None:
+        return GPT2Config(d=d, preset=preset, max_n=positions // 2)
+    return GPT2Config(d=d, layers=sizes[0], width=width, heads=heads, max_n=positions // 2)

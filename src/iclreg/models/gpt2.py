@@ -1,0 +1,280 @@
+"""A GPT-2-style causal transformer for in-context regression, with hook points.
+
+The backbone of Garg et al. (arXiv 2208.01066), also used by Fu et al. (arXiv 2310.17086):
+GPT-2 (Radford et al. 2019) with learned positions and no token vocabulary. A prompt becomes
+2n interleaved tokens x_1, [y_1, 0, ...], x_2, ... (``layouts.interleave``); a linear read-in
+maps them to the width, pre-LayerNorm blocks
+
+    h <- h + Attn(LN_1(h)),   h <- h + MLP(LN_2(h)),   MLP(u) = W_2 gelu_tanh(W_1 u),
+
+update the residual stream, and a final LayerNorm plus a linear read-out give the prediction
+of y_i at the token of x_i, which the causal mask lets see only x_i and the first i pairs.
+
+Hook points (``hooks.py``) expose ``hook_embed``, ``blocks.{l}.hook_resid_pre``,
+``blocks.{l}.hook_resid_mid``, ``blocks.{l}.hook_resid_post`` and
+``blocks.{l}.attn.hook_pattern``; ``layer_predictions`` applies the shared final LayerNorm
+and read-out after every block (the per-layer read-out of Fu et al.).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..errors import check
+from .base import MODELS, Layout, ModelConfig, Predictor
+from .hooks import HookPoint, caching
+from .layouts import interleave, x_positions
+
+# Garg et al.'s sizes: (layers, width, heads).
+PRESETS: dict[str, tuple[int, int, int]] = {
+    "tiny": (3, 64, 2),
+    "small": (6, 128, 4),
+    "standard": (12, 256, 8),
+}
+
+
+@MODELS.register("gpt2")
+@dataclass(frozen=True)
+class GPT2Config(ModelConfig):
+    """A GPT-2 backbone for interleaved prompts.
+
+    Attributes:
+        d: input dimension of x.
+        preset: Garg et al.'s size: tiny (3 layers, width 64, 2 heads), small (6/128/4) or
+            standard (12/256/8).
+        layers: number of blocks; overrides the preset.
+        width: width of the residual stream; overrides the preset.
+        heads: number of attention heads (must divide the width); overrides the preset.
+        max_n: the longest prompt, in (x, y) pairs; the model learns 2 max_n positions.
+        dropout: dropout on the embedding, the attention pattern and each residual branch.
+    """
+
+    layout: ClassVar[Layout] = "interleaved"
+    d: int = 20
+    preset: Literal["tiny", "small", "standard"] = "standard"
+    layers: int | None = None
+    width: int | None = None
+    heads: int | None = None
+    max_n: int = 101
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        check(self.preset in PRESETS, f"gpt2: preset must be one of {', '.join(PRESETS)}")
+        check(self.d >= 1, f"gpt2: d must be at least 1, got {self.d}")
+        check(self.n_layer >= 1, f"gpt2: layers must be at least 1, got {self.n_layer}")
+        check(self.n_embd >= 1, f"gpt2: width must be at least 1, got {self.n_embd}")
+        check(self.n_head >= 1, f"gpt2: heads must be at least 1, got {self.n_head}")
+        check(
+            self.n_embd % self.n_head == 0,
+            f"gpt2: width {self.n_embd} is not divisible by heads {self.n_head}; "
+            "set width to a multiple of heads",
+        )
+        check(self.max_n >= 1, f"gpt2: max_n must be at least 1, got {self.max_n}")
+        check(0 <= self.dropout < 1, f"gpt2: dropout must lie in [0, 1), got {self.dropout}")
+
+    @property
+    def n_layer(self) -> int:
+        """The number of blocks."""
+        return PRESETS[self.preset][0] if self.layers is None else self.layers
+
+    @property
+    def n_embd(self) -> int:
+        """The width of the residual stream."""
+        return PRESETS[self.preset][1] if self.width is None else self.width
+
+    @property
+    def n_head(self) -> int:
+        """The number of attention heads."""
+        return PRESETS[self.preset][2] if self.heads is None else self.heads
+
+    def build(self) -> GPT2Regressor:
+        return GPT2Regressor(self)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention, softmax(Q K^T / sqrt(hd) + mask) V per head of width hd.
+
+    ``c_attn`` computes Q, K, V at once (width -> 3 width) and ``c_proj`` mixes the heads.
+    The plain forward uses fused ``scaled_dot_product_attention``; when ``hook_pattern`` is
+    hooked, the pattern (B, H, T, T) is materialised and passed through it instead.
+    """
+
+    def __init__(self, width: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.c_attn = nn.Linear(width, 3 * width)
+        self.c_proj = nn.Linear(width, width)
+        self.attn_drop = nn.Dropout(dropout)
+        self.resid_drop = nn.Dropout(dropout)
+        self.hook_pattern = HookPoint()
+
+    def forward(self, h: Tensor) -> Tensor:
+        """(B, T, width) -> (B, T, width)."""
+        B, T, W = h.shape
+        q, k, v = self.c_attn(h).split(W, dim=2)  # 3 x (B, T, W)
+        q = q.view(B, T, self.heads, W // self.heads).transpose(1, 2)  # (B, H, T, hd)
+        k = k.view(B, T, self.heads, W // self.heads).transpose(1, 2)  # (B, H, T, hd)
+        v = v.view(B, T, self.heads, W // self.heads).transpose(1, 2)  # (B, H, T, hd)
+        if self.hook_pattern.active:
+            scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])  # (B, H, T, T)
+            future = torch.ones(T, T, dtype=torch.bool, device=h.device).triu(1)  # (T, T)
+            pattern = self.hook_pattern(scores.masked_fill(future, -math.inf).softmax(-1))
+            out = self.attn_drop(pattern) @ v  # (B, H, T, hd)
+        else:
+            p = self.dropout if self.training else 0.0
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)
+        out = out.transpose(1, 2).contiguous().view(B, T, W)  # (B, T, W): heads side by side
+        return self.resid_drop(self.c_proj(out))
+
+
+class MLP(nn.Module):
+    """Position-wise MLP: width -> 4 width -> width with GPT-2's tanh-approximated GELU."""
+
+    def __init__(self, width: int, dropout: float) -> None:
+        super().__init__()
+        self.c_fc = nn.Linear(width, 4 * width)
+        self.act = nn.GELU(approximate="tanh")  # GPT-2's gelu_new
+        self.c_proj = nn.Linear(4 * width, width)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, h: Tensor) -> Tensor:
+        """(B, T, width) -> (B, T, width)."""
+        return self.drop(self.c_proj(self.act(self.c_fc(h))))
+
+
+class Block(nn.Module):
+    """A pre-LayerNorm transformer block with hooks on the residual stream."""
+
+    def __init__(self, width: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.hook_resid_pre = HookPoint()
+        self.ln_1 = nn.LayerNorm(width)
+        self.attn = CausalSelfAttention(width, heads, dropout)
+        self.hook_resid_mid = HookPoint()
+        self.ln_2 = nn.LayerNorm(width)
+        self.mlp = MLP(width, dropout)
+        self.hook_resid_post = HookPoint()
+
+    def forward(self, h: Tensor) -> Tensor:
+        """(B, T, width) -> (B, T, width)."""
+        h = self.hook_resid_pre(h)
+        h = self.hook_resid_mid(h + self.attn(self.ln_1(h)))
+        return self.hook_resid_post(h + self.mlp(self.ln_2(h)))
+
+
+class GPT2Regressor(Predictor):
+    """GPT-2 on interleaved prompts: ``forward(x (B, n, d), y (B, n)) -> (B, n)``.
+
+    Weights follow GPT-2's initialisation (normal with std 0.02, residual projections scaled
+    by 1 / sqrt(2 layers)) in the backbone, and PyTorch's default ``nn.Linear`` one in the
+    read-in and read-out, as in Garg et al.'s code; they are drawn from ``generator``
+    (torch's default generator when ``None``, as for any ``nn.Module``).
+    """
+
+    config: GPT2Config
+
+    def __init__(self, config: GPT2Config, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.config = config
+        W = config.n_embd
+        self.read_in = nn.Linear(config.d, W)
+        self.wpe = nn.Embedding(2 * config.max_n, W)
+        self.drop = nn.Dropout(config.dropout)
+        self.hook_embed = HookPoint()
+        self.blocks = nn.ModuleList(Block(W, config.n_head, config.dropout) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(W)
+        self.read_out = nn.Linear(W, 1)
+        self.reset_parameters(generator)
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw fresh weights from ``generator``."""
+        for linear in (self.read_in, self.read_out):
+            bound = 1 / math.sqrt(linear.in_features)  # nn.Linear's default
+            nn.init.uniform_(linear.weight, -bound, bound, generator=generator)
+            nn.init.uniform_(linear.bias, -bound, bound, generator=generator)
+        nn.init.normal_(self.wpe.weight, 0.0, 0.02, generator=generator)
+        for name, m in [*self.blocks.named_modules(), ("ln_f", self.ln_f)]:
+            if isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                # GPT-2 scales the projections into the residual stream by 1/sqrt(2 layers).
+                scale = math.sqrt(2 * self.config.n_layer) if name.endswith("c_proj") else 1.0
+                nn.init.normal_(m.weight, 0.0, 0.02 / scale, generator=generator)
+                nn.init.zeros_(m.bias)
+
+    # --- the forward pass, in pieces ---------------------------------------------------------
+    def embed(self, x: Tensor, y: Tensor) -> Tensor:
+        """Read-in plus positions: (B, n, d), (B, n) -> (B, 2n, width)."""
+        cfg = self.config
+        check(
+            x.ndim == 3 and x.shape[-1] == cfg.d and y.shape == x.shape[:2],
+            f"gpt2: expected x (B, n, {cfg.d}) and y (B, n), got {tuple(x.shape)} and {tuple(y.shape)}",
+        )
+        n = x.shape[1]
+        check(
+            n <= cfg.max_n,
+            f"gpt2: the prompt has n={n} pairs but the model has positions for max_n={cfg.max_n}; "
+            f"use prompts of at most {cfg.max_n} pairs or a model built with max_n >= {n}",
+        )
+        tokens = interleave(x, y)  # (B, 2n, d)
+        positions = self.wpe(torch.arange(2 * n, device=x.device))  # (2n, width)
+        return self.hook_embed(self.drop(self.read_in(tokens) + positions))  # (B, 2n, width)
+
+    def read(self, h: Tensor) -> Tensor:
+        """Final LayerNorm and read-out at the x tokens: (B, 2n, width) -> (B, n)."""
+        return self.read_out(self.ln_f(x_positions(h))).squeeze(-1)  # (B, n)
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """Predictions (B, n) of y from x (B, n, d) and y (B, n), under the prefix contract."""
+        return self.read(self.residual(x, y))
+
+    # --- interpretability --------------------------------------------------------------------
+    def residual(self, x: Tensor, y: Tensor, stop_at_layer: int | None = None) -> Tensor:
+        """The residual stream after ``stop_at_layer`` blocks (all if ``None``), before ``ln_f``.
+
+        Later blocks are not computed. Returns (B, 2n, width).
+        """
+        layers = self.config.n_layer
+        stop = layers if stop_at_layer is None else stop_at_layer
+        check(0 <= stop <= layers, f"gpt2: stop_at_layer must lie in 0..{layers}, got {stop}")
+        h = self.embed(x, y)  # (B, 2n, width)
+        for block in self.blocks[:stop]:
+            h = block(h)  # (B, 2n, width)
+        return h
+
+    def run_with_cache(
+        self, x: Tensor, y: Tensor, names: Iterable[str] | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """The predictions (B, n) and the activations at ``names`` (every hook if ``None``).
+
+        Residual-stream hooks hold (B, 2n, width) and ``blocks.{l}.attn.hook_pattern`` holds
+        (B, heads, 2n, 2n), row t being the attention of token t over tokens 0..t.
+
+        Raises:
+            UsageError: for a name that is not a hook point (the message lists them).
+        """
+        with caching(self, names) as cache:
+            pred = self(x, y)
+        return pred, cache
+
+    def layer_predictions(self, x: Tensor, y: Tensor) -> Tensor:
+        """The shared ``ln_f`` and read-out after each of 0..n_layer blocks.
+
+        Returns (n_layer + 1, B, n); the last entry equals ``forward``.
+        """
+        h = self.embed(x, y)  # (B, 2n, width)
+        preds = [self.read(h)]
+        for block in self.blocks:
+            h = block(h)
+            preds.append(self.read(h))  # (B, n)
+        return torch.stack(preds)  # (n_layer + 1, B, n)
