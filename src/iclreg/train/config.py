@@ -161,6 +161,14 @@ class ExperimentConfig:
             getattr(model, "d", task.d) == task.d,
             f"model d={getattr(model, 'd', None)} does not match task d={task.d}",
         )
+        check(
+            not self.run.cuda_graph or (self.curriculum.d is None and self.curriculum.n is None),
+            "run.cuda_graph needs static shapes: remove the curriculum or set run.cuda_graph=false",
+        )
+        check(
+            not self.run.cuda_graph or self.optimizer.name != "sgd" or self.schedule.name == "constant",
+            "run.cuda_graph with sgd needs schedule.name=constant (or use adam/adamw)",
+        )
         for ramp, limit, what in ((self.curriculum.d, task.d, "d"), (self.curriculum.n, task.n, "n")):
             check(
                 ramp is None or ramp.end <= limit,

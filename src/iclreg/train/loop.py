@@ -28,6 +28,7 @@ from ..report.figures import loss_figure
 from ..tasks import TASKS, Task
 from .checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig, save_config
+from .graph import GraphedStep
 from .metrics import MetricsLog, read_metrics
 from .optim import build_optimizer, build_scheduler
 from .run import DTYPES, build_model, read_run_config
@@ -77,7 +78,9 @@ class Trainer:
         self.task = TASKS.build(config.task)
         self.model = build_model(config, self.device)
         self.forward = torch.compile(self.model) if config.run.compile else self.model
-        self.optimizer = build_optimizer(config.optimizer, self.model)
+        self.optimizer = build_optimizer(config.optimizer, self.model,
+                                         capturable=config.run.cuda_graph)
+        self._graphed: GraphedStep | None = None
         self.scheduler = build_scheduler(config.schedule, self.optimizer, config.train.steps)
         self.step = 0
         if resume:
@@ -101,22 +104,33 @@ class Trainer:
         return {"config": self.config.to_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict()}
 
-    def train_step(self, step: int) -> Tensor:
-        """One optimiser step on fresh prompts; returns the loss (a 0-d tensor)."""
+    def _update(self, x: Tensor, y: Tensor) -> Tensor:
+        """Forward, backward, clipping and optimiser step on one batch; returns the loss."""
         cfg = self.config
-        d_active, n = cfg.curriculum.dims(step, self.task.d, self.task.n)
-        prompts = self.task.sample(cfg.train.batch, cfg.train.seed, step, n=n, d_active=d_active,
-                                   device=self.device, dtype=self.dtype)
         with self.amp:
-            loss = prompt_loss(self.forward(prompts.x, prompts.y).float(), prompts.y.float(),
-                               cfg.train.loss)
-        self.optimizer.zero_grad(set_to_none=True)
+            loss = prompt_loss(self.forward(x, y).float(), y.float(), cfg.train.loss)
+        self.optimizer.zero_grad(set_to_none=not cfg.run.cuda_graph)
         loss.backward()
         if cfg.optimizer.clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optimizer.clip)
         self.optimizer.step()
-        self.scheduler.step()
         return loss.detach()
+
+    def train_step(self, step: int) -> Tensor:
+        """One optimiser step on fresh prompts from (seed, step); returns the loss (0-d)."""
+        cfg = self.config
+        d_active, n = cfg.curriculum.dims(step, self.task.d, self.task.n)
+        prompts = self.task.sample(cfg.train.batch, cfg.train.seed, step, n=n, d_active=d_active,
+                                   device=self.device, dtype=self.dtype)
+        if cfg.run.cuda_graph:
+            if self._graphed is None:
+                self._graphed = GraphedStep(self._update, self.model, self.optimizer,
+                                            prompts.x, prompts.y)
+            loss = self._graphed(prompts.x, prompts.y)
+        else:
+            loss = self._update(prompts.x, prompts.y)
+        self.scheduler.step()
+        return loss
 
     def run(self, progress: bool = False) -> None:
         """Train to ``train.steps``, then write the final evaluation and figures."""

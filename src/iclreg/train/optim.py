@@ -10,13 +10,23 @@ from torch import nn
 from .config import OptimizerConfig, ScheduleConfig
 
 
-def build_optimizer(config: OptimizerConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD over the model's parameters."""
-    params = model.parameters()
+def build_optimizer(
+    config: OptimizerConfig, model: nn.Module, capturable: bool = False
+) -> torch.optim.Optimizer:
+    """Adam, AdamW or SGD over the model's parameters.
+
+    ``capturable`` builds Adam/AdamW for CUDA-graph capture: state and learning rate live on
+    the device (the scheduler then fills the lr tensor in place).
+    """
+    params = list(model.parameters())
     if config.name == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay)
     cls = torch.optim.AdamW if config.name == "adamw" else torch.optim.Adam
+    if capturable:
+        lr = torch.tensor(config.lr, device=params[0].device)
+        return cls(params, lr=lr, betas=config.betas, weight_decay=config.weight_decay,
+                   capturable=True)
     return cls(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
 
 
