@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from iclreg.errors import UsageError
@@ -83,3 +85,10 @@ def test_ramp_and_schedule_values():
     assert lr_factor(warm, 9, 110) == pytest.approx(1.0)
     assert lr_factor(warm, 60, 110) == pytest.approx(0.1 + 0.9 * 0.5)  # half way: cos = 0
     assert lr_factor(ScheduleConfig(name="linear"), 50, 100) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].glob("configs/*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    cfg = load_config(path)
+    assert cfg.model.split(":")[0] in ("gpt2", "softmax_attention", "linear_attention", "lstm")

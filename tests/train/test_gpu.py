@@ -15,8 +15,8 @@ pytestmark = [
 
 
 def run_steps(config, tmp_path, name, steps=20):
-    trainer = Trainer(config, tmp_path / name, resume=False)
     (tmp_path / name).mkdir(exist_ok=True)
+    trainer = Trainer(config, tmp_path / name, resume=False)
     losses = [trainer.train_step(s).item() for s in range(steps)]
     return trainer.model.state_dict(), losses
 
