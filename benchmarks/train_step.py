@@ -83,9 +83,9 @@ def reference_rate(model: nn.Module, task, batch: int, steps: int, device: torch
 
 def engine_rate(config: dict, steps: int, device: torch.device) -> tuple[float, Trainer]:
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(resolve(config), Path(tmp), resume=False)
+        trainer = Trainer([resolve(config)], [Path(tmp)], resume=False)
         rate = time_steps(lambda i: trainer.train_step(i), steps, device)
-        trainer.metrics.close()
+        trainer.close()
     return rate, trainer
 
 
@@ -138,7 +138,7 @@ def main() -> None:
         cfg = {"task": model_task, "model": spec, "train": {"batch": args.batch, "loss": "query"},
                "run": run}
         rate, trainer = engine_rate(cfg, args.steps * 5, device)
-        ref_model = trainer.model
+        ref_model = trainer.members[0].model
         ref_rate = reference_rate(ref_model, build_task(model_task), args.batch, args.steps * 5,
                                   device)
         print(f"{spec}: engine {rate:.1f} steps/s, CPU-sampled eager {ref_rate:.1f} steps/s, "

@@ -65,7 +65,11 @@ def test_one_layer_fast_path_equals_general_path():
     torch.manual_seed(2)
     x, y = prompts(n=8, d=2)
     model = build("linear_attention:d=2,layers=1,init_scale=0.7").double()
-    torch.testing.assert_close(model._one_layer(x, y), model._deep(x, y), rtol=1e-12, atol=1e-12)
+    from iclreg.models.linear_attention import _deep, _one_layer
+
+    W_kq, W_pv, xe, ye = model.W_kq[None], model.W_pv[None], x[None], y[None]
+    torch.testing.assert_close(_one_layer(W_kq[:, 0], W_pv[:, 0], xe, ye), _deep(W_kq, W_pv, xe, ye),
+                               rtol=1e-12, atol=1e-12)
 
 
 def he_reference(model, x, y, activation="softmax"):

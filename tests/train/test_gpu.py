@@ -16,9 +16,10 @@ pytestmark = [
 
 def run_steps(config, tmp_path, name, steps=20):
     (tmp_path / name).mkdir(exist_ok=True)
-    trainer = Trainer(config, tmp_path / name, resume=False)
+    trainer = Trainer([config], [tmp_path / name], resume=False)
     losses = [trainer.train_step(s).item() for s in range(steps)]
-    return trainer.model.state_dict(), losses
+    trainer.close()
+    return trainer.members[0].model.state_dict(), losses
 
 
 @pytest.mark.parametrize("model", ["softmax_attention:heads=2", "gpt2:preset=tiny,max_n=12"])

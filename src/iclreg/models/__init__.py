@@ -4,11 +4,13 @@
 """
 
 from . import gpt2, linear_attention, lstm, softmax_attention  # noqa: F401  (register the models)
-from .base import MODELS, ModelConfig, Predictor, build
+from .base import MODELS, ModelConfig, Predictor, StackedPredictor, build
+from .ensemble import Ensemble
 from .garg import load_garg_checkpoint
 from .layouts import interleave, stack, x_positions
 
 __all__ = [
-    "MODELS", "ModelConfig", "Predictor", "build", "interleave", "load_garg_checkpoint", "stack",
+    "MODELS", "Ensemble", "ModelConfig", "Predictor", "StackedPredictor", "build", "interleave",
+    "load_garg_checkpoint", "stack",
     "x_positions",
 ]

@@ -41,6 +41,25 @@ class Predictor(nn.Module):
         raise NotImplementedError
 
 
+class StackedPredictor(Predictor):
+    """A predictor whose forward pass is written for E stacked parameter sets at once.
+
+    Subclasses implement :meth:`stacked_forward` with every parameter carrying a leading
+    ensemble axis E and inputs (E, B, n, d); the single-model ``forward`` is the same code at
+    E = 1, so a model trained alone and member e of an ensemble compute alike
+    (``iclreg.models.Ensemble``).
+    """
+
+    @staticmethod
+    def stacked_forward(config: Any, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        """(E, B, n, d), (E, B, n[, K]) -> (E, B, n[, K]) for parameters stacked along E."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        params = {name: p.unsqueeze(0) for name, p in self.named_parameters()}
+        return self.stacked_forward(self.config, params, x.unsqueeze(0), y.unsqueeze(0)).squeeze(0)
+
+
 def build(spec: str, **ctx: Any) -> Predictor:
     """Build a model from a SPEC such as ``softmax_attention:d=5,heads=2``."""
     return MODELS.build(spec, **ctx).build()

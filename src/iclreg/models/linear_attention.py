@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import check
-from .base import MODELS, ModelConfig, Predictor
+from .base import MODELS, ModelConfig, StackedPredictor
 from .layouts import stack
 
 
@@ -57,7 +57,7 @@ class LinearAttentionConfig(ModelConfig):
         return LinearAttention(self)
 
 
-class LinearAttention(Predictor):
+class LinearAttention(StackedPredictor):
     """L layers of linear self-attention; parameters ``W_kq``, ``W_pv``: (L, d+1, d+1)."""
 
     def __init__(self, config: LinearAttentionConfig) -> None:
@@ -75,31 +75,41 @@ class LinearAttention(Predictor):
         self.W_kq = nn.Parameter(kq)
         self.W_pv = nn.Parameter(pv)
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """Predictions for every prefix: (B, n, d), (B, n) -> (B, n)."""
-        if self.config.layers == 1:
-            return self._one_layer(x, y)
-        return self._deep(x, y)
+    @staticmethod
+    def stacked_forward(
+        config: LinearAttentionConfig, params: dict[str, Tensor], x: Tensor, y: Tensor
+    ) -> Tensor:
+        """Predictions for every prefix of E models: W_kq, W_pv (E, L, p, p); x (E, B, n, d),
+        y (E, B, n) -> (E, B, n)."""
+        if config.layers == 1:
+            return _one_layer(params["W_kq"][:, 0], params["W_pv"][:, 0], x, y)
+        return _deep(params["W_kq"], params["W_pv"], x, y)
 
-    def _one_layer(self, x: Tensor, y: Tensor) -> Tensor:
-        n = x.shape[1]
-        z = stack(x, y)  # (B, n, p)
-        outer = z.unsqueeze(-1) * z.unsqueeze(-2)  # (B, n, p, p)
-        C = outer.cumsum(1) - outer  # sum over the j < i examples, (B, n, p, p)
-        k = torch.arange(n, device=x.device, dtype=x.dtype).clamp_min(1).view(1, n, 1)
-        query = stack(x, torch.zeros_like(y))  # (B, n, p)
-        update = query @ self.W_kq[0].T  # W^KQ z_q, (B, n, p)
-        update = torch.einsum("bipq,biq->bip", C, update) @ self.W_pv[0].T / k
-        return -update[..., -1]
 
-    def _deep(self, x: Tensor, y: Tensor) -> Tensor:
-        B, n, _ = x.shape
-        eye = torch.eye(n, dtype=torch.bool, device=x.device)
-        Z = stack(x, y).unsqueeze(1).expand(B, n, n, -1).clone()  # (B, query i, token j, p)
-        Z[:, eye, -1] = 0.0  # token i is query i: its label is hidden
-        mask = torch.ones(n, n, device=x.device, dtype=x.dtype).tril(-1)  # examples j < i
-        k = mask.sum(1).clamp_min(1).view(1, n, 1, 1)
-        for W_kq, W_pv in zip(self.W_kq, self.W_pv, strict=True):
-            C = torch.einsum("bijp,ij,bijq->bipq", Z, mask, Z)  # (B, n, p, p)
-            Z = Z + torch.einsum("bipq,bijq->bijp", W_pv @ C @ W_kq, Z) / k
-        return -Z[:, eye, -1]  # (B, n)
+def _one_layer(W_kq: Tensor, W_pv: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """One layer needs only the prefix sums C_i = sum_{j<i} z_j z_j^T."""
+    n = x.shape[2]
+    z = stack(x, y)  # (E, B, n, p)
+    outer = z.unsqueeze(-1) * z.unsqueeze(-2)  # (E, B, n, p, p)
+    C = outer.cumsum(2) - outer  # sum over the j < i examples
+    k = torch.arange(n, device=x.device, dtype=x.dtype).clamp_min(1).view(1, 1, n, 1)
+    query = stack(x, torch.zeros_like(y))  # (E, B, n, p)
+    update = torch.einsum("epq,ebnq->ebnp", W_kq, query)  # W^KQ z_q
+    update = torch.einsum("ebnpq,ebnq->ebnp", C, update)
+    update = torch.einsum("epq,ebnq->ebnp", W_pv, update) / k
+    return -update[..., -1]
+
+
+def _deep(W_kq: Tensor, W_pv: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """L layers: every query carries its own copy of the prefix, (E, B, n, n, p)."""
+    E, B, n, _ = x.shape
+    eye = torch.eye(n, dtype=torch.bool, device=x.device)
+    Z = stack(x, y).unsqueeze(2).expand(E, B, n, n, -1).clone()  # (E, B, query i, token j, p)
+    Z[:, :, eye, -1] = 0.0  # token i is query i: its label is hidden
+    mask = torch.ones(n, n, device=x.device, dtype=x.dtype).tril(-1)  # examples j < i
+    k = mask.sum(1).clamp_min(1).view(1, 1, n, 1, 1)
+    for layer in range(W_kq.shape[1]):
+        C = torch.einsum("ebijp,ij,ebijq->ebipq", Z, mask, Z)  # (E, B, n, p, p)
+        M = W_pv[:, layer, None, None] @ C @ W_kq[:, layer, None, None]  # (E, B, n, p, p)
+        Z = Z + torch.einsum("ebipq,ebijq->ebijp", M, Z) / k
+    return -Z[:, :, eye, -1]  # (E, B, n)

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import check
-from .base import MODELS, ModelConfig, Predictor
+from .base import MODELS, ModelConfig, StackedPredictor
 
 
 @MODELS.register("softmax_attention")
@@ -65,7 +65,7 @@ class SoftmaxAttentionConfig(ModelConfig):
         return SoftmaxAttention(self)
 
 
-class SoftmaxAttention(Predictor):
+class SoftmaxAttention(StackedPredictor):
     """Parameters ``Q``, ``K``, ``V``: (H, p, p) and ``O``: (K, H, p), with p = d + K."""
 
     def __init__(self, config: SoftmaxAttentionConfig) -> None:
@@ -85,29 +85,39 @@ class SoftmaxAttention(Predictor):
                 Q = Q * torch.tensor([(-1.0) ** h for h in range(H)]).view(H, 1, 1)
         self.Q, self.K, self.V, self.O = (nn.Parameter(t) for t in (Q, Km, V, O))
 
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        """Predictions for every prefix: (B, n, d), (B, n) or (B, n, K) -> same shape as y."""
-        single = y.dim() == 2
-        labels = y.unsqueeze(-1) if single else y  # (B, n, K)
+    @staticmethod
+    def stacked_forward(
+        config: SoftmaxAttentionConfig, params: dict[str, Tensor], x: Tensor, y: Tensor
+    ) -> Tensor:
+        """Predictions for every prefix of E models at once.
+
+        Args:
+            params: Q, K, V (E, H, p, p) and O (E, K, H, p).
+            x: (E, B, n, d); y: (E, B, n) or (E, B, n, K).
+        Returns:
+            the shape of y.
+        """
+        single = y.dim() == 3
+        labels = y.unsqueeze(-1) if single else y  # (E, B, n, K)
         check(
-            labels.shape[-1] == self.config.labels,
-            f"softmax_attention: the model has {self.config.labels} label slots, y has {labels.shape[-1]}",
+            labels.shape[-1] == config.labels,
+            f"softmax_attention: the model has {config.labels} label slots, y has {labels.shape[-1]}",
         )
-        n = x.shape[1]
-        tokens = torch.cat([x, labels], -1)  # (B, n, p)
-        queries = torch.cat([x, torch.zeros_like(labels)], -1)  # (B, n, p)
-        q = torch.einsum("hpr,bnr->bhnp", self.Q, queries)  # (B, H, n, p)
-        k = torch.einsum("hpr,bnr->bhnp", self.K, tokens)
-        v = torch.einsum("hpr,bnr->bhnp", self.V, tokens)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.config.width)  # (B, H, n, n)
+        n = x.shape[2]
+        tokens = torch.cat([x, labels], -1)  # (E, B, n, p)
+        queries = torch.cat([x, torch.zeros_like(labels)], -1)  # (E, B, n, p)
+        q = torch.einsum("ehpr,ebnr->ebhnp", params["Q"], queries)  # (E, B, H, n, p)
+        k = torch.einsum("ehpr,ebnr->ebhnp", params["K"], tokens)
+        v = torch.einsum("ehpr,ebnr->ebhnp", params["V"], tokens)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(config.width)  # (E, B, H, n, n)
         mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril(-1)  # examples j < i
-        if self.config.activation == "softmax":
+        if config.activation == "softmax":
             attn = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1).nan_to_num(0.0)
         else:
             count = mask.sum(1).clamp_min(1).to(x.dtype).view(n, 1)
             attn = scores * mask / count
-        heads = attn @ v  # (B, H, n, p)
-        out = torch.einsum("khp,bhnp->bnk", self.O, heads)  # (B, n, K)
+        heads = attn @ v  # (E, B, H, n, p)
+        out = torch.einsum("ekhp,ebhnp->ebnk", params["O"], heads)  # (E, B, n, K)
         return out.squeeze(-1) if single else out
 
     def kq_matrices(self) -> Tensor:

@@ -8,21 +8,24 @@ the same weights and metrics, bit for bit on the CPU, as a run that was never in
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..analysis.compare import error_curves, noise_floor, resolve_device
 from ..errors import TrainingError, check
 from ..estimators import build as build_estimator
+from ..models import MODELS, Ensemble, Predictor, StackedPredictor
 from ..report import error_curves_figure, save_figure, write_text
 from ..report.figures import loss_figure
 from ..tasks import TASKS, Task
@@ -35,12 +38,14 @@ from .run import DTYPES, build_model, read_run_config
 
 log = logging.getLogger(__name__)
 EVAL_SEED_OFFSET = 1_000_003  # evaluation prompts never coincide with training prompts
+FIGURES_UP_TO = 8  # members per loop that get their own figures (a sweep gets a summary)
 
 
-def prompt_loss(pred: Tensor, y: Tensor, kind: str) -> Tensor:
-    """Mean squared error over every prefix (``all``) or at the last position (``query``)."""
+def prompt_losses(pred: Tensor, y: Tensor, kind: str) -> Tensor:
+    """Per-member mean squared error over every prefix (``all``) or at the last position
+    (``query``): (E, B, n[, K]) -> (E,)."""
     err = (pred - y).square()
-    return (err[:, -1] if kind == "query" else err).mean()
+    return (err[:, :, -1] if kind == "query" else err).flatten(1).mean(1)
 
 
 def evaluate(model: torch.nn.Module, config: ExperimentConfig, task: Task, n: int | None = None,
@@ -68,126 +73,250 @@ def evaluate(model: torch.nn.Module, config: ExperimentConfig, task: Task, n: in
             "noise_floor": noise_floor(task), "results": results}
 
 
+def group_key(config: ExperimentConfig) -> str:
+    """What members trained by one loop must share: everything but the seed, the learning
+    rate, the task's values and the model's initialisation."""
+    data = config.to_dict()
+    task, model = TASKS.build(config.task), MODELS.build(config.model)
+    data["task"] = {"d": task.d, "n": task.n, "labels": task.num_labels}
+    data["model"] = {k: v for k, v in dataclasses.asdict(model).items()
+                     if k not in ("init", "init_scale", "lr")} | {"name": model.name}
+    data["train"].pop("seed")
+    data["optimizer"].pop("lr")
+    return json.dumps(data, sort_keys=True)
+
+
+class _Solo(nn.Module):
+    """A model without an ensemble form, trained alone: (1, B, n, d) -> (1, B, n)."""
+
+    def __init__(self, model: Predictor) -> None:
+        super().__init__()
+        self.members = nn.ModuleList([model])
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        return self.members[0](x[0], y[0]).unsqueeze(0)
+
+
+@dataclasses.dataclass
+class Member:
+    """One model of a training loop and its run directory."""
+
+    config: ExperimentConfig
+    run_dir: Path
+    task: Task
+    model: Predictor
+    metrics: MetricsLog | None = None
+    diverged_at: int | None = None
+
+
 class Trainer:
-    """Owns the model, optimiser and run directory of one training run."""
+    """Trains E >= 1 members in one loop: one batched forward/backward/optimiser step on E
+    independent streams of prompts (members with an ensemble form), or one model alone.
 
-    def __init__(self, config: ExperimentConfig, run_dir: Path, resume: bool) -> None:
-        self.config, self.run_dir = config, run_dir
-        self.device = resolve_device(config.run.device)
-        self.dtype = DTYPES[config.run.dtype]
-        self.task = TASKS.build(config.task)
-        self.model = build_model(config, self.device)
-        self.forward = torch.compile(self.model) if config.run.compile else self.model
-        self.optimizer = build_optimizer(config.optimizer, self.model,
-                                         capturable=config.run.cuda_graph)
+    Each member has its own parameters, optimiser parameter group (its own learning rate and
+    state), prompts from its own (seed, step) and run directory; a single run is E = 1.
+    """
+
+    def __init__(self, configs: Sequence[ExperimentConfig], run_dirs: Sequence[Path],
+                 resume: bool) -> None:
+        check(len(configs) == len(run_dirs) >= 1, "a trainer needs one run directory per member")
+        key = group_key(configs[0])
+        check(all(group_key(c) == key for c in configs),
+              "members of one training loop must share shapes, schedule and run settings")
+        self.config = cfg = configs[0]
+        self.device = resolve_device(cfg.run.device)
+        self.dtype = DTYPES[cfg.run.dtype]
+        self.members = [Member(c, Path(r), TASKS.build(c.task), build_model(c, self.device))
+                        for c, r in zip(configs, run_dirs, strict=True)]
+        models = [m.model for m in self.members]
+        stacked = all(isinstance(m, StackedPredictor) for m in models)
+        check(stacked or len(models) == 1,
+              f"{type(models[0]).__name__} has no ensemble form: train its members one at a time")
+        self.net = Ensemble(models) if stacked else _Solo(models[0])
+        self.forward = torch.compile(self.net) if cfg.run.compile else self.net
+        self.optimizer = build_optimizer(
+            cfg.optimizer, [(m.model.parameters(), m.config.optimizer.lr) for m in self.members],
+            capturable=cfg.run.cuda_graph)
+        self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.train.steps)
         self._graphed: GraphedStep | None = None
-        self.scheduler = build_scheduler(config.schedule, self.optimizer, config.train.steps)
-        self.step = 0
-        if resume:
-            self._restore()
-        self.metrics = MetricsLog(run_dir / "metrics.jsonl", self.step if resume else None)
         self.amp = (torch.autocast(self.device.type, torch.bfloat16)
-                    if config.run.amp == "bf16" else nullcontext())
+                    if cfg.run.amp == "bf16" else nullcontext())
+        self.step = self._restore() if resume else 0
+        for m in self.members:
+            m.metrics = MetricsLog(m.run_dir / "metrics.jsonl", self.step if resume else None)
 
-    def _restore(self) -> None:
-        dirs = checkpoint_dirs(self.run_dir)
-        if not dirs:
-            log.warning("run %s has no checkpoint yet: starting from step 0", self.run_dir)
-            return
-        ckpt = load_checkpoint(dirs[-1], self.config.to_dict())
-        self.model.load_state_dict(ckpt.weights)
-        self.optimizer.load_state_dict(ckpt.state["optimizer"])
-        self.scheduler.load_state_dict(ckpt.state["scheduler"])
-        self.step = ckpt.step
+    def __len__(self) -> int:
+        return len(self.members)
 
-    def _state(self) -> dict[str, Any]:
-        return {"config": self.config.to_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict()}
+    # --- checkpoints ------------------------------------------------------------------------
+    def _restore(self) -> int:
+        """Load the latest step every member has a checkpoint of; return that step."""
+        steps = [{int(p.name.removeprefix("step_")) for p in checkpoint_dirs(m.run_dir)}
+                 for m in self.members]
+        common = set.intersection(*steps)
+        if not common:
+            check(not any(steps), "the members' checkpoints share no step; start a new run")
+            log.warning("no checkpoint yet: starting from step 0")
+            return 0
+        step = max(common)
+        states = []
+        for m in self.members:
+            ckpt = load_checkpoint(m.run_dir / "checkpoints" / f"step_{step:08d}", m.config.to_dict())
+            m.model.load_state_dict(ckpt.weights)
+            states.append(ckpt.state)
+        self.optimizer.load_state_dict(join_states([s["optimizer"] for s in states]))
+        self.scheduler.load_state_dict(join_lists([s["scheduler"] for s in states]))
+        return step
 
+    def _save(self) -> None:
+        optimizer, scheduler = self.optimizer.state_dict(), self.scheduler.state_dict()
+        for e, m in enumerate(self.members):
+            if m.diverged_at is None:
+                state = {"config": m.config.to_dict(), "optimizer": member_state(optimizer, e),
+                         "scheduler": member_lists(scheduler, e, len(self))}
+                save_checkpoint(m.run_dir, self.step, m.model, state, m.config.run.keep)
+
+    # --- one step ---------------------------------------------------------------------------
     def _update(self, x: Tensor, y: Tensor) -> Tensor:
-        """Forward, backward, clipping and optimiser step on one batch; returns the loss."""
+        """Forward, backward, clipping and optimiser step on (E, B, n, d); losses (E,)."""
         cfg = self.config
         with self.amp:
-            loss = prompt_loss(self.forward(x, y).float(), y.float(), cfg.train.loss)
+            losses = prompt_losses(self.forward(x, y).float(), y.float(), cfg.train.loss)
         self.optimizer.zero_grad(set_to_none=not cfg.run.cuda_graph)
-        loss.backward()
+        losses.sum().backward()  # members share no parameter: each gets its own gradient
         if cfg.optimizer.clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optimizer.clip)
+            for m in self.members:
+                torch.nn.utils.clip_grad_norm_(m.model.parameters(), cfg.optimizer.clip)
         self.optimizer.step()
-        return loss.detach()
+        return losses.detach()
+
+    def sample(self, step: int) -> tuple[Tensor, Tensor]:
+        """Every member's prompts for ``step``, from its own (seed, step): (E, B, n, d), (E, B, n)."""
+        cfg = self.config
+        d_active, n = cfg.curriculum.dims(step, self.members[0].task.d, self.members[0].task.n)
+        prompts = [m.task.sample(cfg.train.batch, m.config.train.seed, step, n=n, d_active=d_active,
+                                 device=self.device, dtype=self.dtype) for m in self.members]
+        return torch.stack([p.x for p in prompts]), torch.stack([p.y for p in prompts])
 
     def train_step(self, step: int) -> Tensor:
-        """One optimiser step on fresh prompts from (seed, step); returns the loss (0-d)."""
-        cfg = self.config
-        d_active, n = cfg.curriculum.dims(step, self.task.d, self.task.n)
-        prompts = self.task.sample(cfg.train.batch, cfg.train.seed, step, n=n, d_active=d_active,
-                                   device=self.device, dtype=self.dtype)
-        if cfg.run.cuda_graph:
+        """One optimiser step of every member on fresh prompts; losses (E,)."""
+        x, y = self.sample(step)
+        if self.config.run.cuda_graph:
             if self._graphed is None:
-                self._graphed = GraphedStep(self._update, self.model, self.optimizer,
-                                            prompts.x, prompts.y)
-            loss = self._graphed(prompts.x, prompts.y)
+                self._graphed = GraphedStep(self._update, self.net, self.optimizer, x, y)
+            losses = self._graphed(x, y)
         else:
-            loss = self._update(prompts.x, prompts.y)
+            losses = self._update(x, y)
         self.scheduler.step()
-        return loss
+        return losses
 
-    def run(self, progress: bool = False) -> None:
-        """Train to ``train.steps``, then write the final evaluation and figures."""
+    # --- the loop ---------------------------------------------------------------------------
+    def run(self, bar: tqdm | None = None) -> None:
+        """Train to ``train.steps``; then write each member's final evaluation and figures."""
         try:
-            result = self._loop(progress)
+            results = self._loop(bar)
         finally:
-            self.metrics.close()
-        if result is None:  # resumed a finished run
-            result = evaluate(self.model, self.config, self.task, device=str(self.device))
-        self._figures(result)
+            self.close()
+        for m, result in zip(self.members, results, strict=True):
+            if m.diverged_at is None:
+                result = result or evaluate(m.model, m.config, m.task, device=str(self.device))
+                write_text(m.run_dir / "eval.json", json.dumps(result))
+                if len(self) <= FIGURES_UP_TO:
+                    self._figures(m, result)
 
-    def _loop(self, progress: bool) -> dict[str, Any] | None:
+    def close(self) -> None:
+        for m in self.members:
+            m.metrics.close()
+
+    def _loop(self, bar: tqdm | None) -> list[dict[str, Any] | None]:
         cfg = self.config
         total = cfg.train.steps
-        last_good = checkpoint_dirs(self.run_dir)
-        bar = tqdm(total=total, initial=self.step, desc="train", unit="step",
-                   disable=not progress, dynamic_ncols=True)
-        losses: list[Tensor] = []
-        result = None
+        window: list[Tensor] = []
+        results: list[dict[str, Any] | None] = [None] * len(self)
         start = time.perf_counter()
         while self.step < total:
-            losses.append(self.train_step(self.step))
+            window.append(self.train_step(self.step))
             self.step += 1
             done = self.step == total
-            if self.step % cfg.run.log_every == 0 or done or self.step % cfg.run.checkpoint_every == 0:
-                mean = torch.stack(losses).float().mean().item()
-                if not math.isfinite(mean):
-                    good = checkpoint_dirs(self.run_dir) or last_good
-                    where = (f"the last good checkpoint is {good[-1].name}" if good
-                             else "no checkpoint was written")
-                    raise TrainingError(
-                        f"loss became {mean} before step {self.step}; stopped ({where}); "
-                        "lower optimizer.lr or set optimizer.clip"
-                    )
-                losses.clear()
-                lr = self.optimizer.param_groups[0]["lr"]
-                self.metrics.write({"step": self.step, "loss": mean, "lr": lr,
-                                    "seconds": round(time.perf_counter() - start, 3)})
-                bar.set_postfix(loss=f"{mean:.4g}")
+            saving = self.step % cfg.run.checkpoint_every == 0 or done
+            if self.step % cfg.run.log_every == 0 or saving:
+                self._log(torch.stack(window).float().mean(0).tolist(), start)
+                window.clear()
             if (cfg.eval.every and self.step % cfg.eval.every == 0) or done:
-                result = evaluate(self.model, cfg, self.task, device=str(self.device))
-                self.metrics.write({"step": self.step, "eval": {
-                    name: curve["mse"] for name, curve in result["results"].items()}})
-            if self.step % cfg.run.checkpoint_every == 0 or done:
-                save_checkpoint(self.run_dir, self.step, self.model, self._state(), cfg.run.keep)
-            bar.update(1)
-        bar.close()
-        return result
+                for e, m in enumerate(self.members):
+                    if m.diverged_at is None:
+                        results[e] = evaluate(m.model, m.config, m.task, device=str(self.device))
+                        m.metrics.write({"step": self.step, "eval": {
+                            k: c["mse"] for k, c in results[e]["results"].items()}})
+            if saving:
+                self._save()
+            if bar is not None:
+                bar.update(len(self))
+        return results
 
-    def _figures(self, result: dict[str, Any]) -> None:
-        write_text(self.run_dir / "eval.json", json.dumps(result))
+    def _log(self, means: list[float], start: float) -> None:
+        seconds = round(time.perf_counter() - start, 3)
+        for e, (m, mean) in enumerate(zip(self.members, means, strict=True)):
+            if m.diverged_at is not None:
+                continue
+            if not math.isfinite(mean):
+                m.diverged_at = self.step
+                good = checkpoint_dirs(m.run_dir)
+                where = (f"the last good checkpoint is {good[-1].name}" if good
+                         else "no checkpoint was written")
+                message = (f"loss became {mean} before step {self.step}; stopped ({where}); "
+                           "lower optimizer.lr or set optimizer.clip")
+                m.metrics.write({"step": self.step, "diverged": message})
+                if len(self) == 1:
+                    raise TrainingError(message)
+                log.warning("member %s: %s", m.run_dir.name, message)
+                continue
+            lr = self.optimizer.param_groups[e]["lr"]
+            m.metrics.write({"step": self.step, "loss": mean, "lr": float(lr), "seconds": seconds})
+        if all(m.diverged_at is not None for m in self.members):
+            raise TrainingError(f"every member's loss diverged by step {self.step}")
+
+    def _figures(self, m: Member, result: dict[str, Any]) -> None:
         save_figure(error_curves_figure(result["k"], result["results"], result["noise_floor"],
-                                        f"{self.config.model} on {self.config.task}"),
-                    self.run_dir / "eval.png")
-        records = [r for r in read_metrics(self.run_dir / "metrics.jsonl") if "loss" in r]
+                                        f"{m.config.model} on {m.config.task}"),
+                    m.run_dir / "eval.png")
+        records = [r for r in read_metrics(m.run_dir / "metrics.jsonl") if "loss" in r]
         save_figure(loss_figure([r["step"] for r in records], [r["loss"] for r in records]),
-                    self.run_dir / "loss.png")
+                    m.run_dir / "loss.png")
+
+
+# --- optimiser and scheduler state, per member ---------------------------------------------
+def member_state(state: dict[str, Any], e: int) -> dict[str, Any]:
+    """Member e's part of an optimiser state dict (its param group), renumbered from 0."""
+    group = state["param_groups"][e]
+    ids = group["params"]
+    return {"state": {i: state["state"][old] for i, old in enumerate(ids) if old in state["state"]},
+            "param_groups": [{**group, "params": list(range(len(ids)))}]}
+
+
+def join_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """Inverse of :func:`member_state`: one optimiser state dict from the members'."""
+    joined: dict[str, Any] = {"state": {}, "param_groups": []}
+    offset = 0
+    for state in states:
+        (group,) = state["param_groups"]
+        ids = group["params"]
+        joined["state"].update({offset + i: v for i, v in state["state"].items()})
+        joined["param_groups"].append({**group, "params": [offset + i for i in ids]})
+        offset += len(ids)
+    return joined
+
+
+def member_lists(state: dict[str, Any], e: int, count: int) -> dict[str, Any]:
+    """Member e's part of a scheduler state: per-group lists cut to their e-th entry."""
+    return {k: [v[e]] if isinstance(v, list) and len(v) == count else v for k, v in state.items()}
+
+
+def join_lists(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """Inverse of :func:`member_lists`."""
+    first = states[0]
+    return {k: [s[k][0] for s in states] if isinstance(v, list) and len(v) == 1 else v
+            for k, v in first.items()}
 
 
 def prepare_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
@@ -201,12 +330,19 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
     write_text(run_dir / "config.yaml", save_config(config))
 
 
+def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
+    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled,
+                dynamic_ncols=True)
+
+
 def train(config: ExperimentConfig, run_dir: str | Path, progress: bool = False) -> Path:
     """Train a new run of ``config`` in ``run_dir``."""
     run_dir = Path(run_dir)
     resolve_device(config.run.device)
     prepare_run_dir(run_dir, config)
-    Trainer(config, run_dir, resume=False).run(progress)
+    trainer = Trainer([config], [run_dir], resume=False)
+    with progress_bar(config.train.steps, 0, progress) as bar:
+        trainer.run(bar)
     return run_dir
 
 
@@ -214,5 +350,7 @@ def resume(run_dir: str | Path, progress: bool = False) -> Path:
     """Continue a run from its latest checkpoint with its stored config."""
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
-    Trainer(config, run_dir, resume=True).run(progress)
+    trainer = Trainer([config], [run_dir], resume=True)
+    with progress_bar(config.train.steps, trainer.step, progress) as bar:
+        trainer.run(bar)
     return run_dir

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -11,23 +12,30 @@ from .config import OptimizerConfig, ScheduleConfig
 
 
 def build_optimizer(
-    config: OptimizerConfig, model: nn.Module, capturable: bool = False
+    config: OptimizerConfig,
+    groups: nn.Module | Sequence[tuple[Iterable[nn.Parameter], float]],
+    capturable: bool = False,
 ) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD over the model's parameters.
+    """Adam, AdamW or SGD over a model's parameters, or over (parameters, lr) groups, one per
+    ensemble member (each group keeps its own learning rate and state).
 
     ``capturable`` builds Adam/AdamW for CUDA-graph capture: state and learning rate live on
-    the device (the scheduler then fills the lr tensor in place).
+    the device (the scheduler then fills the lr tensors in place).
     """
-    params = list(model.parameters())
+    if isinstance(groups, nn.Module):
+        groups = [(groups.parameters(), config.lr)]
+    param_groups = [{"params": list(params), "lr": lr} for params, lr in groups]
     if config.name == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+        return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum,
                                weight_decay=config.weight_decay)
     cls = torch.optim.AdamW if config.name == "adamw" else torch.optim.Adam
     if capturable:
-        lr = torch.tensor(config.lr, device=params[0].device)
-        return cls(params, lr=lr, betas=config.betas, weight_decay=config.weight_decay,
-                   capturable=True)
-    return cls(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+        device = param_groups[0]["params"][0].device
+        for group in param_groups:
+            group["lr"] = torch.tensor(group["lr"], device=device)
+        return cls(param_groups, lr=torch.tensor(config.lr, device=device), betas=config.betas,
+                   weight_decay=config.weight_decay, capturable=True)
+    return cls(param_groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
 
 
 def lr_factor(config: ScheduleConfig, step: int, total: int) -> float:
