@@ -59,11 +59,19 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import load_config, resume, train
+    from .train.sweep import is_sweep, resume_sweep, run_sweep
 
+    progress = sys.stderr.isatty()
+    if args.max_members is not None and args.max_members < 1:
+        raise UsageError(f"--max-members must be at least 1, got {args.max_members}")
     if args.resume:
-        if args.config or args.overrides:
-            raise UsageError("--resume continues a run with its stored config; give no CONFIG or overrides")
-        run_dir = resume(args.resume, progress=sys.stderr.isatty())
+        if args.config or args.overrides or args.sweep:
+            raise UsageError("--resume continues a run with its stored config; give no CONFIG, "
+                             "overrides or --sweep")
+        if is_sweep(args.resume):
+            run_dir = resume_sweep(args.resume, progress, args.max_members)
+        else:
+            run_dir = resume(args.resume, progress=progress)
     else:
         if not args.config:
             raise UsageError("give a CONFIG file (YAML or TOML), or --resume RUN_DIR")
@@ -71,9 +79,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise UsageError(f"'{bad[0]}' is not a key=value override")
-        config = load_config(args.config, overrides)
         out = args.out or f"runs/{Path(args.config).stem}"
-        run_dir = train(config, out, progress=sys.stderr.isatty())
+        if args.sweep:
+            run_dir = run_sweep(args.config, overrides, args.sweep, out, progress, args.max_members)
+        else:
+            run_dir = train(load_config(args.config, overrides), out, progress=progress)
     print(f"run written to {run_dir}")
     return 0
 
@@ -131,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="experiment config (.yaml or .toml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optimizer.lr=3e-3")
     p.add_argument("--out", help="run directory (default runs/<config name>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run or sweep from its last checkpoint")
+    p.add_argument("--sweep", action="append", metavar="KEY=V1,V2",
+                   help="train a grid over this key as ensembles (repeatable)")
+    p.add_argument("--max-members", type=int, help="at most this many ensemble members at once")
     p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("eval", help="error vs number of examples of a trained run")

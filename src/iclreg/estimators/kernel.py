@@ -36,9 +36,9 @@ def kernel_predict(x: Tensor, y: Tensor, omega: Tensor, mu: Tensor) -> Tensor:
     scores = omega.view(1, -1, 1, 1) * inner.unsqueeze(1)  # (B, H, n, n)
     mask = causal_mask(n, x.device)
     attn = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
-    attn = attn.nan_to_num(0.0)  # row 0 has no example
-    per_head = attn @ y.view(y.shape[0], 1, n, 1)  # (B, H, n, 1)
-    return (mu.view(1, -1, 1, 1) * per_head).sum(1).squeeze(-1)
+    # where(), not a product with 0: a later non-finite label must not reach earlier rows
+    weighted = torch.where(mask, attn * y.view(y.shape[0], 1, 1, n), 0.0)  # (B, H, n, n)
+    return (mu.view(1, -1, 1) * weighted.sum(-1)).sum(1)
 
 
 def _as_heads(values: float | tuple[float, ...]) -> tuple[float, ...]:

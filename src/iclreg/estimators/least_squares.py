@@ -38,7 +38,9 @@ def _kernel_form(x: Tensor, y: Tensor, lam: float) -> tuple[Tensor, Tensor]:
     gram.diagonal(dim1=-2, dim2=-1).add_(lam)
     chol, info = torch.linalg.cholesky_ex(gram)
     z = torch.linalg.solve_triangular(chol, y.unsqueeze(-1), upper=False)  # (B, n, 1)
-    return (chol.tril(-1) @ z).squeeze(-1), info
+    # L[i, :i] z[:i] as a masked sum, so that a later non-finite label cannot leak backwards
+    mask = torch.ones_like(chol, dtype=torch.bool).tril(-1)
+    return torch.where(mask, chol * z.transpose(-1, -2), 0.0).sum(-1), info
 
 
 def _primal_form(x: Tensor, y: Tensor, lam: float, start: int = 0) -> tuple[Tensor, Tensor]:

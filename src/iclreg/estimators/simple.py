@@ -58,4 +58,4 @@ class KNN(Estimator):
         near, idx = dist.topk(kk, dim=-1, largest=False)  # (B, n, kk)
         valid = torch.isfinite(near).to(y.dtype)
         labels = torch.gather(y.unsqueeze(1).expand(-1, n, -1), 2, idx)  # (B, n, kk)
-        return (labels * valid).sum(-1) / valid.sum(-1).clamp_min(1)
+        return torch.where(valid > 0, labels, 0.0).sum(-1) / valid.sum(-1).clamp_min(1)

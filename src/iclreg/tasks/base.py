@@ -35,7 +35,8 @@ def generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch
     The two integers are mixed by NumPy's ``SeedSequence`` so that neighbouring seeds and
     steps give unrelated streams.
     """
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, int(step) & 0xFFFFFFFFFFFF])
+    check(seed >= 0 and step >= 0, f"seed and step must be >= 0, got seed={seed}, step={step}")
+    state = np.random.SeedSequence([int(seed), int(step)])
     gen = torch.Generator(device=torch.device(device))
     gen.manual_seed(int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
     return gen
