@@ -113,6 +113,11 @@ class PreconditionedGD(GD):
 def newton_weights(S: Tensor, b: Tensor, steps: int, scale: str = "fro") -> Tensor:
     """Newton-Schulz weights w = M_steps b for every prefix.
 
+    Every iterate is a polynomial in S, so all of them commute. With T_j = M_j S the update
+    M_{j+1} = 2 M_j - M_j S M_j reads M_{j+1} = M_j (2I - T_j) and T_{j+1} = T_j (2I - T_j),
+    hence M_k b = M_0 (2I - T_{k-1}) ... (2I - T_0) b: one matrix product per step (for
+    T_{j+1}) and matrix-vector products, instead of two matrix products per step.
+
     Args:
         S: (..., d, d) symmetric PSD Gram matrices; b: (..., d).
         scale: ``fro`` (M_0 = S / ||S S^T||_F) or ``spectral`` (M_0 = S / ||S S^T||_2).
@@ -124,11 +129,14 @@ def newton_weights(S: Tensor, b: Tensor, steps: int, scale: str = "fro") -> Tens
         norm = torch.linalg.matrix_norm(SS)
     else:
         norm = torch.linalg.eigvalsh(S).amax(-1).square()
-    tiny = torch.finfo(S.dtype).tiny
-    M = S / norm.clamp_min(tiny)[..., None, None]
-    for _ in range(steps):
-        M = 2 * M - M @ S @ M
-    return (M @ b.unsqueeze(-1)).squeeze(-1)
+    c = 1 / norm.clamp_min(torch.finfo(S.dtype).tiny)[..., None, None]  # M_0 = c S
+    T = c * SS  # T_0 = M_0 S
+    v = b.unsqueeze(-1)
+    for j in range(steps):
+        v = 2 * v - T @ v  # (2I - T_j) v
+        if j + 1 < steps:
+            T = 2 * T - T @ T  # T_{j+1} = T_j (2I - T_j)
+    return (c * (S @ v)).squeeze(-1)
 
 
 @ESTIMATORS.register("newton")
