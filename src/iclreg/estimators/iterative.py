@@ -113,10 +113,9 @@ class PreconditionedGD(GD):
 def newton_weights(S: Tensor, b: Tensor, steps: int, scale: str = "fro") -> Tensor:
     """Newton-Schulz weights w = M_steps b for every prefix.
 
-    Every iterate is a polynomial in S, so all of them commute. With T_j = M_j S the update
-    M_{j+1} = 2 M_j - M_j S M_j reads M_{j+1} = M_j (2I - T_j) and T_{j+1} = T_j (2I - T_j),
-    hence M_k b = M_0 (2I - T_{k-1}) ... (2I - T_0) b: one matrix product per step (for
-    T_{j+1}) and matrix-vector products, instead of two matrix products per step.
+    The iteration M_{j+1} = 2 M_j - (M_j S) M_j keeps its self-correcting matrix form; two
+    products are saved by algebra alone: M_0 S = c S^2 reuses the S^2 of the norm, and the
+    last step acts on a vector, M_k b = 2 M b - (M S)(M b).
 
     Args:
         S: (..., d, d) symmetric PSD Gram matrices; b: (..., d).
@@ -124,19 +123,24 @@ def newton_weights(S: Tensor, b: Tensor, steps: int, scale: str = "fro") -> Tens
     Returns:
         (..., d) weights; prefixes with S = 0 get w = 0.
     """
-    SS = S @ S  # S S^T, S symmetric
+    shape = b.shape
+    d = shape[-1]
+    S = S.reshape(-1, d, d)  # (N, d, d)
+    b = b.reshape(-1, d, 1)  # (N, d, 1)
+    SS = torch.bmm(S, S)  # S S^T, S symmetric
     if scale == "fro":
         norm = torch.linalg.matrix_norm(SS)
     else:
         norm = torch.linalg.eigvalsh(S).amax(-1).square()
-    c = 1 / norm.clamp_min(torch.finfo(S.dtype).tiny)[..., None, None]  # M_0 = c S
-    T = c * SS  # T_0 = M_0 S
-    v = b.unsqueeze(-1)
-    for j in range(steps):
-        v = 2 * v - T @ v  # (2I - T_j) v
-        if j + 1 < steps:
-            T = 2 * T - T @ T  # T_{j+1} = T_j (2I - T_j)
-    return (c * (S @ v)).squeeze(-1)
+    c = 1 / norm.clamp_min(torch.finfo(S.dtype).tiny)[:, None, None]
+    M, MS = c * S, c * SS  # M_0 and M_0 S
+    for _ in range(steps - 1):
+        M = torch.baddbmm(M, MS, M, beta=2, alpha=-1)  # 2M - (M S) M
+        MS = torch.bmm(M, S)
+    Mb = torch.bmm(M, b)
+    if steps > 0:
+        Mb = 2 * Mb - torch.bmm(MS, Mb)
+    return Mb.reshape(shape)
 
 
 @ESTIMATORS.register("newton")
