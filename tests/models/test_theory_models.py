@@ -181,3 +181,22 @@ def test_single_head_attention_learns_on_he_task():
     with torch.no_grad():
         final = (model(p.x, p.y)[:, -1] - p.y[:, -1]).square().mean().item()
     assert final < 0.6  # the single-head optimum is ~0.41, the zero predictor 1.1
+
+
+@pytest.mark.parametrize("spec", [
+    "softmax_attention:d=3,heads=2", "softmax_attention:d=3,heads=3,activation=linear",
+    "softmax_attention:d=3,heads=2,labels=2", "linear_attention:d=3,layers=1",
+    "linear_attention:d=3,layers=3,init_scale=0.3",
+])
+def test_ensemble_equals_members_and_last_only_equals_the_last_row(spec):
+    from iclreg.models import Ensemble
+
+    torch.manual_seed(7)
+    members = [build(spec).double() for _ in range(3)]
+    ensemble = Ensemble(members)
+    x = torch.randn(3, 4, 7, 3, dtype=torch.float64)
+    y = torch.randn(3, 4, 7, *((2,) if "labels=2" in spec else ()), dtype=torch.float64)
+    full = ensemble(x, y)
+    for e, member in enumerate(members):
+        assert torch.equal(full[e], member(x[e], y[e]))
+    torch.testing.assert_close(ensemble(x, y, last_only=True), full[:, :, -1:], rtol=1e-13, atol=1e-13)

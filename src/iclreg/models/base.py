@@ -51,8 +51,12 @@ class StackedPredictor(Predictor):
     """
 
     @staticmethod
-    def stacked_forward(config: Any, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
-        """(E, B, n, d), (E, B, n[, K]) -> (E, B, n[, K]) for parameters stacked along E."""
+    def stacked_forward(
+        config: Any, params: dict[str, Tensor], x: Tensor, y: Tensor, last_only: bool = False
+    ) -> Tensor:
+        """(E, B, n, d), (E, B, n[, K]) -> (E, B, n[, K]) for parameters stacked along E;
+        with ``last_only`` only the last position is predicted: (E, B, 1[, K]) (training on
+        the query's loss needs no other)."""
         raise NotImplementedError
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:

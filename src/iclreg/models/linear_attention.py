@@ -77,12 +77,17 @@ class LinearAttention(StackedPredictor):
 
     @staticmethod
     def stacked_forward(
-        config: LinearAttentionConfig, params: dict[str, Tensor], x: Tensor, y: Tensor
+        config: LinearAttentionConfig, params: dict[str, Tensor], x: Tensor, y: Tensor,
+        last_only: bool = False,
     ) -> Tensor:
         """Predictions for every prefix of E models: W_kq, W_pv (E, L, p, p); x (E, B, n, d),
-        y (E, B, n) -> (E, B, n)."""
+        y (E, B, n) -> (E, B, n), or (E, B, 1) for the last position only."""
         if config.layers == 1:
-            return _one_layer(params["W_kq"][:, 0], params["W_pv"][:, 0], x, y)
+            out = _one_layer(params["W_kq"][:, 0], params["W_pv"][:, 0], x, y)
+            return out[:, :, -1:] if last_only else out
+        if last_only:  # the last query's prefix alone: one copy of the prompt
+            return _deep(params["W_kq"], params["W_pv"], x.unsqueeze(2), y.unsqueeze(2),
+                         queries=[x.shape[2] - 1])
         return _deep(params["W_kq"], params["W_pv"], x, y)
 
 
@@ -100,16 +105,27 @@ def _one_layer(W_kq: Tensor, W_pv: Tensor, x: Tensor, y: Tensor) -> Tensor:
     return -update[..., -1]
 
 
-def _deep(W_kq: Tensor, W_pv: Tensor, x: Tensor, y: Tensor) -> Tensor:
-    """L layers: every query carries its own copy of the prefix, (E, B, n, n, p)."""
-    E, B, n, _ = x.shape
-    eye = torch.eye(n, dtype=torch.bool, device=x.device)
-    Z = stack(x, y).unsqueeze(2).expand(E, B, n, n, -1).clone()  # (E, B, query i, token j, p)
-    Z[:, :, eye, -1] = 0.0  # token i is query i: its label is hidden
-    mask = torch.ones(n, n, device=x.device, dtype=x.dtype).tril(-1)  # examples j < i
-    k = mask.sum(1).clamp_min(1).view(1, 1, n, 1, 1)
+def _deep(
+    W_kq: Tensor, W_pv: Tensor, x: Tensor, y: Tensor, queries: list[int] | None = None
+) -> Tensor:
+    """L layers: every query carries its own copy of the prefix, (E, B, n_q, n, p).
+
+    x (E, B, n, d) and y (E, B, n) give one copy per query; with ``queries`` (positions) x is
+    (E, B, 1, n, d) and y (E, B, 1, n), one copy per listed query.
+    """
+    if queries is None:
+        E, B, n, _ = x.shape
+        queries = list(range(n))
+        Z = stack(x, y).unsqueeze(2).expand(E, B, n, n, -1).clone()  # (E, B, query i, token j, p)
+    else:
+        Z = stack(x, y).expand(-1, -1, len(queries), -1, -1).clone()
+        n = Z.shape[3]
+    rows = torch.tensor(queries, device=x.device)
+    Z[:, :, torch.arange(len(queries), device=x.device), rows, -1] = 0.0  # query i's label is hidden
+    mask = torch.ones(n, n, device=x.device, dtype=x.dtype).tril(-1)[rows]  # examples j < i
+    k = mask.sum(1).clamp_min(1).view(1, 1, -1, 1, 1)
     for layer in range(W_kq.shape[1]):
         C = torch.einsum("ebijp,ij,ebijq->ebipq", Z, mask, Z)  # (E, B, n, p, p)
         M = W_pv[:, layer, None, None] @ C @ W_kq[:, layer, None, None]  # (E, B, n, p, p)
         Z = Z + torch.einsum("ebipq,ebijq->ebijp", M, Z) / k
-    return -Z[:, :, eye, -1]  # (E, B, n)
+    return -Z[:, :, torch.arange(len(queries), device=x.device), rows, -1]  # (E, B, n_q)

@@ -87,15 +87,17 @@ class SoftmaxAttention(StackedPredictor):
 
     @staticmethod
     def stacked_forward(
-        config: SoftmaxAttentionConfig, params: dict[str, Tensor], x: Tensor, y: Tensor
+        config: SoftmaxAttentionConfig, params: dict[str, Tensor], x: Tensor, y: Tensor,
+        last_only: bool = False,
     ) -> Tensor:
         """Predictions for every prefix of E models at once.
 
         Args:
             params: Q, K, V (E, H, p, p) and O (E, K, H, p).
             x: (E, B, n, d); y: (E, B, n) or (E, B, n, K).
+            last_only: predict the last position only.
         Returns:
-            the shape of y.
+            the shape of y (n -> 1 with ``last_only``).
         """
         single = y.dim() == 3
         labels = y.unsqueeze(-1) if single else y  # (E, B, n, K)
@@ -106,15 +108,17 @@ class SoftmaxAttention(StackedPredictor):
         n = x.shape[2]
         tokens = torch.cat([x, labels], -1)  # (E, B, n, p)
         queries = torch.cat([x, torch.zeros_like(labels)], -1)  # (E, B, n, p)
+        rows = slice(n - 1, n) if last_only else slice(0, n)
+        queries = queries[:, :, rows]  # (E, B, n_q, p)
         q = torch.einsum("ehpr,ebnr->ebhnp", params["Q"], queries)  # (E, B, H, n, p)
         k = torch.einsum("ehpr,ebnr->ebhnp", params["K"], tokens)
         v = torch.einsum("ehpr,ebnr->ebhnp", params["V"], tokens)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(config.width)  # (E, B, H, n, n)
-        mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril(-1)  # examples j < i
+        scores = q @ k.transpose(-1, -2) / math.sqrt(config.width)  # (E, B, H, n_q, n)
+        mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril(-1)[rows]  # examples j < i
         if config.activation == "softmax":
             attn = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1).nan_to_num(0.0)
         else:
-            count = mask.sum(1).clamp_min(1).to(x.dtype).view(n, 1)
+            count = mask.sum(1).clamp_min(1).to(x.dtype).view(-1, 1)
             attn = scores * mask / count
         heads = attn @ v  # (E, B, H, n, p)
         out = torch.einsum("ekhp,ebhnp->ebnk", params["O"], heads)  # (E, B, n, K)

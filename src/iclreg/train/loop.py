@@ -134,6 +134,7 @@ class Trainer:
               f"{type(models[0]).__name__} has no ensemble form: train its members one at a time")
         self.net = Ensemble(models) if stacked else _Solo(models[0])
         self.forward = torch.compile(self.net) if cfg.run.compile else self.net
+        self.last_only = stacked and cfg.train.loss == "query"
         self.optimizer = build_optimizer(
             cfg.optimizer, [(m.model.parameters(), m.config.optimizer.lr) for m in self.members],
             capturable=cfg.run.cuda_graph)
@@ -143,7 +144,8 @@ class Trainer:
                     if cfg.run.amp == "bf16" else nullcontext())
         self.step = self._restore() if resume else 0
         for m in self.members:
-            m.metrics = MetricsLog(m.run_dir / "metrics.jsonl", self.step if resume else None)
+            m.metrics = MetricsLog(m.run_dir / "metrics.jsonl", self.step if resume else None,
+                                   tensorboard=len(self.members) == 1)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -181,7 +183,11 @@ class Trainer:
         """Forward, backward, clipping and optimiser step on (E, B, n, d); losses (E,)."""
         cfg = self.config
         with self.amp:
-            losses = prompt_losses(self.forward(x, y).float(), y.float(), cfg.train.loss)
+            if self.last_only:  # the query's loss needs the last position only
+                pred, y = self.forward(x, y, last_only=True), y[:, :, -1:]
+            else:
+                pred = self.forward(x, y)
+            losses = prompt_losses(pred.float(), y.float(), cfg.train.loss)
         self.optimizer.zero_grad(set_to_none=not cfg.run.cuda_graph)
         losses.sum().backward()  # members share no parameter: each gets its own gradient
         if cfg.optimizer.clip is not None:

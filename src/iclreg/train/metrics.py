@@ -12,27 +12,30 @@ log = logging.getLogger(__name__)
 
 
 class MetricsLog:
-    """Append-only metrics file; on resume, lines after the checkpoint's step are dropped."""
+    """Append-only metrics file; on resume, lines after the checkpoint's step are dropped.
 
-    def __init__(self, path: Path, resume_step: int | None = None) -> None:
+    The file is opened for each write (writes are rare), so an ensemble of a thousand members
+    holds no file handles; TensorBoard events are written when ``tensorboard`` is set and the
+    package is installed.
+    """
+
+    def __init__(self, path: Path, resume_step: int | None = None, tensorboard: bool = False) -> None:
         self.path = path
         if resume_step is not None and path.exists():
             kept = [line for line in path.read_text().splitlines()
                     if line.strip() and json.loads(line)["step"] <= resume_step]
             path.write_text("".join(line + "\n" for line in kept))
-        self._fh = open(path, "a")  # noqa: SIM115 - closed in close()
-        self._tb = _tensorboard(path.parent)
+        self._tb = _tensorboard(path.parent) if tensorboard else None
 
     def write(self, record: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(record) + "\n")
-        self._fh.flush()
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
         if self._tb is not None:
             for key, value in record.items():
                 if isinstance(value, (int, float)) and key != "step":
                     self._tb.add_scalar(key, value, record["step"])
 
     def close(self) -> None:
-        self._fh.close()
         if self._tb is not None:
             self._tb.close()
 

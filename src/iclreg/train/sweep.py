@@ -26,7 +26,7 @@ import torch
 import yaml
 
 from ..errors import UsageError, check
-from ..models import StackedPredictor
+from ..models import Ensemble, StackedPredictor
 from ..report import write_text
 from ..spec import _split_top_level
 from .config import ExperimentConfig, apply_overrides, load_file, resolve
@@ -86,7 +86,11 @@ def member_bytes(config: ExperimentConfig) -> int:
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(prompts.x, prompts.y)
+        if isinstance(model, StackedPredictor):  # as the trainer runs it
+            net = Ensemble([model])
+            out = net(prompts.x[None], prompts.y[None], last_only=config.train.loss == "query")
+        else:
+            out = model(prompts.x, prompts.y)
     params = sum(p.numel() * p.element_size() for p in model.parameters())
     del out
     return saved + 4 * params
