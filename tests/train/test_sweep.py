@@ -34,8 +34,9 @@ def losses(run_dir):
     return [(r["step"], r.get("loss"), r.get("eval")) for r in read_metrics(run_dir / "metrics.jsonl")]
 
 
-def test_member_of_an_ensemble_is_bit_identical_to_training_alone(write_config, tmp_path):
-    config = write_config(F64)
+@pytest.mark.parametrize("model", ["softmax_attention:heads=2", "linear_attention:layers=2"])
+def test_member_of_an_ensemble_is_bit_identical_to_training_alone(write_config, tmp_path, model):
+    config = write_config({**F64, "model": model})
     out = run_sweep(config, [], ["train.seed=0,1,2", "optimizer.lr=0.01,0.03",
                                  "task.noise_std=0.1,0.5"], tmp_path / "sweep")
     for seed, lr, noise in [(1, 0.03, 0.5), (2, 0.01, 0.1)]:

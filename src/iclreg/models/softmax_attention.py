@@ -110,9 +110,11 @@ class SoftmaxAttention(StackedPredictor):
         queries = torch.cat([x, torch.zeros_like(labels)], -1)  # (E, B, n, p)
         rows = slice(n - 1, n) if last_only else slice(0, n)
         queries = queries[:, :, rows]  # (E, B, n_q, p)
-        q = torch.einsum("ehpr,ebnr->ebhnp", params["Q"], queries)  # (E, B, H, n, p)
-        k = torch.einsum("ehpr,ebnr->ebhnp", params["K"], tokens)
-        v = torch.einsum("ehpr,ebnr->ebhnp", params["V"], tokens)
+        # batched matrix products (not einsum) so that every member's arithmetic is the same
+        # whatever the ensemble size: member e of an ensemble matches e trained alone bitwise
+        q = queries.unsqueeze(2) @ params["Q"].transpose(-1, -2).unsqueeze(1)  # (E, B, H, n_q, p)
+        k = tokens.unsqueeze(2) @ params["K"].transpose(-1, -2).unsqueeze(1)  # (E, B, H, n, p)
+        v = tokens.unsqueeze(2) @ params["V"].transpose(-1, -2).unsqueeze(1)
         scores = q @ k.transpose(-1, -2) / math.sqrt(config.width)  # (E, B, H, n_q, n)
         mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril(-1)[rows]  # examples j < i
         if config.activation == "softmax":
@@ -121,7 +123,9 @@ class SoftmaxAttention(StackedPredictor):
             count = mask.sum(1).clamp_min(1).to(x.dtype).view(-1, 1)
             attn = scores * mask / count
         heads = attn @ v  # (E, B, H, n, p)
-        out = torch.einsum("ekhp,ebhnp->ebnk", params["O"], heads)  # (E, B, n, K)
+        E, B, H, n_q, p = heads.shape
+        flat = heads.permute(0, 1, 3, 2, 4).reshape(E, B, n_q, H * p)  # (E, B, n_q, H p)
+        out = flat @ params["O"].reshape(E, 1, -1, H * p).transpose(-1, -2)  # (E, B, n_q, K)
         return out.squeeze(-1) if single else out
 
     def kq_matrices(self) -> Tensor:
