@@ -59,7 +59,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import load_config, resume, train
-    from .train.sweep import is_sweep, resume_sweep, run_sweep
+    from .train.sweep import config_sweeps, is_sweep, resume_sweep, run_sweep
 
     progress = sys.stderr.isatty()
     if args.max_members is not None and args.max_members < 1:
@@ -80,7 +80,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if bad:
             raise UsageError(f"'{bad[0]}' is not a key=value override")
         out = args.out or f"runs/{Path(args.config).stem}"
-        if args.sweep:
+        if args.sweep or config_sweeps(args.config):
             run_dir = run_sweep(args.config, overrides, args.sweep, out, progress, args.max_members)
         else:
             run_dir = train(load_config(args.config, overrides), out, progress=progress)

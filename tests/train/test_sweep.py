@@ -110,3 +110,13 @@ def test_killed_sweep_resumes_to_the_same_result(write_config, tmp_path):
         a, b = last_weights(straight / name), last_weights(killed / name)
         assert all(torch.equal(a[k], b[k]) for k in a)
         assert losses(straight / name) == losses(killed / name)
+
+
+def test_sweep_block_in_the_config(write_config, tmp_path, capsys):
+    config = write_config({"sweep": {"train.seed": [0, 1], "model.heads": [1, 2]},
+                           "train": {"steps": 5}})
+    assert main(["train", str(config), "--out", str(tmp_path / "s")]) == 0
+    rows = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert sorted(r["member"] for r in rows) == [
+        "train.seed=0,model.heads=1", "train.seed=0,model.heads=2",
+        "train.seed=1,model.heads=1", "train.seed=1,model.heads=2"]

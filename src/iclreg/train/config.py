@@ -301,6 +301,7 @@ def resolve(data: dict[str, Any]) -> ExperimentConfig:
     TASKS.build(task)
     model_map = _spec_to_mapping(data["model"], "model")
     _fill_model_from_task(model_map, task)
+    check("sweep" not in data, "this config has a sweep: block; train it with 'iclreg train CONFIG'")
     rest = {k: v for k, v in data.items() if k not in ("task", "model")}
     return from_dict(ExperimentConfig, {**rest, "task": task, "model": mapping_to_spec(model_map)}, "config")
 

@@ -29,7 +29,7 @@ from ..errors import UsageError, check
 from ..models import Ensemble, StackedPredictor
 from ..report import write_text
 from ..spec import _split_top_level
-from .config import ExperimentConfig, apply_overrides, load_file, resolve
+from .config import ExperimentConfig, _format_value, apply_overrides, load_file, resolve
 from .loop import Trainer, group_key, prepare_run_dir, progress_bar
 from .metrics import read_metrics
 from .run import build_model, read_run_config
@@ -53,10 +53,24 @@ def member_name(assignment: list[tuple[str, str]]) -> str:
     return "".join(c if c.isalnum() or c in "=.,-_[]" else "_" for c in name)
 
 
+def config_sweeps(path: str | Path) -> list[str]:
+    """The ``sweep:`` block of a config file ({key: [values]}) as --sweep strings."""
+    block = load_file(path).get("sweep") or {}
+    check(isinstance(block, dict), f"'sweep' in '{path}' must map keys to lists of values")
+    out = []
+    for key, values in block.items():
+        check(isinstance(values, list) and values, f"sweep.{key} in '{path}' must be a non-empty list")
+        out.append(f"{key}=" + ",".join(_format_value(v) for v in values))
+    return out
+
+
 def expand(path: str | Path, overrides: list[str], sweeps: list[str]) -> list[tuple[str, ExperimentConfig]]:
-    """Every grid point as (member name, resolved config)."""
-    check(bool(sweeps), "give at least one --sweep key=v1,v2,...")
+    """Every grid point as (member name, resolved config); the file's ``sweep:`` block adds
+    to ``sweeps``."""
+    sweeps = [*config_sweeps(path), *(sweeps or [])]
+    check(bool(sweeps), "give at least one --sweep key=v1,v2,... (or a sweep: block in the config)")
     base = apply_overrides(load_file(path), overrides)
+    base.pop("sweep", None)
     axes = [parse_sweep(s) for s in sweeps]
     keys = [k for k, _ in axes]
     check(len(set(keys)) == len(keys), "a --sweep key is given twice")
