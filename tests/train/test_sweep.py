@@ -117,6 +117,5 @@ def test_sweep_block_in_the_config(write_config, tmp_path, capsys):
                            "train": {"steps": 5}})
     assert main(["train", str(config), "--out", str(tmp_path / "s")]) == 0
     rows = json.loads((tmp_path / "s" / "summary.json").read_text())
-    assert sorted(r["member"] for r in rows) == [
-        "train.seed=0,model.heads=1", "train.seed=0,model.heads=2",
-        "train.seed=1,model.heads=1", "train.seed=1,model.heads=2"]
+    assert sorted((r["train.seed"], r["model.heads"]) for r in rows) == [
+        ("0", "1"), ("0", "2"), ("1", "1"), ("1", "2")]
