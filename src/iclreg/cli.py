@@ -110,11 +110,29 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from .analysis.compare import resolve_device
+    from .experiments import REPRODUCTIONS, write_report
+    from .report import atomic_output_dir
+
+    experiment = REPRODUCTIONS.get(args.paper)(quick=args.quick, device=str(resolve_device(args.device)))
+    out = Path(args.out or f"runs/{args.paper}{'-quick' if args.quick else ''}")
+    with atomic_output_dir(out) as tmp:
+        result = experiment.run(tmp, progress=not args.json and sys.stderr.isatty())
+        write_report(result, tmp)
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        held = sum(c.holds for c in result.claims)
+        print(f"{held} of {len(result.claims)} claims hold; report written to {out / 'report.md'}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .experiments import demo
 
     out = demo.run(args.out, samples=args.samples, progress=True)
-    print(f"demo report written to {out / 'report.md'}")
+    print(f"demo written to {out / 'index.html'}")
     return 0
 
 
@@ -156,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object (compare's shape)")
     p.add_argument("--plot", metavar="FILE", help="write a figure (.png, .pdf or .svg)")
     p.set_defaults(handler=_cmd_eval)
+
+    p = sub.add_parser("reproduce", help="reproduce a paper's results: claims, figures, report")
+    p.add_argument("paper", help="which paper: demystified")
+    p.add_argument("--quick", action="store_true", help="CPU-sized run of a few minutes")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--out", help="output directory (default runs/PAPER[-quick])")
+    p.add_argument("--json", action="store_true", help="print the claims as one JSON object")
+    p.set_defaults(handler=_cmd_reproduce)
 
     p = sub.add_parser("demo", help="the quick tour: comparisons and a report in runs/demo")
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")

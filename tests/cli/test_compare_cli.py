@@ -68,6 +68,9 @@ def test_demo_writes_report_and_figures(tmp_path):
     out = tmp_path / "demo"
     proc = run_cli("demo", "--out", str(out), "--samples", "1500")
     assert proc.returncode == 0, proc.stderr
+    index = (out / "index.html").read_text()
+    assert "tour/he_estimators.png" in index and "demystified/report.md" in index
+    out = out / "tour"
     report = (out / "report.md").read_text()
     assert "exact Bayes risk" in report and "he_estimators.png" in report
     for name in ("he_estimators.png", "standard_estimators.png", "results.json"):

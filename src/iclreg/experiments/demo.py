@@ -21,8 +21,10 @@ from typing import Any
 from ..analysis import compare
 from ..estimators import build as build_estimator
 from ..report import atomic_output_dir, error_curves_figure, markdown_table, save_figure, write_text
+from ..report.html import index_page
 from ..tasks import build as build_task
 from ..theory import bayes_risk
+from .base import REPRODUCTIONS, Reproduction, write_report
 
 HE_TASK = f"gaussian:d=5,n=41,noise_std={math.sqrt(0.1):.6f},w_std={1 / math.sqrt(5):.6f}"
 HE_LR = 2 * 0.13 * 3.45  # GD and debiased GD step 2 omega mu of the multi-head row
@@ -84,28 +86,24 @@ def _he_section(samples: int, progress: bool) -> tuple[dict[str, Any], str]:
     return result, "\n".join(lines)
 
 
-def run(out: str | Path = "runs/demo", samples: int = 20000, progress: bool = False) -> Path:
-    """Run the tour and write ``report.md``, figures and ``results.json`` into ``out``."""
-    out = Path(out)
+def tour(out: Path, samples: int = 20000, progress: bool = False) -> Reproduction:
+    """Estimator comparisons written into ``out`` (report.md, figures, results.json)."""
     start = time.perf_counter()
-    with atomic_output_dir(out) as tmp:
-        he, he_table = _he_section(samples, progress)
-        fig = error_curves_figure(he["k"], he["results"], he["noise_floor"],
-                                  "He et al. setup: d=5, sigma^2=0.1, w ~ N(0, I/d)")
-        save_figure(fig, tmp / "he_estimators.png")
+    he, he_table = _he_section(samples, progress)
+    fig = error_curves_figure(he["k"], he["results"], he["noise_floor"],
+                              "He et al. setup: d=5, sigma^2=0.1, w ~ N(0, I/d)")
+    save_figure(fig, out / "he_estimators.png")
 
-        garg_task = build_task(GARG_TASK)
-        garg = compare(
-            garg_task, {s: build_estimator(s, task=garg_task) for s in GARG_ESTIMATORS},
-            max(samples // 10, 256), seed=2, progress=progress,
-        )
-        fig = error_curves_figure(garg["k"], garg["results"], None,
-                                  "Standard setup: d=20, noiseless")
-        save_figure(fig, tmp / "standard_estimators.png")
-
-        write_text(tmp / "results.json", json.dumps({"he": he, "standard": garg}, indent=1))
-        seconds = time.perf_counter() - start
-        report = f"""# iclreg quick tour
+    garg_task = build_task(GARG_TASK)
+    garg = compare(
+        garg_task, {s: build_estimator(s, task=garg_task) for s in GARG_ESTIMATORS},
+        max(samples // 10, 256), seed=2, progress=progress,
+    )
+    fig = error_curves_figure(garg["k"], garg["results"], None, "Standard setup: d=20, noiseless")
+    save_figure(fig, out / "standard_estimators.png")
+    write_text(out / "results.json", json.dumps({"he": he, "standard": garg}, indent=1))
+    seconds = time.perf_counter() - start
+    report = f"""# iclreg quick tour
 
 Estimator comparisons on the CPU ({seconds:.0f} s). Every number below is computed by this
 run; published values are quoted from the papers for comparison.
@@ -129,5 +127,22 @@ Newton-Schulz needs few steps to reach least squares; GD with lr = 0.01 needs ma
 
 ![standard setup](standard_estimators.png)
 """
-        write_text(tmp / "report.md", report)
+    write_text(out / "report.md", report)
+    return Reproduction(paper="tour", title="Estimator tour", mode="quick", seconds=seconds,
+                        figures=["he_estimators.png", "standard_estimators.png"])
+
+
+def run(out: str | Path = "runs/demo", samples: int = 20000, progress: bool = False) -> Path:
+    """The quick tour and every registered reproduction in quick mode, with ``index.html``."""
+    out = Path(out)
+    entries = []
+    with atomic_output_dir(out) as tmp:
+        (tmp / "tour").mkdir()
+        entries.append(("tour", tour(tmp / "tour", samples, progress)))
+        for name in REPRODUCTIONS.names():
+            (tmp / name).mkdir()
+            result = REPRODUCTIONS.get(name)(quick=True).run(tmp / name, progress)
+            write_report(result, tmp / name)
+            entries.append((name, result))
+        write_text(tmp / "index.html", index_page(entries))
     return out

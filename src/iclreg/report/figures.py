@@ -70,3 +70,63 @@ def loss_figure(steps: list[int], losses: list[float], title: str = "training lo
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def lines_figure(
+    series: Mapping[str, tuple[list[float], list[float]]],
+    xlabel: str,
+    ylabel: str,
+    title: str = "",
+    logy: bool = False,
+    logx: bool = False,
+    hlines: Mapping[str, float] | None = None,
+    colors: Mapping[str, str] | None = None,
+) -> Figure:
+    """One line per label from (x, y) lists; optional labelled horizontal reference lines."""
+    fig = Figure(figsize=(7, 4.5))
+    ax = fig.subplots()
+    for label, (xs, ys) in series.items():
+        ax.plot(xs, ys, label=label, lw=1.4, color=(colors or {}).get(label))
+    for label, value in (hlines or {}).items():
+        ax.axhline(value, ls="--", lw=1, color="0.4")
+        ax.annotate(label, (0.01, value), xycoords=("axes fraction", "data"), fontsize=7,
+                    va="bottom", color="0.3")
+    if logy:
+        ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if len(series) <= 16:
+        ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def heads_figure(kq: Any, ov: Any, title: str = "") -> Figure:
+    """Heat maps of each head's KQ matrix (top row) and OV vector (bottom row).
+
+    Args:
+        kq: (H, p, p) array-like; ov: (H, p) array-like.
+    """
+    H = len(kq)
+    fig = Figure(figsize=(2.3 * H + 1, 4.6))
+    axes = fig.subplots(2, H, squeeze=False, gridspec_kw={"height_ratios": [4, 1]})
+    kq_lim = max(float(abs(k).max()) for k in kq) or 1.0
+    ov_lim = max(float(abs(o).max()) for o in ov) or 1.0
+    for h in range(H):
+        im = axes[0, h].imshow(kq[h], cmap="RdBu_r", vmin=-kq_lim, vmax=kq_lim)
+        axes[0, h].set_title(f"head {h + 1}: KQ", fontsize=9)
+        ov_im = axes[1, h].imshow([list(ov[h])], cmap="RdBu_r", vmin=-ov_lim, vmax=ov_lim)
+        axes[1, h].set_title("OV", fontsize=9)
+        for ax in (axes[0, h], axes[1, h]):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.colorbar(im, ax=axes[0, :].tolist(), shrink=0.8)
+    fig.colorbar(ov_im, ax=axes[1, :].tolist(), shrink=0.8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

@@ -1,0 +1,45 @@
+"""The reproduction pattern: claims JSON, report, bad input; the quick run itself is slow."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from iclreg.cli import main
+from iclreg.experiments import REPRODUCTIONS, Claim, Reproduction, write_report
+
+
+def test_claims_json_and_report(tmp_path):
+    result = Reproduction(paper="p", title="A paper", mode="quick", seconds=3.0, claims=[
+        Claim("1", "a holds", 0.5, 0.51, "0.02", True),
+        Claim("2", "b fails", "statement", [1, 2], "exact", False, "fig.png")])
+    write_report(result, tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert "1 of 2 claims hold" in report and "| 2 | b fails | statement | 1, 2 | exact | **no** |" in report
+    data = json.loads((tmp_path / "claims.json").read_text())
+    assert data == {"paper": "p", "mode": "quick", "claims": [
+        {"id": "1", "statement": "a holds", "published": 0.5, "measured": 0.51, "tolerance": "0.02",
+         "holds": True},
+        {"id": "2", "statement": "b fails", "published": "statement", "measured": [1, 2],
+         "tolerance": "exact", "holds": False}]}
+
+
+def test_unknown_paper_is_a_one_line_error(tmp_path, capsys):
+    assert main(["reproduce", "nosuchpaper", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown paper 'nosuchpaper'" in err[0] and "demystified" in err[0]
+    assert not (tmp_path / "o").exists()
+    assert "demystified" in REPRODUCTIONS
+
+
+@pytest.mark.slow
+def test_quick_demystified_reproduction(tmp_path, capsys):
+    out = tmp_path / "he"
+    assert main(["reproduce", "demystified", "--quick", "--out", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["paper"] == "demystified" and data["mode"] == "quick"
+    ids = {c["id"] for c in data["claims"]}
+    assert {"1-multi-head", "2-H1", "2-Hge2", "3-KQ", "4-H1", "5-length"} <= ids
+    for name in ("report.md", "estimators.png", "loss_curves.png", "heads_H2.png", "lengths.png"):
+        assert (out / name).stat().st_size > 1000
