@@ -259,8 +259,8 @@ class Demystified(Experiment):
                                    "only the last entry", round(ov, 4),
                                    "max |x entries| / |label entry| < 0.1",
                                    ov < 0.1, "heads_H2.png"))
-        omegas = [sorted(p.omega.tolist()) for p in dominant]
-        mus = [sorted(p.mu.tolist()) for p in dominant]
+        omegas = [sorted(round(v, 4) for v in p.omega.tolist()) for p in dominant]
+        mus = [sorted(round(v, 4) for v in p.mu.tolist()) for p in dominant]
         opposite = all(o[0] < 0 < o[1] and abs(o[0] + o[1]) < 0.1 * (abs(o[0]) + abs(o[1]))
                        for o in omegas) and all(
                        m[0] < 0 < m[1] and abs(m[0] + m[1]) < 0.1 * (abs(m[0]) + abs(m[1])) for m in mus)
