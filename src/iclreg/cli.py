@@ -110,6 +110,46 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from .analysis.probe import probe_model
+    from .models.gpt2 import GPT2Regressor
+    from .report import save_figure
+    from .report.figures import lines_figure, similarity_figure
+    from .report.files import check_writable_file
+    from .tasks import build as build_task
+    from .train import load_run
+
+    plot = check_writable_file(args.plot) if args.plot else None
+    if args.samples < 2 or args.probe_samples < 2:
+        raise UsageError("--samples and --probe-samples must be at least 2")
+    model, config = load_run(args.run_dir, device=args.device)
+    if not isinstance(model, GPT2Regressor):
+        raise UsageError(f"probe needs a gpt2 model; '{args.run_dir}' trained {config.model}")
+    result = probe_model(model, build_task(config.task), args.samples, args.probe_samples,
+                         device=args.device)
+    if plot:
+        series = {f"layer {i}": (result["k"], m) for i, m in enumerate(result["probe_mse"])}
+        series["least squares"] = (result["k"], result["ols_mse"])
+        save_figure(lines_figure(series, "number of examples k", "probe MSE",
+                                 "per-layer read-out", logy=True), plot)
+        save_figure(similarity_figure(result["newton"]["similarity"], result["newton"]["steps"],
+                                      "layers vs Newton steps", result["floor"]),
+                    plot.with_name(plot.stem + "_newton" + plot.suffix))
+        save_figure(similarity_figure(result["gd"]["similarity"], result["gd"]["steps"],
+                                      "layers vs GD steps"),
+                    plot.with_name(plot.stem + "_gd" + plot.suffix))
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{args.run_dir}: per-layer probes on {args.samples} prompts")
+        print(" layer  MSE at k=n-1  best Newton step  best GD step")
+        for i in result["layers"]:
+            print(f"{i:6d}  {result['probe_mse'][i][-1]:12.4g}  {result['newton']['best'][i]:16d}"
+                  f"  {result['gd']['best'][i]:12d}")
+        print(f"zero-predictor similarity to Newton-1 (the floor): {result['floor']:.3f}")
+    return 0
+
+
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .analysis.compare import resolve_device
     from .experiments import REPRODUCTIONS, write_report
@@ -174,6 +214,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object (compare's shape)")
     p.add_argument("--plot", metavar="FILE", help="write a figure (.png, .pdf or .svg)")
     p.set_defaults(handler=_cmd_eval)
+
+    p = sub.add_parser("probe", help="per-layer probes of a GPT-2 run; similarity to Newton/GD")
+    p.add_argument("run_dir", help="a run directory of a gpt2 model")
+    p.add_argument("--samples", type=int, default=320, help="evaluation prompts (default 320)")
+    p.add_argument("--probe-samples", type=int, default=2048, help="prompts to fit the read-outs")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", metavar="FILE", help="probe figure; FILE_newton and FILE_gd heat maps beside it")
+    p.set_defaults(handler=_cmd_probe)
 
     p = sub.add_parser("reproduce", help="reproduce a paper's results: claims, figures, report")
     p.add_argument("paper", help="which paper: demystified")

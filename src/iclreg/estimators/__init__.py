@@ -5,7 +5,7 @@
 
 from . import iterative, kernel, least_squares, simple  # noqa: F401  (register the estimators)
 from .base import ESTIMATORS, Estimator, build, prefix_moments
-from .iterative import gd_weights, newton_weights
+from .iterative import gd_trajectory, gd_weights, newton_weights
 from .kernel import kernel_predict
 from .least_squares import ols_predict, ridge_predict
 
@@ -13,6 +13,7 @@ __all__ = [
     "ESTIMATORS",
     "Estimator",
     "build",
+    "gd_trajectory",
     "gd_weights",
     "kernel_predict",
     "newton_weights",

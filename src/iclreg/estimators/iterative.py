@@ -39,6 +39,26 @@ def gd_weights(S: Tensor, b: Tensor, steps: int, lr: Tensor | float) -> Tensor:
     return w
 
 
+def gd_trajectory(x: Tensor, y: Tensor, steps: list[int], lr: float) -> Tensor:
+    """Predictions of GD from 0 after each of ``steps`` (sorted), from one run of max(steps).
+
+    Args:
+        x: (B, n, d); y: (B, n); lr: step on the summed loss.
+    Returns:
+        (len(steps), B, n).
+    """
+    S, b = prefix_moments(x, y)
+    w = torch.zeros_like(b)
+    out, wanted, done = [], sorted(set(steps)), 0
+    for t in range(wanted[-1] + 1):
+        while done < len(wanted) and wanted[done] == t:
+            out.append(dot_query(x, w))
+            done += 1
+        w = w - lr * (torch.einsum("bnij,bnj->bni", S, w) - b)
+    by_step = dict(zip(wanted, out, strict=True))
+    return torch.stack([by_step[s] for s in steps])
+
+
 @ESTIMATORS.register("gd")
 @dataclass(frozen=True)
 class GD(Estimator):

@@ -130,3 +130,29 @@ def heads_figure(kq: Any, ov: Any, title: str = "") -> Figure:
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def similarity_figure(similarity: Any, steps: list[int], title: str, floor: float | None = None) -> Figure:
+    """Heat map of layer x algorithm-step similarity with each layer's best step marked.
+
+    Args:
+        similarity: (layers, steps) array-like.
+    """
+    import numpy as np
+
+    sim = np.asarray(similarity)
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.subplots()
+    im = ax.imshow(sim, aspect="auto", cmap="viridis", origin="lower")
+    best = sim.argmax(1)
+    ax.scatter(best, range(len(best)), marker="x", color="red", s=30, label="best step")
+    ax.set_xticks(range(len(steps)))
+    ax.set_xticklabels([str(s) for s in steps], fontsize=7, rotation=90)
+    ax.set_xlabel("algorithm step")
+    ax.set_ylabel("layer")
+    suffix = f" (zero-predictor floor {floor:.3f})" if floor is not None else ""
+    ax.set_title(title + suffix, fontsize=10)
+    fig.colorbar(im, ax=ax, label="mean residual cosine")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
