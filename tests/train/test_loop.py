@@ -138,3 +138,13 @@ def test_eval_command_beyond_the_training_length(write_config, tmp_path, capsys)
     assert set(out["results"]) == {"model", "ridge:lam=0.01"}
     assert all(len(c["mse"]) == 30 for c in out["results"].values())
     assert main(["eval", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path):
+    from iclreg.train.metrics import MetricsLog
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 5, "loss": 1.0}\n{"step": 10, "loss": 0.5}\n{"step": 15, "lo')
+    MetricsLog(path, resume_step=10).close()
+    assert read_metrics(path) == [{"step": 5, "loss": 1.0}, {"step": 10, "loss": 0.5}]
+    assert path.read_text().endswith("}\n")

@@ -22,8 +22,7 @@ class MetricsLog:
     def __init__(self, path: Path, resume_step: int | None = None, tensorboard: bool = False) -> None:
         self.path = path
         if resume_step is not None and path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= resume_step]
+            kept = [json.dumps(r) for r in read_metrics(path) if r["step"] <= resume_step]
             path.write_text("".join(line + "\n" for line in kept))
         self._tb = _tensorboard(path.parent) if tensorboard else None
 
@@ -49,7 +48,13 @@ def _tensorboard(run_dir: Path) -> Any:
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """All records of a metrics file."""
+    """All records of a metrics file; a line torn by a kill mid-write is skipped."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
