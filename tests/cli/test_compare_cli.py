@@ -12,9 +12,9 @@ import pytest
 from iclreg.cli import main
 
 
-def run_cli(*argv: str) -> subprocess.CompletedProcess:
+def run_cli(*argv: str, timeout: int = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "iclreg", *argv], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "iclreg", *argv], capture_output=True, text=True, timeout=timeout
     )
 
 
@@ -66,7 +66,7 @@ def test_compare_table_lists_every_estimator(capsys):
 @pytest.mark.slow
 def test_demo_writes_report_and_figures(tmp_path):
     out = tmp_path / "demo"
-    proc = run_cli("demo", "--out", str(out), "--samples", "1500")
+    proc = run_cli("demo", "--out", str(out), "--samples", "1500", timeout=900)  # reproductions too
     assert proc.returncode == 0, proc.stderr
     index = (out / "index.html").read_text()
     assert "tour/he_estimators.png" in index and "demystified/report.md" in index

@@ -103,19 +103,22 @@ def compare(
     samples: int = 1280,
     seed: int = 0,
     *,
+    n: int | None = None,
     device: str = "cpu",
     dtype: torch.dtype = torch.float64,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """The ``compare --json`` object: task, samples, seed, k and per-estimator curves."""
+    """The ``compare --json`` object: task, samples, seed, k and per-estimator curves
+    (prompts of ``n`` pairs, the task's n by default)."""
+    n = task.n if n is None else n
     results = error_curves(
-        task, estimators, samples, seed, device=device, dtype=dtype, progress=progress
+        task, estimators, samples, seed, n=n, device=device, dtype=dtype, progress=progress
     )
     return {
         "task": task.describe(),
         "samples": samples,
         "seed": seed,
-        "k": list(range(task.n)),
+        "k": list(range(n)),
         "noise_floor": noise_floor(task),
         "results": results,
     }

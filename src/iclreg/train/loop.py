@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..analysis.compare import error_curves, noise_floor, resolve_device
+from ..analysis.compare import compare, resolve_device
 from ..errors import TrainingError, check
 from ..estimators import build as build_estimator
 from ..models import MODELS, Ensemble, Predictor, StackedPredictor
@@ -64,13 +64,11 @@ def evaluate(model: torch.nn.Module, config: ExperimentConfig, task: Task, n: in
     predictors = {"model": predict, **{s: build_estimator(s, task=task) for s in specs}}
     was_training = model.training
     model.eval()
-    n = n or config.eval.n or task.n
-    results = error_curves(task, predictors, samples or config.eval.samples,
-                           config.train.seed + EVAL_SEED_OFFSET, n=n, device=device, dtype=dtype)
+    result = compare(task, predictors, samples or config.eval.samples,
+                     config.train.seed + EVAL_SEED_OFFSET, n=n or config.eval.n or task.n,
+                     device=device, dtype=dtype)
     model.train(was_training)
-    return {"task": task.describe(), "samples": samples or config.eval.samples,
-            "seed": config.train.seed + EVAL_SEED_OFFSET, "k": list(range(n)),
-            "noise_floor": noise_floor(task), "results": results}
+    return result
 
 
 def group_key(config: ExperimentConfig) -> str:
