@@ -43,3 +43,15 @@ def test_quick_demystified_reproduction(tmp_path, capsys):
     assert {"1-multi-head", "2-H1", "2-Hge2", "3-KQ", "4-H1", "5-length"} <= ids
     for name in ("report.md", "estimators.png", "loss_curves.png", "heads_H2.png", "lengths.png"):
         assert (out / name).stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_quick_newton_reproduction(tmp_path, capsys):
+    out = tmp_path / "newton"
+    assert main(["reproduce", "newton", "--quick", "--out", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    ids = {c["id"]: c for c in data["claims"]}
+    assert {"1-learns", "2-probes", "3-similarity", "4-newton-linear", "4-gd-exponential",
+            "5-accuracy", "6-lstm", "7-depth"} <= set(ids)
+    for name in ("report.md", "probes.png", "similarity_newton.png", "similarity_gd.png", "depth.png"):
+        assert (out / name).stat().st_size > 1000

@@ -78,7 +78,8 @@ def probe_model(model: torch.nn.Module, task, samples: int = 320, probe_samples:
 
     Returns:
         {"layers", "k", "probe_mse" (L, n), "ols_mse" (n), "newton": {"steps", "similarity"
-        (L, S), "best"}, "gd": {...}, "floor": similarity of the zero predictor to Newton-1}.
+        (L, S), "best", "mse" (S, n)}, "gd": {...}, "floor": similarity of the zero predictor to
+        Newton-1}.
     """
     dtype = next(model.parameters()).dtype
     fit = task.sample(probe_samples, seed, 0, device=device, dtype=dtype)
@@ -98,8 +99,10 @@ def probe_model(model: torch.nn.Module, task, samples: int = 320, probe_samples:
         "probe_mse": (preds - y).square().mean(1).tolist(),
         "ols_mse": (ols - y).square().mean(0).tolist(),
         "newton": {"steps": NEWTON_STEPS, "similarity": sim_newton.tolist(),
-                   "best": [NEWTON_STEPS[i] for i in sim_newton.argmax(1).tolist()]},
+                   "best": [NEWTON_STEPS[i] for i in sim_newton.argmax(1).tolist()],
+                   "mse": (newton - y).square().mean(1).tolist()},
         "gd": {"steps": GD_STEPS, "similarity": sim_gd.tolist(),
-               "best": [GD_STEPS[i] for i in sim_gd.argmax(1).tolist()]},
+               "best": [GD_STEPS[i] for i in sim_gd.argmax(1).tolist()],
+               "mse": (gd - y).square().mean(1).tolist()},
         "floor": float(floor),
     }
