@@ -55,3 +55,14 @@ def test_quick_newton_reproduction(tmp_path, capsys):
             "5-accuracy", "6-lstm", "7-depth"} <= set(ids)
     for name in ("report.md", "probes.png", "similarity_newton.png", "similarity_gd.png", "depth.png"):
         assert (out / name).stat().st_size > 1000
+
+
+def test_a_foreign_output_directory_is_never_replaced(tmp_path, capsys):
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    assert main(["reproduce", "demystified", "--quick", "--out", str(precious)]) == 2
+    assert "is not an iclreg report directory" in capsys.readouterr().err
+    assert (precious / "thesis.tex").read_text() == "years of work"
+    assert main(["demo", "--out", str(precious)]) == 2
+    assert (precious / "thesis.tex").exists()

@@ -66,10 +66,23 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 130) -> None:
     write_bytes(path, buf.getvalue())
 
 
+OUTPUT_MARKERS = ("report.md", "index.html")
+
+
 @contextlib.contextmanager
 def atomic_output_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary directory that replaces ``path`` only if the block succeeds."""
+    """Yield a temporary directory that replaces ``path`` only if the block succeeds.
+
+    An existing ``path`` is replaced only when it is empty or an earlier iclreg output (it
+    holds a report.md or index.html); anything else is refused before any work is done.
+    """
     path = Path(path)
+    check(not path.is_file(), f"'{path}' is a file; choose a directory for --out")
+    if path.is_dir() and any(path.iterdir()):
+        check(
+            any((path / m).is_file() for m in OUTPUT_MARKERS),
+            f"'{path}' exists and is not an iclreg report directory; choose another --out",
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
