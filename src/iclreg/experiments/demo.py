@@ -25,25 +25,9 @@ from ..report.html import index_page
 from ..tasks import build as build_task
 from ..theory import bayes_risk
 from .base import REPRODUCTIONS, Reproduction, write_report
+from .demystified import ESTIMATORS, HE_LR, PUBLISHED
+from .demystified import TASK as HE_TASK
 
-HE_TASK = f"gaussian:d=5,n=41,noise_std={math.sqrt(0.1):.6f},w_std={1 / math.sqrt(5):.6f}"
-HE_LR = 2 * 0.13 * 3.45  # GD and debiased GD step 2 omega mu of the multi-head row
-HE_ESTIMATORS = {
-    "multi-head": "kernel:omega=[0.13,-0.13],mu=[3.45,-3.45]",
-    "GD": f"gd:steps=1,lr={HE_LR:.4f},mean=true",
-    "debiased GD": f"debiased_gd:lr={HE_LR:.4f}",
-    "single head": "single_head:L=40",
-    "ridge": "bayes",
-}
-# He et al. (ICML 2025), estimator MSE with the noise floor, as collected in papers.md.
-HE_PUBLISHED = {
-    10: {"multi-head": 0.604, "GD": 0.643, "debiased GD": 0.614, "single head": 0.875,
-         "ridge": 0.194},
-    20: {"multi-head": 0.367, "GD": 0.371, "debiased GD": 0.369, "single head": 0.586,
-         "ridge": 0.135},
-    40: {"multi-head": 0.243, "GD": 0.241, "debiased GD": 0.243, "single head": 0.405,
-         "ridge": 0.115},
-}
 GARG_TASK = "gaussian:d=20,n=41"
 GARG_ESTIMATORS = [
     "ols", "newton:steps=3", "newton:steps=6", "newton:steps=12", "gd:steps=100,lr=0.01",
@@ -53,15 +37,16 @@ GARG_ESTIMATORS = [
 
 def _he_section(samples: int, progress: bool) -> tuple[dict[str, Any], str]:
     task = build_task(HE_TASK)
-    specs = {**HE_ESTIMATORS, "ols": "ols"}
+    specs = {**ESTIMATORS, "ols": "ols"}
     estimators = {label: build_estimator(spec, task=task) for label, spec in specs.items()}
     result = compare(task, estimators, samples, seed=1, progress=progress)
     lines = [
         "| L | estimator | SPEC | published | ours (95% CI) | difference |",
         "|---:|---|---|---:|---:|---:|",
     ]
-    for L, row in HE_PUBLISHED.items():
-        for label, published in row.items():
+    for i, L in enumerate((10, 20, 40)):
+        for label, row in PUBLISHED.items():
+            published = row[i]
             mse = result["results"][label]["mse"][L]
             lo, hi = result["results"][label]["ci95"][L]
             lines.append(
