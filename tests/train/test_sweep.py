@@ -56,7 +56,7 @@ def test_heads_are_grouped_and_members_load_alone(write_config, tmp_path, caplog
     with caplog.at_level(logging.WARNING):
         out = run_sweep(config, [], ["model.heads=1,3", "train.seed=0,1,2"], tmp_path / "s",
                         max_members=2)
-    assert "in 2 chunks of at most 2 members" in caplog.text
+    assert "in 2 chunks of at most 2 members (--max-members)" in caplog.text
     model, cfg = load_run(out / "model.heads=3,train.seed=2")
     assert model.config.heads == 3 and cfg.train.seed == 2
     alone = train(load_config(config, ["model.heads=3", "train.seed=2"]), tmp_path / "alone")

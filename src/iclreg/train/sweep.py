@@ -143,11 +143,12 @@ def _train(configs: list[ExperimentConfig], dirs: list[Path], resume: bool, prog
             chunk = plan_chunks(len(members), per, budget, max_members)
             if chunk < len(members):
                 count = math.ceil(len(members) / chunk)
-                log.warning(
-                    "an ensemble of %d members needs about %.2f GiB (%.1f MiB each) and %.2f GiB "
-                    "is free: training it in %d chunks of at most %d members",
-                    len(members), len(members) * per / 2**30, per / 2**20, budget / 2**30, count, chunk,
-                )
+                capped = max_members and chunk == max_members and per * len(members) <= budget
+                why = ("--max-members" if capped
+                       else f"about {len(members) * per / 2**30:.2f} GiB needed ({per / 2**20:.1f} MiB "
+                            f"per member), {budget / 2**30:.2f} GiB free")
+                log.warning("an ensemble of %d members is trained in %d chunks of at most %d members (%s)",
+                            len(members), count, chunk, why)
             for start in range(0, len(members), chunk):
                 part = members[start:start + chunk]
                 trainer = Trainer([configs[i] for i in part], [dirs[i] for i in part], resume)
