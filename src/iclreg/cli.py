@@ -177,7 +177,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="iclreg", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="iclreg", description="In-context linear regression: prompts, estimators, "
+                     "theory, models, training and paper reproductions.")
     parser.add_argument("--version", action="version", version=f"iclreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -232,7 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the claims as one JSON object")
     p.set_defaults(handler=_cmd_reproduce)
 
-    p = sub.add_parser("demo", help="the quick tour: comparisons and a report in runs/demo")
+    p = sub.add_parser("demo", help="the estimator tour and every reproduction in quick mode "
+                       "(runs/demo/index.html)")
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--samples", type=int, default=20000, help="prompts per comparison")
     p.set_defaults(handler=_cmd_demo)
