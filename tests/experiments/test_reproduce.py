@@ -66,3 +66,12 @@ def test_a_foreign_output_directory_is_never_replaced(tmp_path, capsys):
     assert (precious / "thesis.tex").read_text() == "years of work"
     assert main(["demo", "--out", str(precious)]) == 2
     assert (precious / "thesis.tex").exists()
+
+
+def test_quick_softmax_limit_reproduction(tmp_path, capsys):
+    out = tmp_path / "sl"
+    assert main(["reproduce", "softmax-limit", "--quick", "--out", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    claims = {c["id"]: c for c in data["claims"]}
+    assert claims["1-rademacher"]["holds"] and claims["2-slopes"]["holds"]
+    assert (out / "concentration.png").stat().st_size > 1000
