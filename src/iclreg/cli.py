@@ -114,7 +114,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     from .analysis.probe import probe_model
     from .models.gpt2 import GPT2Regressor
     from .report import save_figure
-    from .report.figures import lines_figure, similarity_figure
+    from .report.figures import probe_figures
     from .report.files import check_writable_file
     from .tasks import build as build_task
     from .train import load_run
@@ -128,16 +128,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     result = probe_model(model, build_task(config.task), args.samples, args.probe_samples,
                          device=args.device)
     if plot:
-        series = {f"layer {i}": (result["k"], m) for i, m in enumerate(result["probe_mse"])}
-        series["least squares"] = (result["k"], result["ols_mse"])
-        save_figure(lines_figure(series, "number of examples k", "probe MSE",
-                                 "per-layer read-out", logy=True), plot)
-        save_figure(similarity_figure(result["newton"]["similarity"], result["newton"]["steps"],
-                                      "layers vs Newton steps", result["floor"]),
-                    plot.with_name(plot.stem + "_newton" + plot.suffix))
-        save_figure(similarity_figure(result["gd"]["similarity"], result["gd"]["steps"],
-                                      "layers vs GD steps"),
-                    plot.with_name(plot.stem + "_gd" + plot.suffix))
+        for suffix, fig in probe_figures(result).items():
+            save_figure(fig, plot.with_name(plot.stem + suffix + plot.suffix))
     if args.json:
         print(json.dumps(result))
     else:

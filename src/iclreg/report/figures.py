@@ -156,3 +156,16 @@ def similarity_figure(similarity: Any, steps: list[int], title: str, floor: floa
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def probe_figures(result: Mapping[str, Any]) -> dict[str, Figure]:
+    """The figures of ``iclreg probe``: per-layer probe error (suffix ""), and the layer x step
+    similarity to Newton ("_newton") and GD ("_gd")."""
+    series = {f"layer {i}": (result["k"], m) for i, m in enumerate(result["probe_mse"])}
+    series["least squares"] = (result["k"], result["ols_mse"])
+    return {
+        "": lines_figure(series, "number of examples k", "probe MSE", "per-layer read-out", logy=True),
+        "_newton": similarity_figure(result["newton"]["similarity"], result["newton"]["steps"],
+                                     "layers vs Newton steps", result["floor"]),
+        "_gd": similarity_figure(result["gd"]["similarity"], result["gd"]["steps"], "layers vs GD steps"),
+    }
