@@ -16,12 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..tasks.covariance import sqrt_psd
 from ..theory import gaussian_softmax_limit, softmax_attention
-
-
-def _sqrt_psd(cov: Tensor) -> Tensor:
-    evals, evecs = torch.linalg.eigh(cov)
-    return (evecs * evals.clamp_min(0).sqrt()) @ evecs.T
 
 
 def limit_errors(cov: Tensor, lengths: list[int], draws: int = 16, reps: int = 8,
@@ -41,7 +37,7 @@ def limit_errors(cov: Tensor, lengths: list[int], draws: int = 16, reps: int = 8
     """
     p = cov.shape[0]
     cov = cov.double()
-    root = _sqrt_psd(cov)
+    root = sqrt_psd(cov)
     gen = torch.Generator().manual_seed(seed)
     out_err = np.zeros((len(lengths), draws))
     norm = np.zeros((len(lengths), draws))

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from ..errors import check
+from ..tasks.covariance import sqrt_psd
 from .base import ESTIMATORS, Estimator, dot_query, prefix_moments
 
 
@@ -129,10 +130,6 @@ class Ridge(Estimator):
         return ridge_predict(x, y, self.lam, self.method)
 
 
-def _sqrt_psd(cov: Tensor) -> Tensor:
-    evals, evecs = torch.linalg.eigh(cov)
-    return (evecs * evals.clamp_min(0).sqrt()) @ evecs.T
-
 
 @ESTIMATORS.register("bayes")
 @dataclass(frozen=True)
@@ -148,6 +145,6 @@ class Bayes(Estimator):
     def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
         prior = self._need_task().priors()[slot]
         mean = prior.mean.to(device=x.device, dtype=x.dtype)
-        root = _sqrt_psd(prior.cov).to(device=x.device, dtype=x.dtype)
+        root = sqrt_psd(prior.cov).to(device=x.device, dtype=x.dtype)
         offset = x @ mean  # (B, n)
         return offset + ridge_predict(x @ root, y - offset, prior.noise_std**2)

@@ -14,7 +14,8 @@ import torch
 from torch import Tensor
 
 
-def _sqrt_psd(sigma: Tensor) -> Tensor:
+def sqrt_psd(sigma: Tensor) -> Tensor:
+    """The symmetric square root of a positive semi-definite matrix (eigenvalues clamped at 0)."""
     evals, evecs = torch.linalg.eigh(sigma)
     return (evecs * evals.clamp_min(0).sqrt()) @ evecs.T
 
@@ -37,7 +38,7 @@ def build(
     if kind == "toeplitz":
         idx = torch.arange(d, dtype=torch.float64)
         sigma = rho ** (idx[:, None] - idx[None, :]).abs()
-        return sigma, _sqrt_psd(sigma)
+        return sigma, sqrt_psd(sigma)
     if kind == "spectrum":
         assert spectrum is not None
         evals = torch.tensor(spectrum, dtype=torch.float64)
