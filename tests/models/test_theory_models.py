@@ -138,7 +138,32 @@ SMALL_SPECS = {
     "linear_attention": "linear_attention:d=3,layers=2,init_scale=0.3",
     "softmax_attention": "softmax_attention:d=3,heads=2",
     "lstm": "lstm:d=3,hidden=8,layers=2",
+    "reduced_attention": "reduced_attention:d=3",
 }
+
+
+@pytest.mark.parametrize("activation", ["softmax", "linear"])
+def test_reduced_attention_matches_slow_loop(activation):
+    """y_hat_i = b sum_{j<i} y_j a_ij with a = softmax(x_j^T A x_i) or x_j^T A x_i / i."""
+    torch.manual_seed(3)
+    model = build(f"reduced_attention:d=3,activation={activation}").double()
+    x, y = prompts(B=2, n=7, d=3)
+    ref = torch.zeros(2, 7, dtype=torch.float64)
+    for b in range(2):
+        for i in range(1, 7):
+            scores = torch.stack([x[b, j] @ model.A @ x[b, i] for j in range(i)])
+            attn = torch.softmax(scores, 0) if activation == "softmax" else scores / i
+            ref[b, i] = model.b * (attn * y[b, :i]).sum()
+    torch.testing.assert_close(model(x, y), ref, rtol=0, atol=1e-12)
+
+
+def test_reduced_attention_activations_share_initial_weights():
+    """Boursier & Boyer compare softmax and linear attention trained from the same weights."""
+    torch.manual_seed(4)
+    soft = build("reduced_attention:d=4")
+    torch.manual_seed(4)
+    lin = build("reduced_attention:d=4,activation=linear")
+    assert torch.equal(soft.A, lin.A) and torch.equal(soft.b, lin.b)
 
 
 def test_every_registered_theory_model_has_a_prefix_test():
@@ -186,7 +211,8 @@ def test_single_head_attention_learns_on_he_task():
 @pytest.mark.parametrize("spec", [
     "softmax_attention:d=3,heads=2", "softmax_attention:d=3,heads=3,activation=linear",
     "softmax_attention:d=3,heads=2,labels=2", "linear_attention:d=3,layers=1",
-    "linear_attention:d=3,layers=3,init_scale=0.3",
+    "linear_attention:d=3,layers=3,init_scale=0.3", "reduced_attention:d=3",
+    "reduced_attention:d=3,activation=linear",
 ])
 def test_ensemble_equals_members_and_last_only_equals_the_last_row(spec):
     from iclreg.models import Ensemble
@@ -198,5 +224,7 @@ def test_ensemble_equals_members_and_last_only_equals_the_last_row(spec):
     y = torch.randn(3, 4, 7, *((2,) if "labels=2" in spec else ()), dtype=torch.float64)
     full = ensemble(x, y)
     for e, member in enumerate(members):
+        torch.testing.assert_close(member.predict_last(x[e], y[e]), member(x[e], y[e])[:, -1],
+                                   rtol=0, atol=1e-12)
         assert torch.equal(full[e], member(x[e], y[e]))
     torch.testing.assert_close(ensemble(x, y, last_only=True), full[:, :, -1:], rtol=1e-13, atol=1e-13)

@@ -63,6 +63,13 @@ class StackedPredictor(Predictor):
         params = {name: p.unsqueeze(0) for name, p in self.named_parameters()}
         return self.stacked_forward(self.config, params, x.unsqueeze(0), y.unsqueeze(0)).squeeze(0)
 
+    def predict_last(self, x: Tensor, y: Tensor) -> Tensor:
+        """The prediction at the last position only, (B, n, d), (B, n[, K]) -> (B[, K]): what
+        long prompts need (every prefix of a length-n prompt costs n times more)."""
+        params = {name: p.unsqueeze(0) for name, p in self.named_parameters()}
+        out = self.stacked_forward(self.config, params, x.unsqueeze(0), y.unsqueeze(0), last_only=True)
+        return out[0, :, 0]
+
 
 def build(spec: str, **ctx: Any) -> Predictor:
     """Build a model from a SPEC such as ``softmax_attention:d=5,heads=2``."""
