@@ -180,3 +180,49 @@ def test_gradient_flow_conserves_frobenius_minus_b_squared():
     assert population_risk(A, b, S) < 0.5 * population_risk(A0, b0, S)  # and the risk fell
     assert abs(drift[1e-3] / drift[2e-3] - 0.5) < 0.05  # O(h) Euler drift
     assert abs(2 * drift[1e-3] - drift[2e-3]) < 1e-4 * change  # extrapolates to 0 as h -> 0
+
+
+def test_gradient_flow_solver_matches_fine_euler_and_conserves():
+    """The RK45 flow of the MSE agrees with a fine explicit Euler loop on population_risk_grad,
+    keeps ||A||^2 - b^2 to 1e-8 and ends at the Bayes-optimal set b S A = I."""
+    from iclreg.theory.softmax_limit import gradient_flow, limit_mse
+
+    gen = torch.Generator().manual_seed(8)
+    d, w_var = 3, 0.5
+    B = torch.randn(d, d, generator=gen, dtype=F64)
+    S = B @ B.T / d + 0.5 * torch.eye(d, dtype=F64)
+    A0 = 0.4 * torch.randn(d, d, generator=gen, dtype=F64)
+    At, bt = gradient_flow(A0, 0.6, S, [0.0, 1.0, 400.0], w_var=w_var)
+    A, b, h = A0.clone(), torch.tensor(0.6, dtype=F64), 1e-4
+    for _ in range(10_000):  # Euler to t = 1 on dR/dtheta, the MSE flow being 2 w_var times faster
+        gA, gb = population_risk_grad(A, b, S)
+        A, b = A - h * 2 * w_var * gA, b - h * 2 * w_var * gb
+    assert torch.allclose(At[1], A, atol=2e-4) and abs(float(bt[1] - b)) < 2e-4
+    assert (At[1] - At[0]).abs().max() > 0.05  # it moved
+    conserved = (At**2).sum((-2, -1)) - bt**2
+    assert (conserved - conserved[0]).abs().max() < 1e-8
+    assert (bt[-1] * S @ At[-1] - torch.eye(d, dtype=F64)).abs().max() < 1e-6
+    noise = 0.1
+    assert abs(float(limit_mse(At[-1], bt[-1], S, w_var, noise)) - noise) < 1e-10
+
+
+def test_limit_mse_matches_monte_carlo_of_trained_form():
+    """b sum_j y_j softmax_j(x_j^T A x_q) at large L, averaged over w, x, noise: the MSE
+    w_var tr(M S M^T) + sigma^2 of the limit within Monte Carlo and 1/L error."""
+    from iclreg.models import build
+    from iclreg.theory.softmax_limit import limit_mse
+
+    torch.manual_seed(2)
+    d, L, w_var, noise = 3, 4000, 1 / 3, 0.2
+    model = build(f"reduced_attention:d={d},init_scale=0.8").double()
+    S = torch.tensor([[1.0, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 1.0]], dtype=F64)
+    root = torch.linalg.cholesky(S)
+    gen = torch.Generator().manual_seed(9)
+    B = 400
+    x = torch.randn(B, L + 1, d, generator=gen, dtype=F64) @ root.T
+    w = torch.randn(B, d, generator=gen, dtype=F64) * w_var**0.5
+    y = (x @ w.unsqueeze(-1)).squeeze(-1) + noise**0.5 * torch.randn(B, L + 1, generator=gen, dtype=F64)
+    with torch.no_grad():
+        err = (model.predict_last(x, y) - y[:, -1]).square()
+    expected = float(limit_mse(model.A.detach(), model.b.detach()[0], S, w_var, noise))
+    assert abs(float(err.mean()) - expected) < 3 * float(err.std()) / B**0.5 + 0.02

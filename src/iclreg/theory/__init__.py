@@ -11,6 +11,8 @@ from .demystified import approximate_loss, asymptotic_ridge_risk, optimal_mu, si
 from .exact_bayes import bayes_risk, expected_resolvent_trace, wishart_linear_statistic
 from .softmax_limit import (
     gaussian_softmax_limit,
+    gradient_flow,
+    limit_mse,
     population_risk,
     population_risk_grad,
     regression_token_moments,
@@ -23,6 +25,8 @@ __all__ = [
     "bayes_risk",
     "expected_resolvent_trace",
     "gaussian_softmax_limit",
+    "gradient_flow",
+    "limit_mse",
     "optimal_mu",
     "population_risk",
     "population_risk_grad",

@@ -29,11 +29,15 @@ through the product b A, gradient flow conserves ||A||_F^2 - b^2 (see ``populati
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from scipy.integrate import solve_ivp
 from torch import Tensor
 
 __all__ = [
     "gaussian_softmax_limit",
+    "gradient_flow",
+    "limit_mse",
     "population_risk",
     "population_risk_grad",
     "regression_token_moments",
@@ -150,3 +154,39 @@ def population_risk_grad(A: Tensor, b: Tensor | float, Sigma: Tensor) -> tuple[T
     M = b[..., None, None] * (Sigma @ A) - eye
     SMS = Sigma @ M @ Sigma  # (..., d, d)
     return b[..., None, None] * SMS, (A * SMS).sum((-2, -1))
+
+
+def limit_mse(A: Tensor, b: Tensor | float, Sigma: Tensor, w_var: float = 1.0,
+              noise_var: float = 0.0) -> Tensor:
+    r"""Infinite-prompt test MSE of the reduced attention (A, b) when w ~ N(0, w_var I):
+
+    .. math::
+        E (b w^\top S A x - y)^2 = \mathrm{w\_var}\, \mathrm{tr}(M S M^\top) + \sigma^2
+        = 2\, \mathrm{w\_var}\, R(A, b) + \sigma^2,
+
+    so its gradient flow is the flow of R run 2 w_var times faster, and its minimum sigma^2
+    (the Bayes risk at infinite L: the predictor w^T x) is reached on b S A = I.
+    """
+    return 2 * w_var * population_risk(A, b, Sigma) + noise_var
+
+
+def gradient_flow(A0: Tensor, b0: float, Sigma: Tensor, times: list[float], w_var: float = 1.0,
+                  rtol: float = 1e-10) -> tuple[Tensor, Tensor]:
+    """Gradient flow of ``limit_mse`` in (A, b) from (A0, b0), integrated by an adaptive
+    Runge-Kutta method (scipy ``solve_ivp``, RK45) to the given times.
+
+    SGD with step eta on the MSE follows this flow at time eta * steps once L and the batch
+    are large. Returns A (T, d, d) and b (T,) at ``times`` (float64).
+    """
+    d = A0.shape[-1]
+    S = Sigma.double()
+
+    def field(_t: float, state: np.ndarray) -> np.ndarray:
+        A = torch.from_numpy(state[:-1]).view(d, d)
+        gA, gb = population_risk_grad(A, torch.tensor(state[-1], dtype=torch.float64), S)
+        return -2 * w_var * np.concatenate([gA.reshape(-1).numpy(), [float(gb)]])
+
+    start = np.concatenate([A0.double().reshape(-1).numpy(), [float(b0)]])
+    sol = solve_ivp(field, (0.0, max(times)), start, t_eval=sorted(times), rtol=rtol, atol=rtol * 1e-2)
+    states = torch.from_numpy(sol.y.T.copy())  # (T, d*d + 1)
+    return states[:, :-1].view(-1, d, d), states[:, -1]
