@@ -68,10 +68,31 @@ def test_a_foreign_output_directory_is_never_replaced(tmp_path, capsys):
     assert (precious / "thesis.tex").exists()
 
 
+@pytest.mark.slow
 def test_quick_softmax_limit_reproduction(tmp_path, capsys):
     out = tmp_path / "sl"
     assert main(["reproduce", "softmax-limit", "--quick", "--out", str(out), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     claims = {c["id"]: c for c in data["claims"]}
     assert claims["1-rademacher"]["holds"] and claims["2-slopes"]["holds"]
-    assert (out / "concentration.png").stat().st_size > 1000
+    assert claims["3-conservation"]["holds"] and claims["3-bayes-end"]["holds"]
+    for name in ("concentration.png", "training.png", "stability.png"):
+        assert (out / name).stat().st_size > 1000
+
+
+def test_softmax_limit_pipeline_at_toy_size(tmp_path, capsys, monkeypatch):
+    """Every part runs end to end at a toy size (the claims need the quick size to hold)."""
+    from iclreg.experiments import softmax_limit
+
+    toy = softmax_limit.Sizes(lengths=(16, 64), draws=2, reps=2, rademacher=(64, 256),
+                              train_lengths=(10, 40), seeds=2, steps=40, lr=0.05, batch=16, test_prompts=64)
+    monkeypatch.setattr(softmax_limit, "QUICK", toy)
+    out = tmp_path / "sl"
+    assert main(["reproduce", "softmax-limit", "--quick", "--out", str(out), "--json"]) == 0
+    claims = {c["id"]: c for c in json.loads(capsys.readouterr().out)["claims"]}
+    assert {"1-gaussian-limit", "3-tracks-flow", "3-softmax-vs-linear", "3-conservation", "3-bayes-end",
+            "4-stability"} <= set(claims)
+    assert claims["3-conservation"]["holds"]  # the flow is exact at any size
+    assert (out / "runs" / "L40_softmax" / "train.seed=1" / "config.yaml").is_file()
+    for name in ("training.png", "stability.png", "report.md"):
+        assert (out / name).stat().st_size > 500

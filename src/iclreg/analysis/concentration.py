@@ -84,3 +84,33 @@ def rademacher_limit_gap(lengths: list[int], p: int = 5, reps: int = 64, seed: i
         linear.append(float((finite - lin).square().sum() / lin.square().sum()))
         tanh.append(float((finite - exact).square().sum() / exact.square().sum()))
     return {"L": list(lengths), "vs_linear": linear, "vs_tanh": tanh}
+
+
+def reduced_attention_gaps(A: Tensor, b: Tensor | float, x: Tensor, y: Tensor, w: Tensor,
+                           Sigma: Tensor) -> dict[str, float]:
+    """Finite-L softmax attention in reduced parameters against its infinite-L limit, per prompt.
+
+    f_L = b sum_j p_j y_j with p = softmax(x_j^T A x_q) over the n - 1 examples of each prompt
+    (the query is the last point), and f = b w^T S A x_q. Gradients in closed form:
+    d f_L / dA = b sum_j p_j (y_j - f_L / b) x_j x_q^T, d f_L / db = f_L / b;
+    d f / dA = b S w x_q^T, d f / db = w^T S A x_q.
+
+    Args:
+        A: (d, d). b: scalar. x: (B, n, d). y: (B, n). w: (B, d). Sigma: S (d, d).
+
+    Returns:
+        {"output": E (f_L - f)^2 / E f^2, "gradient": E ||grad f_L - grad f||^2 / E ||grad f||^2}.
+    """
+    b = torch.as_tensor(b, dtype=x.dtype)
+    ctx, ys, q = x[:, :-1], y[:, :-1], x[:, -1]  # (B, L, d), (B, L), (B, d)
+    p = torch.softmax(ctx @ (A @ q.unsqueeze(-1)), dim=1).squeeze(-1)  # (B, L)
+    pooled = (p * ys).sum(1)  # (B,)
+    centred = (p * (ys - pooled.unsqueeze(1))).unsqueeze(-1) * ctx  # (B, L, d)
+    grad_A = b * centred.sum(1).unsqueeze(-1) * q.unsqueeze(1)  # (B, d, d)
+    sw = w @ Sigma  # (B, d): S w
+    limit = ((sw @ A) * q).sum(-1)  # (B,): w^T S A x_q
+    grad_A_inf = b * sw.unsqueeze(-1) * q.unsqueeze(1)
+    out_err = (b * pooled - b * limit).square().mean() / (b * limit).square().mean()
+    grad_err = ((grad_A - grad_A_inf).square().sum((1, 2)) + (pooled - limit).square()).mean()
+    grad_norm = (grad_A_inf.square().sum((1, 2)) + limit.square()).mean()
+    return {"output": float(out_err), "gradient": float(grad_err / grad_norm)}

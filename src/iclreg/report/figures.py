@@ -81,12 +81,15 @@ def lines_figure(
     logx: bool = False,
     hlines: Mapping[str, float] | None = None,
     colors: Mapping[str, str] | None = None,
+    styles: Mapping[str, str] | None = None,
 ) -> Figure:
-    """One line per label from (x, y) lists; optional labelled horizontal reference lines."""
+    """One line per label from (x, y) lists; optional labelled horizontal reference lines,
+    colours and line styles (``"--"``, ``":"``) per label."""
     fig = Figure(figsize=(7, 4.5))
     ax = fig.subplots()
     for label, (xs, ys) in series.items():
-        ax.plot(xs, ys, label=label, lw=1.4, color=(colors or {}).get(label))
+        ax.plot(xs, ys, label=label, lw=1.4, color=(colors or {}).get(label),
+                ls=(styles or {}).get(label, "-"))
     for label, value in (hlines or {}).items():
         ax.axhline(value, ls="--", lw=1, color="0.4")
         ax.annotate(label, (0.01, value), xycoords=("axes fraction", "data"), fontsize=7,
@@ -102,6 +105,26 @@ def lines_figure(
     ax.grid(alpha=0.3)
     if len(series) <= 16:
         ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def bars_figure(labels: list[str], groups: Mapping[str, list[float]], ylabel: str, title: str = "",
+                reference: float | None = 1.0) -> Figure:
+    """Grouped bars: one group per label, one bar per entry of ``groups``; a dashed reference line."""
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.subplots()
+    width = 0.8 / len(groups)
+    for i, (name, values) in enumerate(groups.items()):
+        ax.bar([j + i * width for j in range(len(labels))], values, width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(labels))], labels, rotation=20, ha="right",
+                  fontsize=7)
+    if reference is not None:
+        ax.axhline(reference, color="0.4", lw=1, ls="--")
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
