@@ -169,11 +169,22 @@ def run_sweep(path: str | Path, overrides: list[str], sweeps: list[str], out: st
     write_text(out / "sweep.yaml", yaml.safe_dump(
         {"config": str(path), "overrides": overrides, "sweep": sweeps,
          "members": [name for name, _ in members]}, sort_keys=False))
-    for name, config in members:
-        prepare_run_dir(out / name, config)
-    _train([c for _, c in members], [out / n for n, _ in members], False, progress, max_members)
+    train_members(members, out, progress, max_members)
     write_summary(out)
     return out
+
+
+def train_members(members: list[tuple[str, ExperimentConfig]], out: str | Path, progress: bool = False,
+                  max_members: int | None = None) -> list[Path]:
+    """Train named configs into ``out/<name>``: members that share a model shape and a prompt
+    shape (``group_key``) train together as one ensemble, whatever else differs (the task's
+    values, covariance or kind, the seed, the learning rate). Returns the run directories."""
+    out = Path(out)
+    dirs = [out / name for name, _ in members]
+    for path, (_, config) in zip(dirs, members, strict=True):
+        prepare_run_dir(path, config)
+    _train([c for _, c in members], dirs, False, progress, max_members)
+    return dirs
 
 
 def is_sweep(path: str | Path) -> bool:
