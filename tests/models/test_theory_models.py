@@ -127,11 +127,11 @@ def test_small_identity_initialisations():
     eye = torch.eye(3) * 0.01 / math.sqrt(3)
     for h in range(4):
         torch.testing.assert_close(kq[h], (-1) ** h * eye)
-    same = build("softmax_attention:d=2,heads=2,init=small_id,init_scale=0.1").kq_matrices().detach()
-    torch.testing.assert_close(same[0], same[1])
-    ov = model.ov_vectors().detach()
-    torch.testing.assert_close(ov[:, 0, :2], torch.zeros(4, 2))
-    assert torch.all(ov[:, 0, 2] > 0)
+    ov = model.ov_vectors().detach()  # V and O keep the default init: the heads differ
+    assert (ov[0] - ov[1]).abs().max() > 1e-3
+    same = build("softmax_attention:d=2,heads=2,init=small_id,init_scale=0.1")
+    torch.testing.assert_close(same.kq_matrices()[0], same.kq_matrices()[1])
+    torch.testing.assert_close(same.V.detach(), 0.1 * torch.eye(3).repeat(2, 1, 1))
 
 
 SMALL_SPECS = {

@@ -11,10 +11,10 @@ K outputs; no bias, no residual, no positions; the query does not attend to itse
 examples k (Boursier & Boyer's linear attention, arXiv 2512.11784). Without positions the
 model runs at any prompt length (length generalisation).
 
-Initialisations: ``default`` (PyTorch's Linear init, U(-1/sqrt(d+K), 1/sqrt(d+K))),
-``small_id`` (Q_h = K_h = V_h = s I and O_h = s on the label coordinates, s =
-``init_scale``) and ``oppo_small_id`` (as small_id with Q_h's sign alternating over heads).
-The small-identity variants are our reading of the authors' names.
+Initialisations, as in the authors' code: ``default`` (PyTorch's Linear init,
+U(-1/sqrt(d+K), 1/sqrt(d+K))); ``small_id`` (Q_h = K_h = V_h = s I, s = ``init_scale``, O
+default); ``oppo_small_id`` (Q_h = +-s I with the sign alternating over heads, K_h = s I, V and
+O default: the random values break the symmetry between heads).
 """
 
 from __future__ import annotations
@@ -72,17 +72,15 @@ class SoftmaxAttention(StackedPredictor):
         super().__init__()
         self.config = config
         H, p, K = config.heads, config.width, config.labels
-        if config.init == "default":
-            bound = 1 / math.sqrt(p)
-            Q, Km, V = (torch.empty(H, p, p).uniform_(-bound, bound) for _ in range(3))
-            O = torch.empty(K, H, p).uniform_(-1 / math.sqrt(H * p), 1 / math.sqrt(H * p))
-        else:
-            s = config.init_scale
+        bound = 1 / math.sqrt(p)
+        Q, Km, V = (torch.empty(H, p, p).uniform_(-bound, bound) for _ in range(3))
+        O = torch.empty(K, H, p).uniform_(-1 / math.sqrt(H * p), 1 / math.sqrt(H * p))
+        s = config.init_scale
+        if config.init == "small_id":  # the authors' code: Q, K, V small identities, O default
             Q, Km, V = (s * torch.eye(p).repeat(H, 1, 1) for _ in range(3))
-            O = torch.zeros(K, H, p)
-            O[:, :, config.d:] = s * torch.eye(K).unsqueeze(1)  # output k reads label slot k
-            if config.init == "oppo_small_id":
-                Q = Q * torch.tensor([(-1.0) ** h for h in range(H)]).view(H, 1, 1)
+        elif config.init == "oppo_small_id":  # Q = +-s I over heads, K = s I; V and O default
+            signs = torch.tensor([(-1.0) ** h for h in range(H)]).view(H, 1, 1)
+            Q, Km = signs * s * torch.eye(p).repeat(H, 1, 1), s * torch.eye(p).repeat(H, 1, 1)
         self.Q, self.K, self.V, self.O = (nn.Parameter(t) for t in (Q, Km, V, O))
 
     @staticmethod
