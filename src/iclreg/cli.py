@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_cmd_probe)
 
     p = sub.add_parser("reproduce", help="reproduce a paper's results: claims, figures, report")
-    p.add_argument("paper", help="which paper: demystified, newton, softmax-limit")
+    p.add_argument("paper", help="which paper: demystified, multihead, newton, softmax-limit")
     p.add_argument("--quick", action="store_true", help="CPU-sized run of a few minutes")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--out", help="output directory (default runs/PAPER[-quick])")

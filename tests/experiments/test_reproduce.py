@@ -96,3 +96,19 @@ def test_softmax_limit_pipeline_at_toy_size(tmp_path, capsys, monkeypatch):
     assert (out / "runs" / "L40_softmax" / "train.seed=1" / "config.yaml").is_file()
     for name in ("training.png", "stability.png", "report.md"):
         assert (out / name).stat().st_size > 500
+
+
+def test_multihead_pipeline_at_toy_size(tmp_path, capsys, monkeypatch):
+    """Every part runs end to end at a toy size (the claims need the quick size to hold)."""
+    from iclreg.experiments import multihead
+
+    toy = multihead.Sizes(lengths=(10, 20), family_lengths=(10, 20, 40), scenario_D=10, steps=20, lr=0.01,
+                          batch=32, test_prompts=256, family_prompts=512, dims=(3,))
+    monkeypatch.setattr(multihead, "QUICK", toy)
+    out = tmp_path / "mh"
+    assert main(["reproduce", "multihead", "--quick", "--out", str(out), "--json"]) == 0
+    claims = {c["id"]: c for c in json.loads(capsys.readouterr().out)["claims"]}
+    assert {"1-order", "1-constant", "1-derivation", "1-trained", "2-scenarios", "2-local", "3-heads",
+            "3-dimension"} <= set(claims)
+    for name in ("loss_vs_D.png", "scenarios.png", "dimension.png", "report.md"):
+        assert (out / name).stat().st_size > 500

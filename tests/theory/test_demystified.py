@@ -200,3 +200,26 @@ def test_asymptotic_ridge_risk():
     ]
     assert all(g > 0 for g in gaps)
     assert abs(gaps[0] / gaps[1] - 2) < 0.3 and abs(gaps[1] / gaps[2] - 2) < 0.3
+
+
+def test_two_head_infimum_of_the_approximate_loss_is_the_small_omega_limit():
+    """Opposite heads with omega -> 0 reach 1 + sigma^2 - 1 / (1 + (1 + sigma^2) d / L); a grid of
+    finite pairs (with mu* (omega)) never goes below it and approaches it as omega shrinks."""
+    from iclreg.experiments.multihead import approximate_optimum
+    from iclreg.theory import approximate_loss, optimal_mu
+
+    d, L, s2 = 5, 200, 0.1
+    limit = approximate_optimum(L, 2, d, s2) + s2
+    best = float("inf")
+    for a in torch.linspace(-0.6, 0.6, 25, dtype=torch.float64):
+        for b in torch.linspace(-0.6, 0.6, 25, dtype=torch.float64):
+            if abs(a - b) < 1e-3:
+                continue
+            omega = torch.stack([a, b])
+            best = min(best, float(approximate_loss(omega, optimal_mu(omega, d, L, s2), d, L, s2)))
+    assert best >= limit - 1e-9
+    omega = torch.tensor([0.02, -0.02], dtype=torch.float64)
+    near = float(approximate_loss(omega, optimal_mu(omega, d, L, s2), d, L, s2))
+    far = torch.tensor([0.4, -0.4], dtype=torch.float64)
+    above = float(approximate_loss(far, optimal_mu(far, d, L, s2), d, L, s2))
+    assert 0 <= near - limit < 1e-6 and above - limit > 1e-3
