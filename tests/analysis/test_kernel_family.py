@@ -14,7 +14,8 @@ TASK = "gaussian:d=3,n=21,noise_std=0.3,w_std=0.57735"
 def _risk(task, omega, mu, samples=20_000, seed=11):
     est = build_estimator(f"kernel:omega=[{','.join(map(str, omega))}],mu=[{','.join(map(str, mu))}]")
     p = task.sample(samples, seed=seed, step=0, dtype=torch.float64)
-    return float((est.predict(p.x, p.y)[:, -1] - p.y[:, -1]).square().mean())
+    err = (est.predict(p.x, p.y)[:, -1] - p.y[:, -1]).square()
+    return float(err.mean()), float(err.std()) / samples**0.5
 
 
 def test_head_outputs_match_a_loop():
@@ -35,9 +36,10 @@ def test_best_heads_is_what_the_kernel_estimator_scores_and_beats_perturbations(
     for heads in (1, 2):
         best = found[heads]
         omega, mu = best["omega"].tolist(), best["mu"].tolist()
-        direct = _risk(task, omega, mu)
-        assert abs(direct - best["risk"]) < 0.03 * direct  # an independent implementation agrees
+        direct, se = _risk(task, omega, mu)
+        # an independent implementation on independent prompts agrees within Monte Carlo error
+        assert abs(direct - best["risk"]) < 4 * 2**0.5 * se
         assert abs(best["risk"] - best["excess"] - 0.09) < 1e-12  # sigma^2 = 0.3^2
         for scale in (0.8, 1.25):  # mu is the least-squares optimum: scaling it costs
-            assert _risk(task, omega, [m * scale for m in mu]) > direct
+            assert _risk(task, omega, [m * scale for m in mu])[0] > direct
     assert found[2]["risk"] < found[1]["risk"] - 0.01  # two opposite heads beat one (Cui et al.)

@@ -42,10 +42,11 @@ def head_outputs(x: Tensor, y: Tensor, omegas: Tensor, P: Tensor | None = None) 
 
 
 def best_heads(task: Task, omegas: Tensor, heads: tuple[int, ...], samples: int, seed: int = 0,
-               P: Tensor | None = None, chunk: int = 4096) -> dict[int, dict[str, object]]:
+               P: Tensor | None = None, budget: int = 2**25) -> dict[int, dict[str, object]]:
     """The best H-head kernel predictor on a grid of omegas for each H in ``heads``, fitted and
     evaluated on independent prompt sets (each of ``samples`` prompts from ``task``, the query
-    last), against the noiseless query label.
+    last), against the noiseless query label. Prompts are processed in chunks of at most
+    ``budget`` softmax weights (prompts x grid x D).
 
     Returns:
         {H: {"excess": held-out E (y_hat - w^T x_q)^2 of the best heads, "risk": that plus
@@ -53,6 +54,7 @@ def best_heads(task: Task, omegas: Tensor, heads: tuple[int, ...], samples: int,
              "mu": their output weights (H,)}}.
     """
     omegas = omegas.double()
+    chunk = max(1, budget // (len(omegas) * task.n))
 
     def moments(stream: int) -> tuple[Tensor, Tensor, float]:
         G = torch.zeros(len(omegas), len(omegas), dtype=torch.float64)
