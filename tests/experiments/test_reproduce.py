@@ -103,7 +103,7 @@ def test_multihead_pipeline_at_toy_size(tmp_path, capsys, monkeypatch):
     from iclreg.experiments import multihead
 
     toy = multihead.Sizes(lengths=(10, 20), family_lengths=(10, 20, 40), scenario_D=10, steps=20, lr=0.01,
-                          batch=32, test_prompts=256, family_prompts=512, dims=(3,))
+                          batch=32, test_prompts=256, family_prompts=512, dims=(3,), seeds=2)
     monkeypatch.setattr(multihead, "QUICK", toy)
     out = tmp_path / "mh"
     assert main(["reproduce", "multihead", "--quick", "--out", str(out), "--json"]) == 0
@@ -112,3 +112,4 @@ def test_multihead_pipeline_at_toy_size(tmp_path, capsys, monkeypatch):
             "3-dimension"} <= set(claims)
     for name in ("loss_vs_D.png", "scenarios.png", "dimension.png", "report.md"):
         assert (out / name).stat().st_size > 500
+    assert (out / "runs" / "local_d5_D10_H2_s1" / "config.yaml").is_file()

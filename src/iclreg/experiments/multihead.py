@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 
 from ..analysis.kernel_family import best_heads
-from ..report import save_figure
+from ..report import save_figure, write_text
 from ..report.figures import bars_figure, lines_figure
 from ..tasks import build as build_task
 from ..theory import approximate_loss, single_head_optimum
@@ -96,15 +97,16 @@ class Sizes:
     test_prompts: int
     family_prompts: int
     dims: tuple[int, ...]  # embedding dimensions d trained with H = 1, 2
+    seeds: int  # seeds per configuration (members of its ensemble); risks are averaged over them
 
 
 QUICK = Sizes(lengths=(10, 20, 40, 80), family_lengths=(10, 20, 40, 80, 160, 320, 640, 1000),
               scenario_D=40, steps=1200, lr=0.01, batch=256, test_prompts=8192, family_prompts=16384,
-              dims=(10,))
+              dims=(10,), seeds=1)
 FULL = Sizes(lengths=(10, 20, 50, 100, 200, 500, 1000), family_lengths=(10, 20, 50, 100, 200, 500, 1000, 2000,
                                                                          4000),
              scenario_D=100, steps=100_000, lr=1e-3, batch=256, test_prompts=65536, family_prompts=131072,
-             dims=(10, 20))
+             dims=(10, 20), seeds=4)
 # the score grid of the kernel family, both signs (omega^2 < 1/2; small omegas for two heads at large D)
 _POSITIVE = torch.tensor([0.005, 0.01, 0.02, 0.04, 0.07, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6,
                           0.69])
@@ -158,13 +160,10 @@ class Multihead(Experiment):
                         "log_every": max(sizes.steps // 50, 1)}}
 
     def _train(self, sizes: Sizes, scenarios: list[Scenario], out: Path,
-               progress: bool) -> dict[tuple[str, int, int, int], Path]:
+               progress: bool) -> dict[tuple[str, int, int, int], list[Path]]:
         """Every model in one call: members sharing (d, D, H) train as one ensemble (the
-        scenarios at the scenario D are one ensemble per H). Keys (scenario, d, D, H)."""
-        import yaml
-
-        from ..report import write_text
-
+        scenarios and seeds at the scenario D are one ensemble per H). Keys (scenario, d, D, H),
+        one run directory per seed."""
         plan: dict[tuple[str, int, int, int], str] = {}  # (scenario label, d, D, H) -> task SPEC
         keys = {s.label: s.key for s in scenarios}
         base = scenarios[0]
@@ -178,22 +177,32 @@ class Multihead(Experiment):
         for d in sizes.dims:
             for heads in (1, 2):
                 plan[(base.label, d, sizes.scenario_D, heads)] = task_spec(sizes.scenario_D + 1, d=d)
-        members = []
+        members, owners = [], []
         (out / "configs").mkdir(exist_ok=True)
         for key, spec in plan.items():
-            name = f"{keys[key[0]]}_d{key[1]}_D{key[2]}_H{key[3]}"
-            path = out / "configs" / f"{name}.yaml"
-            write_text(path, yaml.safe_dump(self._config(sizes, spec, key[3]), sort_keys=False))
-            members.append((name, load_config(path)))
+            for seed in range(sizes.seeds):
+                name = f"{keys[key[0]]}_d{key[1]}_D{key[2]}_H{key[3]}_s{seed}"
+                path = out / "configs" / f"{name}.yaml"
+                write_text(path, yaml.safe_dump(self._config(sizes, spec, key[3], seed), sort_keys=False))
+                members.append((name, load_config(path)))
+                owners.append(key)
         dirs = train_members(members, out / "runs", progress)
-        return dict(zip(plan, dirs, strict=True))
+        runs: dict[tuple[str, int, int, int], list[Path]] = {key: [] for key in plan}
+        for key, run_dir in zip(owners, dirs, strict=True):
+            runs[key].append(run_dir)
+        return runs
 
-    def _excess(self, run_dir: Path, task, samples: int) -> float:
-        """E (y_hat - w^T x_q)^2 = risk - sigma^2, measured against the noiseless query label."""
-        model, _ = load_run(run_dir, device=self.device)
+    def _excess(self, run_dirs: list[Path], task, samples: int) -> float:
+        """E (y_hat - w^T x_q)^2 = risk - sigma^2 against the noiseless query label, averaged
+        over the seeds' runs."""
         p = task.sample(samples, seed=4242, step=0, device=self.device)
-        with torch.no_grad():
-            return float((model.predict_last(p.x, p.y) - (p.x[:, -1] * p.w).sum(-1)).square().mean())
+        target = (p.x[:, -1] * p.w).sum(-1)
+        total = 0.0
+        for run_dir in run_dirs:
+            model, _ = load_run(run_dir, device=self.device)
+            with torch.no_grad():
+                total += float((model.predict_last(p.x, p.y) - target).square().mean())
+        return total / len(run_dirs)
 
     # --- 1. loss against D ----------------------------------------------------------------------
     def _loss_vs_D(self, sizes: Sizes, base: Scenario, trained: dict, out: Path,
@@ -376,9 +385,11 @@ class Multihead(Experiment):
                  "construction (x_i = x_q + r g_i). The embedding dimension is the token width d + 1 of "
                  "He et al.'s parameterisation.",
                  f"- Training: He et al.'s single-layer attention, H = 1 from small identity and H >= 2 "
-                 f"from opposite-sign small identity (so that the two-head solution is found without "
-                 f"the long single-head plateau), Adam {sizes.lr} with cosine decay, batch {sizes.batch}, "
-                 f"{sizes.steps} steps, loss at the query; test risks on {sizes.test_prompts} prompts.",
+                 f"from opposite-sign small identity (V and O at the default init, as in the authors' "
+                 f"code; the two-head solution is then found without the long single-head plateau), "
+                 f"Adam {sizes.lr} with cosine decay, batch {sizes.batch}, "
+                 f"{sizes.steps} steps, loss at the query, {sizes.seeds} seed(s) per configuration; test "
+                 f"risks on {sizes.test_prompts} prompts.",
                  f"- The kernel family is searched on a grid of {len(OMEGAS)} scores omega in "
                  f"[{float(OMEGAS[0]):.2f}, {float(OMEGAS[-1]):.2f}] with mu fitted in closed form on "
                  f"{sizes.family_prompts} prompts and the risk measured on as many fresh ones."]
