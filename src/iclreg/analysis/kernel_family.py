@@ -42,11 +42,12 @@ def head_outputs(x: Tensor, y: Tensor, omegas: Tensor, P: Tensor | None = None) 
 
 
 def best_heads(task: Task, omegas: Tensor, heads: tuple[int, ...], samples: int, seed: int = 0,
-               P: Tensor | None = None, budget: int = 2**25) -> dict[int, dict[str, object]]:
+               P: Tensor | None = None, budget: int = 2**25,
+               device: str = "cpu") -> dict[int, dict[str, object]]:
     """The best H-head kernel predictor on a grid of omegas for each H in ``heads``, fitted and
     evaluated on independent prompt sets (each of ``samples`` prompts from ``task``, the query
     last), against the noiseless query label. Prompts are processed in chunks of at most
-    ``budget`` softmax weights (prompts x grid x D).
+    ``budget`` softmax weights (prompts x grid x D), on ``device``.
 
     Returns:
         {H: {"excess": held-out E (y_hat - w^T x_q)^2 of the best heads, "risk": that plus
@@ -57,19 +58,20 @@ def best_heads(task: Task, omegas: Tensor, heads: tuple[int, ...], samples: int,
     chunk = max(1, budget // (len(omegas) * task.n))
 
     def moments(stream: int) -> tuple[Tensor, Tensor, float]:
-        G = torch.zeros(len(omegas), len(omegas), dtype=torch.float64)
-        c = torch.zeros(len(omegas), dtype=torch.float64)
+        G = torch.zeros(len(omegas), len(omegas), dtype=torch.float64, device=device)
+        c = torch.zeros(len(omegas), dtype=torch.float64, device=device)
+        grid = omegas.to(device)
         yy, done = 0.0, 0
         while done < samples:
             b = min(chunk, samples - done)
-            p = task.sample(b, seed=seed + stream, step=done, dtype=torch.float64)
-            r = head_outputs(p.x, p.y, omegas, P)
+            p = task.sample(b, seed=seed + stream, step=done, dtype=torch.float64, device=device)
+            r = head_outputs(p.x, p.y, grid, P)
             target = (p.x[:, -1] * p.w).sum(-1)  # w^T x_q
             G += r.T @ r
             c += r.T @ target
             yy += float(target.square().sum())
             done += b
-        return G / samples, c / samples, yy / samples
+        return (G / samples).cpu(), (c / samples).cpu(), yy / samples
 
     G, c, yy = moments(0)
     G2, c2, yy2 = moments(1_000_003)  # held-out prompts

@@ -210,7 +210,8 @@ class Multihead(Experiment):
         Ds, Fs = list(sizes.lengths), list(sizes.family_lengths)
         exact = {h: optimal_constant(D_IN, NOISE_VAR, h)[0] for h in (1, 2)}
         approx_C = {1: math.e * D_IN * (1 + NOISE_VAR), 2: D_IN * (1 + NOISE_VAR)}
-        family = {D: best_heads(base.task(D), OMEGAS, (1, 2), sizes.family_prompts, seed=D) for D in Fs}
+        family = {D: best_heads(base.task(D), OMEGAS, (1, 2), sizes.family_prompts, seed=D,
+                                 device=self.device) for D in Fs}
         series, styles, colors, rows = {}, {}, {}, {}
         tracked: dict[int, list[float]] = {}
         for heads, color in ((1, "tab:red"), (2, "tab:blue")):
@@ -297,7 +298,8 @@ class Multihead(Experiment):
             task = s.task(D)
             P = torch.linalg.inv(task.covariance) if s.kind == "toeplitz" else None
             tr = {h: self._excess(trained[(s.label, D_IN, D, h)], task, sizes.test_prompts) for h in (1, 2)}
-            found = best_heads(task, OMEGAS, (1, 2), sizes.family_prompts, seed=D, P=P)
+            found = best_heads(task, OMEGAS, (1, 2), sizes.family_prompts, seed=D, P=P,
+                               device=self.device)
             fam = {h: found[h]["excess"] for h in (1, 2)}
             th = {h: s.constant(h) / D for h in (1, 2)}
             ratios[s.label] = round(tr[1] / tr[2], 2)
@@ -343,7 +345,8 @@ class Multihead(Experiment):
                                  "C_1 / C_2", "single / multi-head constant against dimension", logx=True,
                                  hlines={"e (He et al.'s approximate loss)": math.e}), out / "dimension.png")
         base_task = build_task(task_spec(D + 1))
-        found = best_heads(base_task, OMEGAS, (1, 2, 3), sizes.family_prompts, seed=D)
+        found = best_heads(base_task, OMEGAS, (1, 2, 3), sizes.family_prompts, seed=D,
+                           device=self.device)
         family = {h: found[h]["excess"] for h in (1, 2, 3)}
         label = _scenarios()[0].label
         tr = {h: self._excess(trained[(label, D_IN, D, h)], base_task, sizes.test_prompts) for h in (1, 2, 4)}
