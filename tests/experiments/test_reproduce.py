@@ -113,3 +113,24 @@ def test_multihead_pipeline_at_toy_size(tmp_path, capsys, monkeypatch):
     for name in ("loss_vs_D.png", "scenarios.png", "dimension.png", "report.md"):
         assert (out / name).stat().st_size > 500
     assert (out / "runs" / "local_d5_D10_H2_s1" / "config.yaml").is_file()
+
+
+def test_sigterm_leaves_no_half_written_report(tmp_path):
+    """A reproduction stopped by SIGTERM removes its temporary directory and writes no report."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen([sys.executable, "-m", "iclreg.cli", "reproduce", "softmax-limit", "--quick",
+                             "--out", str(out)], cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(tmp_path.glob(".stopped.*")):
+        time.sleep(0.2)
+    assert any(tmp_path.glob(".stopped.*")), "the reproduction never started writing"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert not out.exists() and not any(tmp_path.glob(".stopped.*"))
