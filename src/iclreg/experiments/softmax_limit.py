@@ -309,13 +309,14 @@ class SoftmaxLimit(Experiment):
     def _notes(self, sizes: Sizes) -> list[str]:
         lines = ["## Notes", "",
                  "- The squared error of the output at random weights falls like 1/L (claim 2), so "
-                 "claim 1 asks for the fall over the lengths rather than a level at one L: the relative "
-                 "error at the largest L is 0.01-0.03 in quick mode (L = 4096).",
+                 "claim 1 asks for the fall over the lengths rather than a level at one L (the level at "
+                 f"the largest L, {sizes.lengths[-1]}, is in the claim's row).",
                  "- Training uses the paper's reduced parameterisation (value reads the label, key-query "
                  "acts on x), whose infinite-L risk is exactly R(A, b); the authors' experiment trains "
                  "full V, K, Q matrices. Test risks are measured on "
                  f"{sizes.test_prompts} fixed prompts per L, averaged over seeds."]
         if self.quick:
             lines.append(f"- Quick mode: L in {list(sizes.train_lengths)}, {sizes.steps} SGD steps at lr "
-                         f"{sizes.lr} (the paper: 300k steps at 1e-3, the same flow time x 3).")
+                         f"{sizes.lr}, flow time {sizes.steps * sizes.lr:g} (full mode, as the authors: "
+                         f"{FULL.steps} steps at {FULL.lr:g}, flow time {FULL.steps * FULL.lr:g}).")
         return lines
