@@ -48,6 +48,7 @@ def test_saved_config_round_trips(write_config, tmp_path):
         ({"optimizer": {"name": "lion"}}, [], "config.optimizer.name must be one of"),
         ({"train": {"stepz": 3}}, [], "unknown key 'config.train.stepz'"),
         ({"train": {"batch": 0}}, [], "train.batch must be at least 1"),
+        ({"schedule": {"decay": 0}}, [], "schedule.decay must lie in"),
         ({}, ["train.loss=mean"], "config.train.loss must be one of"),
         ({}, ["model.heads=0"], "heads must be at least 1"),
         ({}, ["model=softmax_attention:d=7"], "model d=7 does not match task d=3"),
@@ -85,6 +86,11 @@ def test_ramp_and_schedule_values():
     assert lr_factor(warm, 9, 110) == pytest.approx(1.0)
     assert lr_factor(warm, 60, 110) == pytest.approx(0.1 + 0.9 * 0.5)  # half way: cos = 0
     assert lr_factor(ScheduleConfig(name="linear"), 50, 100) == pytest.approx(0.5)
+    # warm-up, stable, decay: 10 warm-up steps, then 90 at the peak, then a linear fall over 100
+    wsd = ScheduleConfig(name="linear", warmup=10, decay=0.5)
+    assert [lr_factor(wsd, s, 210) for s in (4, 10, 109, 110)] == pytest.approx([0.5, 1, 1, 1])
+    assert lr_factor(wsd, 160, 210) == pytest.approx(0.5)
+    assert lr_factor(wsd, 209, 210) == pytest.approx(0.01)
 
 
 @pytest.mark.parametrize("path", sorted(Path(__file__).parents[2].glob("configs/*.yaml")),

@@ -58,16 +58,20 @@ class ScheduleConfig:
     name: constant, cosine or linear decay after the warm-up.
     warmup: steps of linear warm-up from 0.
     min_lr_ratio: final learning rate / peak for cosine and linear.
+    decay: fraction of the steps after the warm-up over which cosine and linear decay; the
+        learning rate holds at its peak before (warm-up, stable, decay). 1: decay throughout.
     """
 
     name: Literal["constant", "cosine", "linear"] = "constant"
     warmup: int = 0
     min_lr_ratio: float = 0.0
+    decay: float = 1.0
 
     def __post_init__(self) -> None:
         check(self.warmup >= 0, f"schedule.warmup must be >= 0, got {self.warmup}")
         check(0 <= self.min_lr_ratio <= 1,
               f"schedule.min_lr_ratio must lie in [0, 1], got {self.min_lr_ratio}")
+        check(0 < self.decay <= 1, f"schedule.decay must lie in (0, 1], got {self.decay}")
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,8 @@ def lr_factor(config: ScheduleConfig, step: int, total: int) -> float:
         return (step + 1) / config.warmup
     if config.name == "constant":
         return 1.0
-    progress = (step - config.warmup) / max(1, total - config.warmup)
+    span = max(1.0, config.decay * (total - config.warmup))  # the decaying steps, at the end
+    progress = max(0.0, (step - total + span) / span)
     floor = config.min_lr_ratio
     if config.name == "linear":
         return floor + (1 - floor) * (1 - progress)
