@@ -8,6 +8,7 @@ import pytest
 
 from iclreg.cli import main
 from iclreg.experiments import REPRODUCTIONS, Claim, Reproduction, write_report
+from iclreg.train.metrics import read_metrics
 
 
 def test_claims_json_and_report(tmp_path):
@@ -53,8 +54,28 @@ def test_quick_newton_reproduction(tmp_path, capsys):
     ids = {c["id"]: c for c in data["claims"]}
     assert {"1-learns", "2-probes", "3-similarity", "4-newton-linear", "4-gd-exponential",
             "5-accuracy", "6-lstm", "7-depth"} <= set(ids)
-    for name in ("report.md", "probes.png", "similarity_newton.png", "similarity_gd.png", "depth.png"):
+    for name in ("report.md", "probes.png", "similarity_newton.png", "similarity_gd.png", "depth.png",
+                 "training.png"):
         assert (out / name).stat().st_size > 1000
+
+
+def test_newton_pipeline_at_toy_size(tmp_path, capsys, monkeypatch):
+    """Every part runs end to end at a toy size (the claims need the quick size to hold)."""
+    from iclreg.experiments import newton
+
+    toy = newton.Sizes(d=3, n=7, model="gpt2:layers=2,width=16,heads=2", steps=40, batch=16, lr=1e-3,
+                       lstm="lstm:hidden=8,layers=1", lstm_steps=40, curriculum={}, samples=200)
+    monkeypatch.setattr(newton, "QUICK", toy)
+    out = tmp_path / "newton"
+    assert main(["reproduce", "newton", "--quick", "--out", str(out), "--json"]) == 0
+    claims = {c["id"]: c for c in json.loads(capsys.readouterr().out)["claims"]}
+    assert {"1-learns", "2-probes", "3-similarity", "4-newton-linear", "4-gd-exponential", "4-ols",
+            "5-accuracy", "5-newton-vs-gd", "6-lstm", "7-depth"} == set(claims)
+    evals = [r for r in read_metrics(out / "runs" / "gpt2" / "metrics.jsonl") if "eval" in r]
+    assert [r["step"] for r in evals] == list(range(2, 41, 2))  # 20 evaluations along training
+    for name in ("report.md", "probes.png", "training.png", "depth.png", "similarity_newton_ill.png"):
+        assert (out / name).stat().st_size > 500
+    assert "## Error along training" in (out / "report.md").read_text()
 
 
 def test_a_foreign_output_directory_is_never_replaced(tmp_path, capsys):

@@ -32,6 +32,7 @@ from ..report import save_figure, write_text
 from ..report.figures import lines_figure, similarity_figure
 from ..tasks import build as build_task
 from ..train import load_config, load_run, train
+from ..train.metrics import read_metrics
 from .base import REPRODUCTIONS, Claim, Experiment, Reproduction
 
 
@@ -87,6 +88,7 @@ class Newton(Experiment):
         ill_probes = probe_model(ill_model, build_task(ill_spec), sizes.samples // 4, sizes.samples,
                                  device=self.device)
         self._learning(task_spec, sizes, model, load_run(lstm, device=self.device)[0], out, result)
+        self._progress(sizes, {"transformer": gpt, "LSTM": lstm}, out, result)
         self._probe_claims(sizes, probes, out, result)
         self._ill_claims(sizes, probes, ill_probes, ill_spec, ill_model, out, result)
         result.sections += self._notes(sizes)
@@ -98,7 +100,7 @@ class Newton(Experiment):
         config = {"task": task, "model": model, "optimizer": {"name": "adam", "lr": sizes.lr},
                   "curriculum": sizes.curriculum,
                   "train": {"steps": steps, "batch": sizes.batch, "loss": "all"},
-                  "eval": {"samples": 500, "estimators": []},
+                  "eval": {"samples": 500, "estimators": [], "every": max(steps // 20, 1)},
                   "run": {"device": self.device, "checkpoint_every": steps,
                           "log_every": max(steps // 100, 1)}}
         path = out / f"{name}.yaml"
@@ -129,6 +131,25 @@ class Newton(Experiment):
                                    err["LSTM"] >= 2 * err["transformer"], "learning.png"))
         result.sections += ["## Learning curves", "", "![learning](learning.png)", ""]
         result.figures.append("learning.png")
+
+    def _progress(self, sizes: Sizes, runs: dict[str, Path], out: Path, result: Reproduction) -> None:
+        """Error/d at the last position along training, from each run's periodic evaluations."""
+        last = sizes.n - 1
+        series = {}
+        for name, run in runs.items():
+            evals = [r for r in read_metrics(run / "metrics.jsonl") if "eval" in r]
+            series[name] = ([r["step"] for r in evals], [r["eval"]["model"][last] / sizes.d for r in evals])
+        save_figure(lines_figure(series, "training step", f"error/d at k = {last}",
+                                 "error along training (least squares: 0)", logy=True,
+                                 hlines={"claim 4-ols tolerance": 0.01}), out / "training.png")
+        steps, errs = series["transformer"]
+        half = [(s, e) for s, e in zip(steps, errs, strict=True) if s >= steps[-1] / 2]
+        rate = _slope([math.log(s) for s, _ in half], [math.log(e) for _, e in half])
+        result.sections += ["## Error along training", "",
+                            f"Transformer error/d at k = {last}: {errs[0]:.3g} at step {steps[0]}, "
+                            f"{errs[-1]:.3g} at step {steps[-1]}; over the second half of training it "
+                            f"falls as step^{rate:.2f} (log-log slope).", "", "![training](training.png)", ""]
+        result.figures.append("training.png")
 
     def _probe_claims(self, sizes: Sizes, probes: dict, out: Path, result: Reproduction) -> None:
         d, last = sizes.d, sizes.n - 1
