@@ -7,6 +7,7 @@ import json
 import torch
 
 from iclreg.analysis.probe import (
+    GD_STEPS,
     apply_probes,
     fit_probes,
     gd_predictions,
@@ -84,3 +85,11 @@ def test_probe_command(tmp_path, capsys):
     capsys.readouterr()
     assert main(["probe", str(tmp_path / "he")]) == 2
     assert "probe needs a gpt2 model" in capsys.readouterr().err
+
+
+def test_the_best_gd_step_is_not_tied_to_a_grid():
+    """A predictor that is GD after 37 steps matches GD-37, not a neighbouring power of two."""
+    p = build_task("gaussian:d=4,n=12").sample(64, 0, 0, dtype=torch.float64)
+    gd37 = build_estimator("gd:steps=37,lr=0.01")(p.x, p.y)
+    sim = residual_cosine(gd37[None], gd_predictions(p.x, p.y, GD_STEPS), p.y)
+    assert GD_STEPS[int(sim.argmax())] == 37 and GD_STEPS[-1] >= 1300

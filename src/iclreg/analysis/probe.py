@@ -8,7 +8,8 @@ backbone frozen; least squares is the honest cheaper variant.
 
 Similarity: the residual vector of a predictor on one prompt is (y_hat_i - y_i) over the n
 positions; the similarity of a layer to an algorithm step is the cosine of the two residual
-vectors, averaged over prompts. The best-matching step per layer is the argmax. A predictor
+vectors, averaged over prompts. The best-matching step per layer is the argmax; GD is swept at
+every step 1..1300, so its best step is not tied to a grid of powers of two. A predictor
 that outputs 0 everywhere already scores high against early steps (its residual is -y), so
 the report gives that floor beside the scores.
 """
@@ -69,7 +70,7 @@ def residual_cosine(preds: Tensor, algorithm: Tensor, y: Tensor) -> Tensor:
 
 
 NEWTON_STEPS = list(range(1, 24))
-GD_STEPS = [2**i for i in range(11)]  # 1 .. 1024
+GD_STEPS = list(range(1, 1301))  # every step up to ~1300, as Fu et al. sweep them
 
 
 def probe_model(model: torch.nn.Module, task, samples: int = 320, probe_samples: int = 2048,

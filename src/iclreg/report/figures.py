@@ -158,6 +158,9 @@ def heads_figure(kq: Any, ov: Any, title: str = "") -> Figure:
 def similarity_figure(similarity: Any, steps: list[int], title: str, floor: float | None = None) -> Figure:
     """Heat map of layer x algorithm-step similarity with each layer's best step marked.
 
+    Up to 40 steps get one labelled column each; a longer sweep (every GD step 1..1300) is
+    drawn on a logarithmic step axis.
+
     Args:
         similarity: (layers, steps) array-like.
     """
@@ -166,11 +169,19 @@ def similarity_figure(similarity: Any, steps: list[int], title: str, floor: floa
     sim = np.asarray(similarity)
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
-    im = ax.imshow(sim, aspect="auto", cmap="viridis", origin="lower")
     best = sim.argmax(1)
-    ax.scatter(best, range(len(best)), marker="x", color="red", s=30, label="best step")
-    ax.set_xticks(range(len(steps)))
-    ax.set_xticklabels([str(s) for s in steps], fontsize=7, rotation=90)
+    rows = np.arange(len(sim) + 1) - 0.5
+    if len(steps) <= 40:
+        im = ax.imshow(sim, aspect="auto", cmap="viridis", origin="lower")
+        ax.scatter(best, range(len(best)), marker="x", color="red", s=30, label="best step")
+        ax.set_xticks(range(len(steps)))
+        ax.set_xticklabels([str(s) for s in steps], fontsize=7, rotation=90)
+    else:
+        x = np.asarray(steps, float)
+        edges = np.concatenate([[x[0] / 1.5], np.sqrt(x[1:] * x[:-1]), [x[-1] * 1.2]])
+        im = ax.pcolormesh(edges, rows, sim, cmap="viridis", shading="flat")
+        ax.scatter(x[best], range(len(best)), marker="x", color="red", s=30, label="best step")
+        ax.set_xscale("log", base=2)
     ax.set_xlabel("algorithm step")
     ax.set_ylabel("layer")
     suffix = f" (zero-predictor floor {floor:.3f})" if floor is not None else ""
