@@ -149,8 +149,15 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import REPRODUCTIONS, write_report
     from .report import atomic_output_dir
 
-    experiment = REPRODUCTIONS.get(args.paper)(quick=args.quick, device=str(resolve_device(args.device)))
+    kind = REPRODUCTIONS.get(args.paper)
+    if args.runs and not kind.resumable:
+        resumable = ", ".join(n for n in REPRODUCTIONS.names() if REPRODUCTIONS.get(n).resumable)
+        raise UsageError(f"--runs is not supported by {args.paper}; it is by: {resumable}")
+    experiment = kind(quick=args.quick, device=str(resolve_device(args.device)), runs=args.runs)
     out = Path(args.out or f"runs/{args.paper}{'-quick' if args.quick else ''}")
+    if args.runs and Path(args.runs).resolve().is_relative_to(out.resolve()):
+        raise UsageError(f"--runs {args.runs} lies inside --out {out}, which a new report replaces; "
+                         "keep the runs outside it")
     with atomic_output_dir(out) as tmp:
         result = experiment.run(tmp, progress=not args.json and sys.stderr.isatty())
         write_report(result, tmp)
@@ -225,6 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--out", help="output directory (default runs/PAPER[-quick])")
     p.add_argument("--json", action="store_true", help="print the claims as one JSON object")
+    p.add_argument("--runs", metavar="DIR",
+                   help="keep the training runs in DIR (newton): run again with the same DIR and a "
+                        "reproduction stopped part way continues from their last checkpoints")
     p.set_defaults(handler=_cmd_reproduce)
 
     p = sub.add_parser("demo", help="the estimator tour and every reproduction in quick mode "

@@ -155,3 +155,26 @@ def test_sigterm_leaves_no_half_written_report(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert not out.exists() and not any(tmp_path.glob(".stopped.*"))
+
+
+def test_newton_runs_are_kept_and_reused(tmp_path, capsys, monkeypatch):
+    """With --runs the training runs live outside the report and a second call reuses them."""
+    from iclreg.experiments import newton
+
+    toy = newton.Sizes(d=3, n=7, model="gpt2:layers=2,width=16,heads=2", steps=20, batch=8, lr=1e-3,
+                       lstm="lstm:hidden=8,layers=1", lstm_steps=20, curriculum={}, samples=100)
+    monkeypatch.setattr(newton, "QUICK", toy)
+    runs = tmp_path / "runs"
+    argv = ["reproduce", "newton", "--quick", "--runs", str(runs), "--json"]
+    assert main([*argv, "--out", str(tmp_path / "a")]) == 0
+    first = json.loads(capsys.readouterr().out)
+    stamp = (runs / "quick" / "gpt2" / "eval.json").stat().st_mtime_ns
+    assert not (tmp_path / "a" / "runs").exists()
+    assert main([*argv, "--out", str(tmp_path / "b")]) == 0
+    assert json.loads(capsys.readouterr().out) == first  # same runs, same claims
+    assert (runs / "quick" / "gpt2" / "eval.json").stat().st_mtime_ns == stamp
+    assert main(["reproduce", "newton", "--quick", "--runs", str(tmp_path / "a" / "r"),
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "inside --out" in capsys.readouterr().err
+    assert main(["reproduce", "multihead", "--quick", "--runs", str(runs)]) == 2
+    assert "--runs is not supported by multihead; it is by: newton" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from iclreg.cli import main
 from iclreg.errors import TrainingError, UsageError
-from iclreg.train import load_config, load_run, resume, train
+from iclreg.train import Trainer, load_config, load_run, resume, train, train_or_resume
 from iclreg.train.metrics import read_metrics
 
 
@@ -84,6 +84,35 @@ def test_sigkill_then_resume_is_bit_identical(write_config, tmp_path):
     strip = [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(straight / "metrics.jsonl")]
     again = [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(killed / "metrics.jsonl")]
     assert strip == again
+
+
+def test_train_or_resume_carries_on_reuses_and_refuses(write_config, tmp_path, monkeypatch):
+    """Stopped at step 25 (checkpoint at 20), it resumes to the straight run's weights; a
+    finished run is reused untouched; a run of another config is refused."""
+    cfg = load_config(write_config({"train": {"steps": 40}, "run": {"checkpoint_every": 10}}))
+    straight = train(cfg, tmp_path / "straight")
+    stopped = tmp_path / "stopped"
+    step = Trainer.train_step
+
+    def stop_at_25(self, i):
+        if i == 25:
+            raise KeyboardInterrupt
+        return step(self, i)
+
+    monkeypatch.setattr(Trainer, "train_step", stop_at_25)
+    with pytest.raises(KeyboardInterrupt):
+        train_or_resume(cfg, stopped)
+    monkeypatch.setattr(Trainer, "train_step", step)
+    assert not (stopped / "eval.json").exists()
+    assert train_or_resume(cfg, stopped) == stopped
+    a, b = final_weights(straight), final_weights(stopped)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    before = (stopped / "eval.json").stat().st_mtime_ns
+    train_or_resume(cfg, stopped)  # finished: reused as it is
+    assert (stopped / "eval.json").stat().st_mtime_ns == before
+    other = load_config(write_config({"train": {"steps": 50}}, "other.yaml"))
+    with pytest.raises(UsageError, match="holds a run with another train"):
+        train_or_resume(other, stopped)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(write_config, tmp_path, capsys):

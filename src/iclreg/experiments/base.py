@@ -56,11 +56,22 @@ class Reproduction:
 @dataclass(frozen=True)
 class Experiment:
     """Base of reproductions: ``quick`` runs on 2 CPU cores in minutes; full mode uses the
-    paper's sizes (a GPU job)."""
+    paper's sizes (a GPU job).
+
+    ``runs``: a directory that keeps the training runs (reproductions with ``resumable``): run
+    again with the same ``runs``, a reproduction stopped part way (a time limit, Ctrl-C)
+    continues from the runs' latest checkpoints and reuses the finished ones.
+    """
 
     name: ClassVar[str]
+    resumable: ClassVar[bool] = False
     quick: bool = False
     device: str = "cpu"
+    runs: str | None = None
+
+    def runs_dir(self, out: Path) -> Path:
+        """Where the training runs go: ``runs/<quick|full>`` when kept, else ``out/runs``."""
+        return Path(self.runs) / ("quick" if self.quick else "full") if self.runs else out / "runs"
 
     def run(self, out: Path, progress: bool = False) -> Reproduction:
         raise NotImplementedError
