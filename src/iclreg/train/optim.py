@@ -35,7 +35,10 @@ def build_optimizer(
             group["lr"] = torch.tensor(group["lr"], device=device)
         return cls(param_groups, lr=torch.tensor(config.lr, device=device), betas=config.betas,
                    weight_decay=config.weight_decay, capturable=True)
-    return cls(param_groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    # the fused CPU kernel updates every tensor in one pass: ~10% of a small model's step
+    fused = param_groups[0]["params"][0].device.type == "cpu"
+    return cls(param_groups, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay,
+               fused=fused or None)
 
 
 def lr_factor(config: ScheduleConfig, step: int, total: int) -> float:
