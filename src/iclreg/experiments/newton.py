@@ -272,7 +272,8 @@ class Newton(Experiment):
                       "The ill-conditioned claims evaluate the isotropically trained model on "
                       "ill-conditioned prompts (full mode trains a second model on them)."]
         else:
-            lines += ["- Full mode trains 80k steps (the authors train 500k) with bf16 autocast on "
-                      "the GPU. Its three runs take longer than one 10-minute job: give `--runs DIR` "
-                      "and run the same command again to carry on from their checkpoints."]
+            lines += [f"- Full mode trains {sizes.steps:,} steps (the authors train 500,000) with "
+                      "bf16 autocast on the GPU. Its three runs take longer than one 10-minute job: "
+                      "give `--runs DIR` and run the same command again to carry on from their "
+                      "checkpoints."]
         return lines
