@@ -8,6 +8,7 @@ import pytest
 
 from iclreg.cli import main
 from iclreg.experiments import REPRODUCTIONS, Claim, Reproduction, write_report
+from iclreg.train import load_config
 from iclreg.train.metrics import read_metrics
 
 
@@ -155,6 +156,23 @@ def test_sigterm_leaves_no_half_written_report(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert not out.exists() and not any(tmp_path.glob(".stopped.*"))
+
+
+def test_newton_full_mode_path_at_toy_size(tmp_path, capsys, monkeypatch):
+    """Full mode's own path (curriculum, a second model trained on ill-conditioned prompts)."""
+    from iclreg.experiments import newton
+
+    toy = newton.Sizes(d=6, n=9, model="gpt2:layers=2,width=16,heads=2", steps=30, batch=8, lr=1e-3,
+                       lstm="lstm:hidden=8,layers=1", lstm_steps=30, samples=100,
+                       curriculum={"d": {"start": 3, "end": 6, "inc": 1, "every": 5},
+                                   "n": {"start": 5, "end": 9, "inc": 2, "every": 5}})
+    monkeypatch.setattr(newton, "FULL", toy)
+    out = tmp_path / "full"
+    assert main(["reproduce", "newton", "--out", str(out), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["mode"] == "full"
+    ill = load_config(out / "runs" / "gpt2_ill" / "config.yaml")
+    assert "cond=100" in ill.task and ill.curriculum.d.end == 6
+    assert "500,000" in (out / "report.md").read_text()
 
 
 def test_newton_runs_are_kept_and_reused(tmp_path, capsys, monkeypatch):
