@@ -170,7 +170,6 @@ def similarity_figure(similarity: Any, steps: list[int], title: str, floor: floa
     fig = Figure(figsize=(7, 4.2))
     ax = fig.subplots()
     best = sim.argmax(1)
-    rows = np.arange(len(sim) + 1) - 0.5
     if len(steps) <= 40:
         im = ax.imshow(sim, aspect="auto", cmap="viridis", origin="lower")
         ax.scatter(best, range(len(best)), marker="x", color="red", s=30, label="best step")
@@ -179,6 +178,7 @@ def similarity_figure(similarity: Any, steps: list[int], title: str, floor: floa
     else:
         x = np.asarray(steps, float)
         edges = np.concatenate([[x[0] / 1.5], np.sqrt(x[1:] * x[:-1]), [x[-1] * 1.2]])
+        rows = np.arange(len(sim) + 1) - 0.5
         im = ax.pcolormesh(edges, rows, sim, cmap="viridis", shading="flat")
         ax.scatter(x[best], range(len(best)), marker="x", color="red", s=30, label="best step")
         ax.set_xscale("log", base=2)
