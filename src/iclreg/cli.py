@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .errors import TrainingError, UsageError
+from .errors import TrainingError, UsageError, WriteError
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -128,7 +128,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     if not isinstance(model, GPT2Regressor):
         raise UsageError(f"probe needs a gpt2 model; '{args.run_dir}' trained {config.model}")
     result = probe_model(model, build_task(config.task), args.samples, args.probe_samples,
-                         device=args.device)
+                         device=args.device, ln_f=args.ln_f)
     if plot:
         for suffix, fig in probe_figures(result).items():
             save_figure(fig, plot.with_name(plot.stem + suffix + plot.suffix))
@@ -221,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", help="a run directory of a gpt2 model")
     p.add_argument("--samples", type=int, default=320, help="evaluation prompts (default 320)")
     p.add_argument("--probe-samples", type=int, default=2048, help="prompts to fit the read-outs")
+    p.add_argument("--ln-f", choices=["last", "every", "none"], default="last",
+                   help="where the final LayerNorm applies to the probed layers: last (default, Fu et "
+                        "al.'s Hugging Face hidden_states), every or none")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE", help="probe figure; FILE_newton and FILE_gd heat maps beside it")
@@ -262,6 +265,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except TrainingError as err:
         print(f"iclreg: training stopped: {err}", file=sys.stderr)
+        return 1
+    except WriteError as err:
+        print(f"iclreg: error: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("iclreg: interrupted", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from iclreg.analysis.probe import (
@@ -11,6 +12,7 @@ from iclreg.analysis.probe import (
     apply_probes,
     fit_probes,
     gd_predictions,
+    layer_hidden,
     newton_predictions,
     probe_model,
     residual_cosine,
@@ -18,6 +20,7 @@ from iclreg.analysis.probe import (
 from iclreg.cli import main
 from iclreg.estimators import build as build_estimator
 from iclreg.models import build
+from iclreg.models.gpt2 import GPT2Config, GPT2Regressor
 from iclreg.tasks import build as build_task
 
 
@@ -66,6 +69,46 @@ def test_probe_model_shapes_and_floor():
     assert max(out["ols_mse"][5:]) < 1e-8
 
 
+def test_probes_read_fu_et_al_hidden_states():
+    """Fu et al.'s read-out: the raw residual below the top, ln_f of it only at the last layer."""
+    gen = torch.Generator().manual_seed(3)
+    config = GPT2Config(d=3, layers=2, width=16, heads=2, max_n=8)
+    model = GPT2Regressor(config, generator=gen).double().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn(p.shape, generator=gen, dtype=p.dtype))  # ln_f gain and bias off 1, 0
+    p = build_task("gaussian:d=3,n=8").sample(64, 0, 0, dtype=torch.float64)
+    with torch.no_grad():
+        raw = [model.residual(p.x, p.y, stop_at_layer=l)[:, ::2] for l in range(3)]  # (B, n, w) each
+        hidden = layer_hidden(model, p.x, p.y)
+        torch.testing.assert_close(hidden[:2], torch.stack(raw[:2]), rtol=0, atol=1e-12)
+        torch.testing.assert_close(hidden[2], model.ln_f(raw[2]), rtol=0, atol=1e-12)
+        assert (hidden[2] - raw[2]).abs().max() > 0.1
+        every = layer_hidden(model, p.x, p.y, ln_f="every")
+        torch.testing.assert_close(every, model.ln_f(torch.stack(raw)), rtol=0, atol=1e-12)
+        none = layer_hidden(model, p.x, p.y, ln_f="none")
+        torch.testing.assert_close(none, torch.stack(raw), rtol=0, atol=0)
+    task = build_task("gaussian:d=3,n=8")
+    fu = probe_model(model, task, samples=40, probe_samples=200)
+    none = probe_model(model, task, samples=40, probe_samples=200, ln_f="none")
+    assert fu["ln_f"] == "last" and none["ln_f"] == "none"
+    assert fu["probe_mse"][:2] == none["probe_mse"][:2] and fu["probe_mse"][2] != none["probe_mse"][2]
+    # the last layer's probe is the ridge (lam = 1e-4 per row) fit on ln_f(h): lstsq on the augmented
+    # system [F; sqrt(lam N) I] w = [y; 0]
+    fit = task.sample(200, 0, 0, dtype=torch.float64)
+    test = task.sample(40, 0, 1, dtype=torch.float64)
+    with torch.no_grad():
+        feats = model.ln_f(model.residual(fit.x, fit.y)[:, ::2]).reshape(-1, 16)
+        feats = torch.cat([feats, torch.ones(len(feats), 1, dtype=feats.dtype)], 1)  # (N, 17)
+        rows = torch.cat([feats, (1e-4 * len(feats)) ** 0.5 * torch.eye(17, dtype=feats.dtype)])
+        target = torch.cat([fit.y.reshape(-1, 1), torch.zeros(17, 1, dtype=feats.dtype)])
+        w = torch.linalg.lstsq(rows, target).solution
+        h = model.ln_f(model.residual(test.x, test.y)[:, ::2])
+        mse = ((h @ w[:-1, 0] + w[-1, 0]) - test.y).square().mean(0)
+    last = torch.tensor(fu["probe_mse"][2], dtype=torch.float64)
+    torch.testing.assert_close(last, mse, rtol=1e-8, atol=1e-12)
+
+
 def test_probe_command(tmp_path, capsys):
     config = tmp_path / "c.yaml"
     config.write_text("task: gaussian:d=3,n=8\nmodel: gpt2:layers=2,width=16,heads=2,max_n=8\n"
@@ -75,7 +118,15 @@ def test_probe_command(tmp_path, capsys):
     assert main(["probe", str(tmp_path / "run"), "--samples", "20", "--probe-samples", "64",
                  "--json", "--plot", str(tmp_path / "p.png")]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert len(out["newton"]["best"]) == 3
+    assert len(out["newton"]["best"]) == 3 and out["ln_f"] == "last"
+    assert main(["probe", str(tmp_path / "run"), "--samples", "20", "--probe-samples", "64", "--json",
+                 "--ln-f", "every"]) == 0
+    every = json.loads(capsys.readouterr().out)
+    assert every["ln_f"] == "every" and every["probe_mse"][0] != out["probe_mse"][0]
+    assert every["probe_mse"][-1] == out["probe_mse"][-1]  # the same read-out at the last layer
+    with pytest.raises(SystemExit) as exit_info:
+        main(["probe", str(tmp_path / "run"), "--ln-f", "all"])
+    assert exit_info.value.code == 2 and "argument --ln-f: invalid choice: 'all'" in capsys.readouterr().err
     for name in ("p.png", "p_newton.png", "p_gd.png"):
         assert (tmp_path / name).stat().st_size > 1000
     he = tmp_path / "he.yaml"

@@ -162,7 +162,38 @@ def test_layer_predictions(seed: int) -> None:
         preds = model.layer_predictions(x, y)
         assert preds.shape == (model.config.n_layer + 1, B, N)
         torch.testing.assert_close(preds[-1], model(x, y), rtol=0, atol=1e-12)
-        torch.testing.assert_close(preds[1], model.read(model.residual(x, y, 1)), rtol=0, atol=1e-12)
+        raw = model.read_out(model.residual(x, y, 1)[:, ::2]).squeeze(-1)  # no ln_f below the top
+        torch.testing.assert_close(preds[1], raw, rtol=0, atol=1e-12)
+        every = model.layer_predictions(x, y, ln_f="every")
+        torch.testing.assert_close(every[1], model.read(model.residual(x, y, 1)), rtol=0, atol=1e-12)
+        torch.testing.assert_close(every[-1], model(x, y), rtol=0, atol=1e-12)
+        none = model.layer_predictions(x, y, ln_f="none")
+        torch.testing.assert_close(none[:-1], preds[:-1], rtol=0, atol=0)
+        top = model.read_out(model.residual(x, y)[:, ::2]).squeeze(-1)
+        torch.testing.assert_close(none[-1], top, rtol=0, atol=1e-12)
+    with pytest.raises(UsageError, match="ln_f must be one of last, every, none, got 'all'"):
+        model.layer_predictions(x, y, ln_f="all")
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+def test_per_layer_read_out_is_fu_et_al_hidden_states(seed: int, dtype: torch.dtype, tol: float) -> None:
+    """Fu et al. read Hugging Face's ``hidden_states[i]``: the raw residual for i < n_layer, and
+    ``ln_f`` of it only at the last layer (HF normalises the last entry only)."""
+    model = tiny_model(seed, dtype, layers=3)
+    hf = hf_backbone(model)
+    x, y = prompts(seed, dtype)
+    with torch.no_grad():
+        embeds = model.read_in(interleave(x, y))  # (B, 2n, W)
+        reference = hf(inputs_embeds=embeds, output_hidden_states=True).hidden_states  # 4 x (B, 2n, W)
+        assert len(reference) == 4
+        fu = torch.stack([model.read_out(h[:, ::2]).squeeze(-1) for h in reference])  # (4, B, n)
+        torch.testing.assert_close(model.hidden_states(x, y), torch.stack(reference), rtol=0, atol=tol)
+        ours = model.layer_predictions(x, y)
+        every = model.layer_predictions(x, y, ln_f="every")
+        normalised = torch.stack([model.read_out(hf.ln_f(h[:, ::2])).squeeze(-1) for h in reference[:-1]])
+    assert ours.shape == (4, B, N) and (ours - fu).abs().max().item() < tol
+    assert (fu[1:3] - normalised[1:3]).abs().amax((1, 2)).min() > 0.1  # the conventions differ
+    assert (every[:-1] - normalised).abs().max().item() < tol and (every[-1] - fu[-1]).abs().max() < tol
 
 
 def test_config_presets_and_validation() -> None:

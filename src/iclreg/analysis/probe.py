@@ -1,10 +1,13 @@
 """Per-layer probes of a GPT-2 regressor and similarity of its layers to algorithms
 (Fu, Chen, Jia, Sharan, arXiv 2310.17086).
 
-Probe: for each layer l (0 = the embedding), a fresh linear read-out of the residual stream at
-the x tokens, fitted in closed form (ridge with a tiny lambda, bias included) on a probe set
-of prompts and evaluated on held-out prompts. Fu et al. train this read-out with the
-backbone frozen; least squares is the honest cheaper variant.
+Probe: for each layer l (0 = the embedding), a fresh linear read-out of the layer's hidden
+state at the x tokens, fitted in closed form (ridge with a tiny lambda, bias included) on a
+probe set of prompts and evaluated on held-out prompts. Fu et al. train this read-out with the
+backbone frozen; least squares is the honest cheaper variant. The hidden state is Fu et al.'s
+``hidden_states[l]`` of Hugging Face's GPT-2 (``GPT2Regressor.hidden_states``): the raw
+residual stream after l blocks for l < n_layer and ``ln_f`` of it at l = n_layer only
+(``ln_f="last"``); ``ln_f="every"`` normalises every layer, ``ln_f="none"`` none.
 
 Similarity: the residual vector of a predictor on one prompt is (y_hat_i - y_i) over the n
 positions; the similarity of a layer to an algorithm step is the cosine of the two residual
@@ -21,16 +24,18 @@ from torch import Tensor
 
 from ..estimators import gd_trajectory, newton_weights, prefix_moments
 from ..estimators.base import dot_query
-from ..models.layouts import x_positions
+from ..models.gpt2 import GPT2Regressor, LnF
 
 
-def layer_hidden(model: torch.nn.Module, x: Tensor, y: Tensor) -> Tensor:
-    """Residual stream at the x tokens after each block: (layers + 1, B, n, width)."""
-    layers = len(model.blocks)
-    names = ["hook_embed"] + [f"blocks.{i}.hook_resid_post" for i in range(layers)]
+def layer_hidden(model: GPT2Regressor, x: Tensor, y: Tensor, ln_f: LnF = "last") -> Tensor:
+    """Hidden states at the x tokens after 0..n_layer blocks: (n_layer + 1, B, n, width).
+
+    ``ln_f="last"``: Fu et al.'s (Hugging Face's) ``hidden_states``, raw except the last layer's,
+    which passes through ``ln_f``; ``"every"`` / ``"none"``: ``ln_f`` at every / no layer.
+    """
     with torch.no_grad():
-        _, cache = model.run_with_cache(x, y, names=names)
-    return torch.stack([x_positions(cache[name]) for name in names])
+        hidden = model.hidden_states(x, y, ln_f)  # (n_layer + 1, B, 2n, width)
+    return hidden[:, :, ::2]  # the x tokens
 
 
 def fit_probes(hidden: Tensor, y: Tensor, lam: float = 1e-4) -> Tensor:
@@ -73,20 +78,24 @@ NEWTON_STEPS = list(range(1, 24))
 GD_STEPS = list(range(1, 1301))  # every step up to ~1300, as Fu et al. sweep them
 
 
-def probe_model(model: torch.nn.Module, task, samples: int = 320, probe_samples: int = 2048,
-                seed: int = 0, device: str = "cpu") -> dict:
+def probe_model(model: GPT2Regressor, task, samples: int = 320, probe_samples: int = 2048,
+                seed: int = 0, device: str = "cpu", ln_f: LnF = "last") -> dict:
     """Per-layer probe errors and similarity to Newton and GD steps, JSON-ready.
 
+    Args:
+        ln_f: where the final LayerNorm applies to the probed hidden states: ``"last"`` (Fu et
+            al.'s ``hidden_states``), ``"every"`` or ``"none"`` (``layer_hidden``).
+
     Returns:
-        {"layers", "k", "probe_mse" (L, n), "ols_mse" (n), "newton": {"steps", "similarity"
-        (L, S), "best", "mse" (S, n)}, "gd": {...}, "floor": similarity of the zero predictor to
-        Newton-1}.
+        {"layers", "k", "ln_f", "probe_mse" (L, n), "ols_mse" (n), "newton": {"steps",
+        "similarity" (L, S), "best", "mse" (S, n)}, "gd": {...}, "floor": similarity of the zero
+        predictor to Newton-1}.
     """
     dtype = next(model.parameters()).dtype
     fit = task.sample(probe_samples, seed, 0, device=device, dtype=dtype)
     test = task.sample(samples, seed, 1, device=device, dtype=dtype)
-    weights = fit_probes(layer_hidden(model, fit.x, fit.y), fit.y)
-    preds = apply_probes(layer_hidden(model, test.x, test.y), weights).double()  # (L, B, n)
+    weights = fit_probes(layer_hidden(model, fit.x, fit.y, ln_f), fit.y)
+    preds = apply_probes(layer_hidden(model, test.x, test.y, ln_f), weights).double()  # (L, B, n)
     x, y = test.x.double(), test.y.double()
     newton = newton_predictions(x, y, NEWTON_STEPS)
     gd = gd_predictions(x, y, GD_STEPS)
@@ -97,6 +106,7 @@ def probe_model(model: torch.nn.Module, task, samples: int = 320, probe_samples:
     return {
         "layers": list(range(preds.shape[0])),
         "k": list(range(y.shape[1])),
+        "ln_f": ln_f,
         "probe_mse": (preds - y).square().mean(1).tolist(),
         "ols_mse": (ols - y).square().mean(0).tolist(),
         "newton": {"steps": NEWTON_STEPS, "similarity": sim_newton.tolist(),

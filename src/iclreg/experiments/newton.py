@@ -3,8 +3,9 @@ optimization methods for in-context learning" (NeurIPS 2024, arXiv 2310.17086):
 ``iclreg reproduce newton``.
 
 A GPT-2 backbone trained on noiseless linear regression (interleaved tokens) is read out layer
-by layer (closed-form least-squares probes, ``iclreg.analysis.probe``) and each layer's
-residuals are compared with Iterative Newton (Newton-Schulz) and GD steps.
+by layer (closed-form least-squares probes of Fu et al.'s hidden states: raw residual stream,
+``ln_f`` at the last layer only; ``iclreg.analysis.probe``) and each layer's residuals are
+compared with Iterative Newton (Newton-Schulz) and GD steps.
 
 Claims: the model learns (error near least squares); probe error falls with depth; the
 best-matching Newton step grows about linearly with depth while the best GD step grows
@@ -263,8 +264,10 @@ class Newton(Experiment):
                  f"{sizes.batch}, {sizes.steps} steps, loss on every prefix, noiseless. LSTM "
                  f"`{sizes.lstm}` with {sizes.lstm_steps} steps.",
                  "- Probes are closed-form least-squares read-outs (Fu et al. train them with the "
-                 "backbone frozen). The residual cosine has a high floor: a predictor that outputs 0 "
-                 "already scores the floor against Newton-1."]
+                 "backbone frozen) of the hidden states Fu et al. read, Hugging Face's `hidden_states`: "
+                 "the raw residual stream after each block, through the final LayerNorm only at the "
+                 "last layer (`iclreg probe --ln-f`). The residual cosine has a high floor: a predictor "
+                 "that outputs 0 already scores the floor against Newton-1."]
         if self.quick:
             lines += ["- Quick mode trains a 4-layer model small enough for 2 CPU cores; its last "
                       "layer can stay a few Newton steps short of least squares (claim 4-ols), which "

@@ -12,8 +12,15 @@ of y_i at the token of x_i, which the causal mask lets see only x_i and the firs
 
 Hook points (``hooks.py``) expose ``hook_embed``, ``blocks.{l}.hook_resid_pre``,
 ``blocks.{l}.hook_resid_mid``, ``blocks.{l}.hook_resid_post`` and
-``blocks.{l}.attn.hook_pattern``; ``layer_predictions`` applies the shared final LayerNorm
-and read-out after every block (the per-layer read-out of Fu et al.).
+``blocks.{l}.attn.hook_pattern``.
+
+Per-layer read-out (Fu et al.): ``hidden_states`` returns Hugging Face's
+``output_hidden_states`` of ``GPT2Model``, which Fu et al.'s probes read: entry l (0..n_layer)
+is the residual stream after l blocks (entry 0 the embedding), *raw* for l < n_layer, and
+``ln_f`` of it only for l = n_layer (Hugging Face applies the final LayerNorm to the last entry
+only). ``layer_predictions`` applies the shared read-out to those entries. ``ln_f="every"``
+applies the final LayerNorm at every layer instead (as the last layer sees it), ``ln_f="none"``
+at none (the raw residual stream, ``blocks.{l}.hook_resid_post``, everywhere).
 """
 
 from __future__ import annotations
@@ -31,6 +38,10 @@ from ..errors import check
 from .base import MODELS, Layout, ModelConfig, Predictor
 from .hooks import HookPoint, caching
 from .layouts import interleave, x_positions
+
+# Where the final LayerNorm applies in the per-layer read-out (module docstring).
+LnF = Literal["last", "every", "none"]
+LN_F_CHOICES: tuple[str, ...] = ("last", "every", "none")
 
 # Garg et al.'s sizes: (layers, width, heads).
 PRESETS: dict[str, tuple[int, int, int]] = {
@@ -267,14 +278,34 @@ class GPT2Regressor(Predictor):
             pred = self(x, y)
         return pred, cache
 
-    def layer_predictions(self, x: Tensor, y: Tensor) -> Tensor:
-        """The shared ``ln_f`` and read-out after each of 0..n_layer blocks.
+    def hidden_states(self, x: Tensor, y: Tensor, ln_f: LnF = "last") -> Tensor:
+        """The residual stream after each of 0..n_layer blocks: (n_layer + 1, B, 2n, width).
 
-        Returns (n_layer + 1, B, n); the last entry equals ``forward``.
+        With ``ln_f="last"`` (the default) this is Hugging Face's ``output_hidden_states``, the
+        read-out Fu et al. probe: entries 0..n_layer-1 are the raw residual stream (entry 0 the
+        embedding) and entry n_layer is ``ln_f`` of the last block's output. ``"every"`` applies
+        ``ln_f`` to every entry, ``"none"`` to none.
+
+        Raises:
+            UsageError: for an ``ln_f`` other than last, every or none.
         """
+        check(ln_f in LN_F_CHOICES, f"gpt2: ln_f must be one of {', '.join(LN_F_CHOICES)}, got '{ln_f}'")
         h = self.embed(x, y)  # (B, 2n, width)
-        preds = [self.read(h)]
+        states = [h]
         for block in self.blocks:
-            h = block(h)
-            preds.append(self.read(h))  # (B, n)
-        return torch.stack(preds)  # (n_layer + 1, B, n)
+            h = block(h)  # (B, 2n, width)
+            states.append(h)
+        last = len(states) - 1
+        return torch.stack([
+            self.ln_f(s) if ln_f == "every" or (ln_f == "last" and l == last) else s
+            for l, s in enumerate(states)
+        ])  # (n_layer + 1, B, 2n, width)
+
+    def layer_predictions(self, x: Tensor, y: Tensor, ln_f: LnF = "last") -> Tensor:
+        """The shared read-out of ``hidden_states(x, y, ln_f)`` at the x tokens.
+
+        Returns (n_layer + 1, B, n). With ``ln_f="last"`` (Fu et al.'s convention) or
+        ``"every"`` the last entry equals ``forward``.
+        """
+        hidden = self.hidden_states(x, y, ln_f)  # (n_layer + 1, B, 2n, width)
+        return self.read_out(hidden[:, :, ::2]).squeeze(-1)  # (n_layer + 1, B, n): x tokens
