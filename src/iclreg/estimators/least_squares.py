@@ -13,6 +13,13 @@ Minimum-norm least squares uses the kernel form with lam = 0 while i < d (X_i X_
 invertible) and the primal form from i = d on; prompts whose Gram matrices are singular fall
 back to the pseudo-inverse. ``bayes`` is ridge with lam = sigma^2 on x' = x P^{1/2} and
 labels y - <x, m>, the posterior mean under w ~ N(m, P) (DESIGN.md's estimator contract).
+
+Precision: both forms solve normal equations, whose condition number is kappa(X_i)^2; near
+i = d a square Gaussian X_d has kappa ~ 1e3..1e5, so in float32 (eps 6e-8) the answer can
+be wrong in its first digit, where a QR solver such as ``torch.linalg.lstsq`` loses only
+kappa eps. The solvers therefore accumulate the moments and factorise in float64 whatever
+the input dtype (error kappa^2 1.1e-16, below float32's own QR) and return the input dtype;
+on the CPU this costs no time at these sizes (benchmarks/estimators.py).
 """
 
 from __future__ import annotations
@@ -26,6 +33,8 @@ from torch import Tensor
 from ..errors import check
 from ..tasks.covariance import sqrt_psd
 from .base import ESTIMATORS, Estimator, dot_query, prefix_moments
+
+SOLVE_DTYPE = torch.float64  # what the solvers accumulate and factorise in (module docstring)
 
 
 def kernel_is_cheaper(n: int, d: int) -> bool:
@@ -67,25 +76,32 @@ def _pinv_form(x: Tensor, y: Tensor, lam: float = 0.0) -> Tensor:
 def ridge_predict(x: Tensor, y: Tensor, lam: float, method: str = "auto") -> Tensor:
     """Ridge predictions for every prefix, w_i = (X_i^T X_i + lam I)^{-1} X_i^T y_i.
 
+    Solved in float64 (:data:`SOLVE_DTYPE`) whatever the input dtype.
+
     Args:
         x: (B, n, d); y: (B, n); lam: > 0, or 0 for minimum-norm least squares.
         method: ``kernel``, ``primal`` or ``auto`` (the cheaper by :func:`kernel_is_cheaper`).
     Returns:
-        (B, n) predictions; position i uses the first i pairs.
+        (B, n) predictions in x's dtype; position i uses the first i pairs.
     """
     if lam == 0:
         return ols_predict(x, y)
+    dtype, x, y = x.dtype, x.to(SOLVE_DTYPE), y.to(SOLVE_DTYPE)
     n, d = x.shape[1], x.shape[2]
     use_kernel = method == "kernel" or (method == "auto" and kernel_is_cheaper(n, d))
     pred, info = _kernel_form(x, y, lam) if use_kernel else _primal_form(x, y, lam)
     bad = info > 0  # only when lam is at the round-off level of the Gram matrix
     if bool(bad.any()):
         pred[bad] = _pinv_form(x[bad], y[bad], lam)
-    return pred
+    return pred.to(dtype)
 
 
 def ols_predict(x: Tensor, y: Tensor) -> Tensor:
-    """Minimum-norm least-squares predictions for every prefix: (B, n, d), (B, n) -> (B, n)."""
+    """Minimum-norm least-squares predictions for every prefix: (B, n, d), (B, n) -> (B, n).
+
+    Solved in float64 (:data:`SOLVE_DTYPE`) whatever the input dtype; returns x's dtype.
+    """
+    dtype, x, y = x.dtype, x.to(SOLVE_DTYPE), y.to(SOLVE_DTYPE)
     n, d = x.shape[1], x.shape[2]
     m = min(n, d)
     head, info = _kernel_form(x[:, :m], y[:, :m], 0.0)  # positions 0..m-1: X_i X_i^T invertible
@@ -98,7 +114,7 @@ def ols_predict(x: Tensor, y: Tensor) -> Tensor:
     bad = info > 0
     if bool(bad.any()):
         pred[bad] = _pinv_form(x[bad], y[bad])
-    return pred
+    return pred.to(dtype)
 
 
 @ESTIMATORS.register("ols")
@@ -144,7 +160,8 @@ class Bayes(Estimator):
 
     def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
         prior = self._need_task().priors()[slot]
+        dtype, x, y = x.dtype, x.to(SOLVE_DTYPE), y.to(SOLVE_DTYPE)  # as ridge_predict
         mean = prior.mean.to(device=x.device, dtype=x.dtype)
         root = sqrt_psd(prior.cov).to(device=x.device, dtype=x.dtype)
         offset = x @ mean  # (B, n)
-        return offset + ridge_predict(x @ root, y - offset, prior.noise_std**2)
+        return (offset + ridge_predict(x @ root, y - offset, prior.noise_std**2)).to(dtype)
