@@ -35,6 +35,14 @@ def test_probes_recover_a_linear_read_out():
     assert (preds[1] - y).abs().max() < 1e-6 and (preds[0] - y).abs().max() > 0.1
 
 
+def test_probes_stay_on_the_hidden_states_device():
+    """The ridge term is built on the features' device (meta stands in for cuda here)."""
+    hidden, y = torch.empty(3, 4, 5, 6, device="meta"), torch.empty(4, 5, device="meta")
+    weights = fit_probes(hidden, y)
+    assert weights.device.type == "meta" and weights.shape == (3, 7)
+    assert apply_probes(hidden, weights).shape == (3, 4, 5)
+
+
 def test_residual_cosine_matches_a_loop():
     gen = torch.Generator().manual_seed(1)
     y = torch.randn(6, 9, generator=gen, dtype=torch.float64)

@@ -44,7 +44,7 @@ def fit_probes(hidden: Tensor, y: Tensor, lam: float = 1e-4) -> Tensor:
     feats = torch.cat([hidden, hidden.new_ones(L, B, n, 1)], -1).reshape(L, B * n, w + 1).double()
     target = y.reshape(B * n, 1).double()
     gram = feats.transpose(1, 2) @ feats  # (L, w + 1, w + 1)
-    gram = gram + lam * B * n * torch.eye(w + 1, dtype=gram.dtype)
+    gram = gram + lam * B * n * torch.eye(w + 1, dtype=gram.dtype, device=gram.device)
     return torch.linalg.solve(gram, feats.transpose(1, 2) @ target).squeeze(-1)  # (L, w + 1)
 
 
