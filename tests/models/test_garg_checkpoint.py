@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import Tensor
 
 from iclreg.errors import UsageError
@@ -87,11 +88,31 @@ def reference_forward(state: dict[str, Tensor], heads: int, x: Tensor, y: Tensor
 
 
 def save(tmp_path: Path, state: dict[str, Tensor], bare: bool = False) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "state.pt"
     optimizer = {"state": {}, "param_groups": [{"lr": 1e-4, "params": [0, 1]}]}
     obj = state if bare else {"model_state_dict": state, "optimizer_state_dict": optimizer, "train_step": 7}
     torch.save(obj, path)
     return path
+
+
+def write_run_config(run_dir: Path, d: int, width: int, layers: int, heads: int, max_n: int) -> None:
+    """``config.yaml`` as Garg et al.'s ``train.py`` writes it beside ``state.pt`` (``yaml.dump``
+    of the resolved arguments; their ``eval.py`` reads it back with ``yaml.safe_load``)."""
+    config = {
+        "config": "conf/linear_regression.yaml",
+        "inherit": ["conf/wandb.yaml"],
+        "model": {"family": "gpt2", "n_dims": d, "n_embd": width, "n_head": heads, "n_layer": layers,
+                  "n_positions": max_n},
+        "out_dir": str(run_dir),
+        "test_run": False,
+        "training": {"batch_size": 64, "learning_rate": 0.0001, "task": "linear_regression",
+                     "data": "gaussian", "task_kwargs": {}, "train_steps": 500001,
+                     "curriculum": {"dims": {"start": 5, "end": d, "inc": 1, "interval": 2000},
+                                    "points": {"start": 11, "end": max_n, "inc": 2, "interval": 2000}}},
+        "wandb": {"entity": "in-context", "project": "in-context-training", "log_every_steps": 100},
+    }
+    (run_dir / "config.yaml").write_text(yaml.dump(config, default_flow_style=False))
 
 
 def prompts(seed: int, d: int, dtype: torch.dtype = torch.float64) -> tuple[Tensor, Tensor]:
@@ -116,9 +137,10 @@ def test_hand_written_checkpoint_matches_reference(tmp_path: Path, seed: int, ba
 
 
 def test_hugging_face_checkpoint(tmp_path: Path, seed: int) -> None:
-    """A checkpoint saved from HF's GPT2Model in Garg et al.'s wrapper; heads from the width."""
+    """A 4-head width-64 run of Garg et al.'s code (HF's GPT2Model in their wrapper, state.pt and
+    config.yaml): the heads come from config.yaml, not from the width's preset (2)."""
     transformers = pytest.importorskip("transformers")
-    d, width, layers, max_n = 3, 64, 2, 7
+    d, width, layers, heads, max_n = 3, 64, 3, 4, 7
     config = transformers.GPT2Config(
         vocab_size=1,
         bos_token_id=None,
@@ -126,7 +148,7 @@ def test_hugging_face_checkpoint(tmp_path: Path, seed: int) -> None:
         n_positions=2 * max_n,
         n_embd=width,
         n_layer=layers,
-        n_head=2,
+        n_head=heads,
         resid_pdrop=0.0,
         embd_pdrop=0.0,
         attn_pdrop=0.0,
@@ -141,26 +163,85 @@ def test_hugging_face_checkpoint(tmp_path: Path, seed: int) -> None:
     state = {f"_read_in.{k}": v for k, v in read_in.state_dict().items()}
     state |= {f"_backbone.{k}": v for k, v in backbone.state_dict().items()}
     state |= {f"_read_out.{k}": v for k, v in read_out.state_dict().items()}
-    model = load_garg_checkpoint(save(tmp_path, state)).double()
-    assert (model.config.n_layer, model.config.n_embd, model.config.n_head) == (2, 64, 2)
+    path = save(tmp_path, state)
+    write_run_config(tmp_path, d, width, layers, heads, max_n)
+    model = load_garg_checkpoint(path).double()
+    assert (model.config.n_layer, model.config.n_embd, model.config.n_head) == (3, 64, 4)
     x, y = prompts(seed, d)
     tokens = torch.stack([x, F.pad(y.unsqueeze(-1), (0, d - 1))], dim=2).reshape(B, 2 * N, d)
     with torch.no_grad():
         hidden = backbone(inputs_embeds=read_in(tokens)).last_hidden_state  # (B, 2n, width)
         reference = read_out(hidden[:, ::2]).squeeze(-1)  # (B, n)
         ours = model(x, y)
+        two_heads = load_garg_checkpoint(save(tmp_path / "bare", state), heads=2).double()(x, y)
     assert (ours - reference).abs().max().item() < 1e-10
+    assert (two_heads - reference).abs().max().item() > 1e-3  # what the width's preset would give
 
 
 def test_heads_and_preset_inference(tmp_path: Path, seed: int) -> None:
     tiny = load_garg_checkpoint(save(tmp_path, hand_state(d=2, width=64, layers=3, max_n=4, seed=seed)))
     assert (tiny.config.preset, tiny.config.layers, tiny.config.n_head) == ("tiny", None, 2)
     path = save(tmp_path, hand_state(d=2, width=48, layers=1, max_n=4, seed=seed))
-    with pytest.raises(UsageError, match="cannot infer the number of heads for width 48; pass heads"):
+    with pytest.raises(UsageError, match="cannot tell the number of heads of a 1-layer width-48 model"):
         load_garg_checkpoint(path)
     assert load_garg_checkpoint(path, heads=6).config.n_head == 6
     with pytest.raises(UsageError, match="width 48 is not divisible by heads 5"):
         load_garg_checkpoint(path, heads=5)
+
+
+def test_heads_from_config_yaml(tmp_path: Path, seed: int) -> None:
+    """A 4-head model at the tiny preset's size (3 layers, width 64): config.yaml decides, not the preset."""
+    state = hand_state(d=3, width=64, layers=3, max_n=6, seed=seed)
+    path = save(tmp_path, state)
+    write_run_config(tmp_path, d=3, width=64, layers=3, heads=4, max_n=6)
+    model = load_garg_checkpoint(path).double()
+    cfg = model.config
+    assert (cfg.d, cfg.n_layer, cfg.n_embd, cfg.n_head, cfg.max_n) == (3, 3, 64, 4, 6)
+    x, y = prompts(seed, d=3)
+    with torch.no_grad():
+        reference = reference_forward(state, 4, x, y)
+        assert (reference_forward(state, 2, x, y) - reference).abs().max() > 1e-2  # heads matter
+        assert (model(x, y) - reference).abs().max().item() < 1e-10
+
+
+def test_explicit_heads(tmp_path: Path, seed: int) -> None:
+    state = hand_state(d=3, width=64, layers=2, max_n=6, seed=seed)
+    x, y = prompts(seed, d=3)
+    bare = save(tmp_path / "bare", state)  # no config.yaml
+    with torch.no_grad():
+        ours = load_garg_checkpoint(bare, heads=4).double()(x, y)
+        assert (ours - reference_forward(state, 4, x, y)).abs().max().item() < 1e-10
+    run = save(tmp_path / "run", state)
+    write_run_config(tmp_path / "run", d=3, width=64, layers=2, heads=4, max_n=6)
+    assert load_garg_checkpoint(run, heads=4).config.n_head == 4
+    with pytest.raises(UsageError, match=r"heads=2 contradicts model\.n_head 4 in '.*config\.yaml'"):
+        load_garg_checkpoint(run, heads=2)
+
+
+def test_ambiguous_heads_are_refused(tmp_path: Path, seed: int) -> None:
+    """Without heads= or config.yaml only Garg et al.'s own preset sizes are inferred."""
+    state = hand_state(d=3, width=64, layers=2, max_n=6, seed=seed)
+    path = save(tmp_path / "bare", state)
+    with pytest.raises(UsageError) as info:
+        load_garg_checkpoint(path)
+    message = str(info.value)
+    assert "\n" not in message and message.endswith(
+        "cannot tell the number of heads of a 2-layer width-64 model: the weights do not fix it and "
+        "there is no config.yaml beside the checkpoint; pass heads=...")
+    run = tmp_path / "run"
+    path = save(run, state)
+    write_run_config(run, d=3, width=128, layers=2, heads=4, max_n=6)
+    with pytest.raises(UsageError, match="gives n_embd 128 but the checkpoint has 64: it belongs to another"):
+        load_garg_checkpoint(path)
+    (run / "config.yaml").write_text("model: {family: gpt2, n_embd: 64, n_layer: 2}\n")
+    with pytest.raises(UsageError, match=r"no positive integer model\.n_head \(got None\); fix it or pass"):
+        load_garg_checkpoint(path)
+    (run / "config.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(UsageError, match="cannot read the run config"):
+        load_garg_checkpoint(path)
+    (run / "config.yaml").write_text("task: gaussian\nmodel: gpt2:layers=2\n")  # not Garg et al.'s
+    with pytest.raises(UsageError, match="has no 'model' section"):
+        load_garg_checkpoint(path, heads=4)
 
 
 def test_corrupted_checkpoints(tmp_path: Path, seed: int) -> None:

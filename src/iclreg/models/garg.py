@@ -8,6 +8,15 @@ width), ``_backbone`` (Hugging Face's ``GPT2Model``, Radford et al. 2019) and ``
 ``Conv1D`` layers store their weights as (in, out), so those are transposed. The token table
 ``_backbone.wte`` is unused (inputs come through ``inputs_embeds``) and some transformers
 versions save the causal-mask buffers ``attn.bias`` and ``attn.masked_bias``: both are ignored.
+
+The weights fix d, the width, the layers and the positions but not the number of heads. Their
+``train.py`` writes the run's configuration to ``config.yaml`` beside ``state.pt`` (read back
+by their ``eval.py`` with ``yaml.safe_load``); its ``model`` section holds ``family``,
+``n_dims``, ``n_embd``, ``n_layer``, ``n_head`` and ``n_positions`` (``n_positions`` pairs,
+so ``_backbone.wpe`` has 2 n_positions rows). The heads come from there, from the ``heads``
+argument, or, for exactly one of their preset sizes (layers, width) = (3, 64), (6, 128),
+(12, 256) (``conf/models/{tiny,small,standard}.yaml``), from the preset; otherwise the loader
+refuses to guess.
 """
 
 from __future__ import annotations
@@ -15,15 +24,17 @@ from __future__ import annotations
 import pickle
 import re
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
 from torch import Tensor
 
 from ..errors import UsageError, check
 from .gpt2 import PRESETS, GPT2Config, GPT2Regressor
 
-# Garg et al.'s presets fix the heads for each width; the weights cannot tell them.
-HEADS_BY_WIDTH: dict[int, int] = {width: heads for _, width, heads in PRESETS.values()}
+# Garg et al.'s presets fix the heads for their (layers, width); the weights cannot tell them.
+HEADS_BY_SIZE: dict[tuple[int, int], int] = {(l, w): h for l, w, h in PRESETS.values()}
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 _IGNORED = re.compile(r"_backbone\.wte\.weight|_backbone\.h\.\d+\.attn\.(bias|masked_bias)")
 _LAYER = re.compile(r"_backbone\.h\.(\d+)\.")
@@ -44,20 +55,26 @@ def load_garg_checkpoint(
     """Build a :class:`GPT2Regressor` from a Garg et al. checkpoint.
 
     Args:
-        path: ``state.pt`` (a dict holding ``model_state_dict``) or a bare state dict file.
-        heads: the number of attention heads; by default Garg et al.'s choice for the width
-            (64 -> 2, 128 -> 4, 256 -> 8).
+        path: ``state.pt`` (a dict holding ``model_state_dict``) or a bare state dict file
+            (``model_{step}.pt``), in a run directory of Garg et al.'s code or alone.
+        heads: the number of attention heads. By default ``model.n_head`` of the run's
+            ``config.yaml`` beside ``path``; without one, Garg et al.'s preset for the
+            checkpoint's (layers, width) when it is one of theirs (3/64 -> 2, 6/128 -> 4,
+            12/256 -> 8).
         device: where the model's weights go.
 
     Returns:
         The model in eval mode, in the checkpoint's dtype; d, width, layers and max_n are read
-        from the weight shapes.
+        from the weight shapes (and checked against ``config.yaml`` when there is one).
 
     Raises:
         UsageError: for a missing or unreadable file, a missing, unexpected or misshapen key,
-            or a width whose heads must be given.
+            a ``config.yaml`` that is malformed or describes another model, ``heads`` that
+            contradicts it, or heads that cannot be told (no ``heads``, no ``config.yaml``, and
+            not one of Garg et al.'s preset sizes).
     """
-    state = _read_state_dict(Path(path))
+    path = Path(path)
+    state = _read_state_dict(path)
     config = _infer_config(state, heads, path)
     model = GPT2Regressor(config, generator=torch.Generator().manual_seed(0))  # overwritten
     model = model.to(state["_read_in.weight"].dtype)  # keep the checkpoint's precision
@@ -101,7 +118,7 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
     return obj
 
 
-def _infer_config(state: dict[str, Tensor], heads: int | None, path: str | Path) -> GPT2Config:
+def _infer_config(state: dict[str, Tensor], heads: int | None, path: Path) -> GPT2Config:
     check("_backbone.wpe.weight" in state, f"{path}: the checkpoint has no key '_backbone.wpe.weight'")
     for key in ("_read_in.weight", "_backbone.wpe.weight"):
         check(
@@ -117,14 +134,63 @@ def _infer_config(state: dict[str, Tensor], heads: int | None, path: str | Path)
         bool(indices) and indices == list(range(len(indices))),
         f"{path}: the blocks '_backbone.h.{{l}}' must be numbered 0, 1, ...; found {indices}",
     )
-    if heads is None:
-        check(
-            width in HEADS_BY_WIDTH,
-            f"{path}: cannot infer the number of heads for width {width}; pass heads=...",
-        )
-        heads = HEADS_BY_WIDTH[width]
-    sizes = (len(indices), width, heads)
+    layers = len(indices)
+    heads = _heads(path, heads, _read_run_config(path.parent / "config.yaml"),
+                   {"n_dims": d, "n_embd": width, "n_layer": layers, "n_positions": positions // 2})
+    sizes = (layers, width, heads)
     preset = next((name for name, p in PRESETS.items() if p == sizes), None)
     if preset is not None:
         return GPT2Config(d=d, preset=preset, max_n=positions // 2)
-    return GPT2Config(d=d, layers=sizes[0], width=width, heads=heads, max_n=positions // 2)
+    return GPT2Config(d=d, layers=layers, width=width, heads=heads, max_n=positions // 2)
+
+
+def _read_run_config(path: Path) -> dict[str, Any] | None:
+    """The ``model`` section of Garg et al.'s ``config.yaml`` (None when there is no file)."""
+    if not path.exists():
+        return None
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise UsageError(f"cannot read the run config '{path}': {first}") from None
+    model = data.get("model") if isinstance(data, dict) else None
+    check(
+        isinstance(model, dict),
+        f"'{path}' has no 'model' section (Garg et al.'s run config); move it away or fix it",
+    )
+    return model
+
+
+def _heads(path: Path, heads: int | None, model: dict[str, Any] | None, shapes: dict[str, int]) -> int:
+    """The number of heads from the argument, the run config or the preset (module docstring)."""
+    if model is not None:
+        where = path.parent / "config.yaml"
+        check(
+            model.get("family", "gpt2") == "gpt2",
+            f"'{where}' describes a {model.get('family')!r} model, not gpt2",
+        )
+        for key, value in shapes.items():
+            check(
+                key not in model or model[key] == value,
+                f"'{where}' gives {key} {model.get(key)!r} but the checkpoint has {value}: "
+                "it belongs to another run",
+            )
+        n_head = model.get("n_head")
+        check(
+            isinstance(n_head, int) and not isinstance(n_head, bool) and n_head >= 1,
+            f"'{where}' has no positive integer model.n_head (got {n_head!r}); fix it or pass heads=...",
+        )
+        check(
+            heads is None or heads == n_head,
+            f"heads={heads} contradicts model.n_head {n_head} in '{where}'; drop heads= or fix the config",
+        )
+        return n_head
+    if heads is not None:
+        return heads
+    size = (shapes["n_layer"], shapes["n_embd"])
+    check(
+        size in HEADS_BY_SIZE,
+        f"{path}: cannot tell the number of heads of a {size[0]}-layer width-{size[1]} model: the "
+        "weights do not fix it and there is no config.yaml beside the checkpoint; pass heads=...",
+    )
+    return HEADS_BY_SIZE[size]
