@@ -18,3 +18,8 @@ def check(condition: bool, message: str) -> None:
 
 class TrainingError(RuntimeError):
     """A run that cannot go on (a loss that turned NaN/inf); the message is one line."""
+
+
+class WriteError(RuntimeError):
+    """An output that could not be written (a full disk, a read-only file system); what was
+    on disk stays consistent. The message is one line naming the file and how to continue."""

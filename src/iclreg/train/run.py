@@ -1,9 +1,12 @@
 """Run directories: the resolved config, metrics, checkpoints and figures of one training run.
 
     RUN_DIR/config.yaml            the resolved experiment config
-    RUN_DIR/metrics.jsonl          one JSON object per line, each with its step
-    RUN_DIR/checkpoints/step_N/    model.safetensors + state.pt (see checkpoint.py)
+    RUN_DIR/metrics.jsonl          one JSON object per line, each with its step (deterministic)
+    RUN_DIR/timing.jsonl           wall-clock seconds per logged step (see metrics.py)
+    RUN_DIR/checkpoints/step_N/    model.safetensors + state.pt + checksums.json (checkpoint.py)
+    RUN_DIR/eval.json              the final evaluation; its presence marks a finished run
     RUN_DIR/loss.png, eval.png     figures
+    RUN_DIR/.lock                  held by the one process writing the run (lock.py)
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import yaml
 from ..analysis.compare import resolve_device
 from ..errors import UsageError, check
 from ..models import MODELS, Predictor
-from .checkpoint import checkpoint_dirs, load_checkpoint
+from .checkpoint import checkpoint_dirs, checkpoint_step, load_checkpoint
 from .config import ExperimentConfig, resolve
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -37,8 +40,10 @@ def read_run_config(run_dir: str | Path) -> ExperimentConfig:
     check(path.is_file(), f"'{run_dir}' is not a run directory: it has no config.yaml")
     try:
         data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise UsageError(f"'{path}' is malformed: {str(err).splitlines()[0]}") from None
+    check(isinstance(data, dict), f"'{path}' is empty or not a mapping of sections; restore the "
+                                  "run's config (checkpoints hold a copy in state.pt)")
     return resolve(data)
 
 
@@ -55,9 +60,19 @@ def load_run(
     dirs = checkpoint_dirs(run_dir)
     check(bool(dirs), f"run '{run_dir}' has no checkpoint yet")
     if step is not None:
-        dirs = [p for p in dirs if p.name.endswith(f"{step:08d}")]
+        dirs = [p for p in dirs if checkpoint_step(p) == step]
         check(bool(dirs), f"run '{run_dir}' has no checkpoint at step {step}")
     ckpt = load_checkpoint(dirs[-1], config.to_dict())
     model = build_model(config, resolve_device(device))
-    model.load_state_dict(ckpt.weights)
+    load_weights(model, ckpt.weights, dirs[-1])
     return model.eval(), config
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Load a checkpoint's weights into ``model``; a mismatch is damage, not a traceback."""
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).splitlines()[0][:200]
+        raise UsageError(f"checkpoint '{path}' does not fit the run's model ({first}); delete it "
+                         "to resume from an earlier checkpoint, or start a new run") from None
