@@ -4,10 +4,17 @@ Prompts are a pure function of (seed, step) and sampled on the training device; 
 is initialised from the seed without touching global RNG; checkpoints hold everything the
 optimiser and scheduler carry. So a run killed and resumed from its last checkpoint ends with
 the same weights and metrics, bit for bit on the CPU, as a run that was never interrupted.
+
+A trainer is its members' one writer (``lock.py``): it takes their locks, removes what a
+killed write left, and resumes each member from that member's latest checkpoint (members of
+one loop share it; ``sweep.py`` groups members by it). A member whose loss, weights or
+optimiser state turn non-finite is diverged: it is never checkpointed again, so its last
+checkpoint is always finite.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -23,18 +30,20 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..analysis.compare import compare, resolve_device
-from ..errors import TrainingError, check
+from ..errors import TrainingError, UsageError, check
 from ..estimators import build as build_estimator
 from ..models import MODELS, Ensemble, Predictor, StackedPredictor
 from ..report import error_curves_figure, save_figure, write_text
 from ..report.figures import loss_figure
 from ..tasks import TASKS, Task
-from .checkpoint import checkpoint_dirs, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_dirs, checkpoint_step, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig, save_config
+from .durable import remove_temporaries, write_run_file, writing
 from .graph import GraphedStep
+from .lock import run_lock
 from .metrics import MetricsLog, read_metrics
 from .optim import build_optimizer, build_scheduler
-from .run import DTYPES, build_model, read_run_config
+from .run import DTYPES, build_model, load_weights, read_run_config
 
 log = logging.getLogger(__name__)
 EVAL_SEED_OFFSET = 1_000_003  # evaluation prompts never coincide with training prompts
@@ -112,7 +121,8 @@ class Trainer:
     independent streams of prompts (members with an ensemble form), or one model alone.
 
     Each member has its own parameters, optimiser parameter group (its own learning rate and
-    state), prompts from its own (seed, step) and run directory; a single run is E = 1.
+    state), prompts from its own (seed, step) and run directory; a single run is E = 1. The
+    trainer holds its members' writer locks from construction to :meth:`close`.
     """
 
     def __init__(self, configs: Sequence[ExperimentConfig], run_dirs: Sequence[Path],
@@ -140,33 +150,69 @@ class Trainer:
         self._graphed: GraphedStep | None = None
         self.amp = (torch.autocast(self.device.type, torch.bfloat16)
                     if cfg.run.amp == "bf16" else nullcontext())
-        self.step = self._restore() if resume else 0
-        for m in self.members:
-            m.metrics = MetricsLog(m.run_dir / "metrics.jsonl", self.step if resume else None,
-                                   tensorboard=len(self.members) == 1)
+        self._locks = contextlib.ExitStack()
+        try:
+            for m in self.members:
+                self._locks.enter_context(run_lock(m.run_dir))
+                remove_temporaries(m.run_dir)
+            self.step = self._restore() if resume else 0
+            for m in self.members:
+                m.metrics = MetricsLog(m.run_dir / "metrics.jsonl", self.step if resume else None,
+                                       tensorboard=len(self.members) == 1)
+        except BaseException:
+            self.close()
+            raise
 
     def __len__(self) -> int:
         return len(self.members)
 
     # --- checkpoints ------------------------------------------------------------------------
     def _restore(self) -> int:
-        """Load the latest step every member has a checkpoint of; return that step."""
-        steps = [{int(p.name.removeprefix("step_")) for p in checkpoint_dirs(m.run_dir)}
-                 for m in self.members]
-        common = set.intersection(*steps)
-        if not common:
-            check(not any(steps), "the members' checkpoints share no step; start a new run")
+        """Load every member's latest checkpoint (one step for all); return that step."""
+        latest = [latest_step(m.run_dir) for m in self.members]
+        check(len(set(latest)) == 1, "members of one training loop must resume from one step; "
+                                     "resume a sweep with resume_sweep, which groups them by step")
+        step = latest[0]
+        if step == 0:
             log.warning("no checkpoint yet: starting from step 0")
             return 0
-        step = max(common)
         states = []
         for m in self.members:
-            ckpt = load_checkpoint(m.run_dir / "checkpoints" / f"step_{step:08d}", m.config.to_dict())
-            m.model.load_state_dict(ckpt.weights)
+            path = m.run_dir / "checkpoints" / f"step_{step:08d}"
+            ckpt = load_checkpoint(path, m.config.to_dict())
+            load_weights(m.model, ckpt.weights, path)
             states.append(ckpt.state)
-        self.optimizer.load_state_dict(join_states([s["optimizer"] for s in states]))
-        self.scheduler.load_state_dict(join_lists([s["scheduler"] for s in states]))
+        try:
+            self.optimizer.load_state_dict(join_states([s["optimizer"] for s in states]))
+            self.scheduler.load_state_dict(join_lists([s["scheduler"] for s in states]))
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+            raise UsageError(f"the optimiser state of step {step} in '{self.members[0].run_dir}' "
+                             f"does not fit its run ({type(err).__name__}); delete that checkpoint "
+                             "to resume from an earlier one") from None
         return step
+
+    def _check_finite(self) -> None:
+        """Mark diverged every member whose weights or optimiser state are not all finite (the
+        loss is measured before an update; this looks at what would be saved after it)."""
+        for m in self.members:
+            if m.diverged_at is not None:
+                continue
+            params = list(m.model.parameters())
+            tensors = [*params, *(v for p in params for v in self.optimizer.state.get(p, {}).values()
+                                  if isinstance(v, Tensor) and v.is_floating_point())]
+            if not all(bool(torch.isfinite(t).all()) for t in tensors):
+                self._diverge(m, f"weights or optimiser state became non-finite by step {self.step}")
+
+    def _diverge(self, m: Member, what: str) -> None:
+        """Stop member ``m`` for good: note why in its metrics; a run alone stops here."""
+        m.diverged_at = self.step
+        good = checkpoint_dirs(m.run_dir)
+        where = f"the last good checkpoint is {good[-1].name}" if good else "no checkpoint was written"
+        message = f"{what}; stopped ({where}); lower optimizer.lr or set optimizer.clip"
+        m.metrics.write({"step": self.step, "diverged": message})
+        if len(self) == 1:
+            raise TrainingError(message)
+        log.warning("member %s: %s", m.run_dir.name, message)
 
     def _save(self) -> None:
         optimizer, scheduler = self.optimizer.state_dict(), self.scheduler.state_dict()
@@ -216,21 +262,25 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------------------
     def run(self, bar: tqdm | None = None) -> None:
-        """Train to ``train.steps``; then write each member's final evaluation and figures."""
+        """Train to ``train.steps``; then write each member's final evaluation and figures
+        (``eval.json`` last: it marks the member finished)."""
         try:
             results = self._loop(bar)
+            for m, result in zip(self.members, results, strict=True):
+                if m.diverged_at is None:
+                    result = result or evaluate(m.model, m.config, m.task, device=str(self.device))
+                    if len(self) <= FIGURES_UP_TO:
+                        self._figures(m, result)
+                    write_run_file(m.run_dir / "eval.json", json.dumps(result), m.run_dir)
         finally:
             self.close()
-        for m, result in zip(self.members, results, strict=True):
-            if m.diverged_at is None:
-                result = result or evaluate(m.model, m.config, m.task, device=str(self.device))
-                write_text(m.run_dir / "eval.json", json.dumps(result))
-                if len(self) <= FIGURES_UP_TO:
-                    self._figures(m, result)
 
     def close(self) -> None:
+        """Close the metrics and release the members' locks."""
         for m in self.members:
-            m.metrics.close()
+            if m.metrics is not None:
+                m.metrics.close()
+        self._locks.close()
 
     def _loop(self, bar: tqdm | None) -> list[dict[str, Any] | None]:
         cfg = self.config
@@ -246,7 +296,12 @@ class Trainer:
             if self.step % cfg.run.log_every == 0 or saving:
                 self._log(torch.stack(window).float().mean(0).tolist(), start)
                 window.clear()
-            if (cfg.eval.every and self.step % cfg.eval.every == 0) or done:
+            evaluating = (cfg.eval.every and self.step % cfg.eval.every == 0) or done
+            if evaluating or saving:
+                self._check_finite()
+                if all(m.diverged_at is not None for m in self.members):
+                    raise TrainingError(f"every member diverged by step {self.step}")
+            if evaluating:
                 for e, m in enumerate(self.members):
                     if m.diverged_at is None:
                         results[e] = evaluate(m.model, m.config, m.task, device=str(self.device))
@@ -264,29 +319,23 @@ class Trainer:
             if m.diverged_at is not None:
                 continue
             if not math.isfinite(mean):
-                m.diverged_at = self.step
-                good = checkpoint_dirs(m.run_dir)
-                where = (f"the last good checkpoint is {good[-1].name}" if good
-                         else "no checkpoint was written")
-                message = (f"loss became {mean} before step {self.step}; stopped ({where}); "
-                           "lower optimizer.lr or set optimizer.clip")
-                m.metrics.write({"step": self.step, "diverged": message})
-                if len(self) == 1:
-                    raise TrainingError(message)
-                log.warning("member %s: %s", m.run_dir.name, message)
+                self._diverge(m, f"loss became {mean} before step {self.step}")
                 continue
             lr = self.optimizer.param_groups[e]["lr"]
-            m.metrics.write({"step": self.step, "loss": mean, "lr": float(lr), "seconds": seconds})
+            m.metrics.write({"step": self.step, "loss": mean, "lr": float(lr)})
+            m.metrics.time(self.step, seconds)
         if all(m.diverged_at is not None for m in self.members):
             raise TrainingError(f"every member's loss diverged by step {self.step}")
 
     def _figures(self, m: Member, result: dict[str, Any]) -> None:
-        save_figure(error_curves_figure(result["k"], result["results"], result["noise_floor"],
-                                        f"{m.config.model} on {m.config.task}"),
-                    m.run_dir / "eval.png")
+        with writing(m.run_dir / "eval.png", m.run_dir):
+            save_figure(error_curves_figure(result["k"], result["results"], result["noise_floor"],
+                                            f"{m.config.model} on {m.config.task}"),
+                        m.run_dir / "eval.png")
         records = [r for r in read_metrics(m.run_dir / "metrics.jsonl") if "loss" in r]
-        save_figure(loss_figure([r["step"] for r in records], [r["loss"] for r in records]),
-                    m.run_dir / "loss.png")
+        with writing(m.run_dir / "loss.png", m.run_dir):
+            save_figure(loss_figure([r["step"] for r in records], [r["loss"] for r in records]),
+                        m.run_dir / "loss.png")
 
 
 # --- optimiser and scheduler state, per member ---------------------------------------------
@@ -321,6 +370,12 @@ def join_lists(states: list[dict[str, Any]]) -> dict[str, Any]:
     first = states[0]
     return {k: [s[k][0] for s in states] if isinstance(v, list) and len(v) == 1 else v
             for k, v in first.items()}
+
+
+def latest_step(run_dir: Path) -> int:
+    """The step of a run's latest checkpoint (0 when it has none)."""
+    dirs = checkpoint_dirs(run_dir)
+    return checkpoint_step(dirs[-1]) if dirs else 0
 
 
 def prepare_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
