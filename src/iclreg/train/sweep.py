@@ -8,10 +8,20 @@ each group as one ensemble, split into chunks when it would not fit in memory, a
     OUT/sweep.yaml               the grid and the member directories
     OUT/<member>/                a run directory per member (``load_run``, ``--resume``)
     OUT/summary.csv, .json       final metrics per member
+
+A sweep always resumes. ``sweep.yaml`` holds the base config and the grid, so a member whose
+``config.yaml`` was not written yet (a kill just after ``sweep.yaml``) is written on resume.
+Each member resumes from its own latest checkpoint: members that stopped at different steps (a
+kill between two members' checkpoint saves, a full disk part way through a save, ``run.keep =
+1``) train on in separate loops, one per step, with the same result since a member of an
+ensemble trains bit for bit as it would alone. Members already finished (``eval.json``) or
+diverged (a ``diverged`` record) are left as they are. The sweep's writer holds the sweep
+directory's lock (``lock.py``) throughout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -25,12 +35,14 @@ from typing import Any
 import torch
 import yaml
 
-from ..errors import UsageError, check
+from ..errors import TrainingError, check
 from ..models import Ensemble, StackedPredictor
 from ..report import write_text
 from ..spec import _split_top_level
-from .config import ExperimentConfig, _format_value, apply_overrides, load_file, resolve
-from .loop import Trainer, group_key, prepare_run_dir, progress_bar
+from .config import ExperimentConfig, _format_value, apply_overrides, load_file, resolve, save_config
+from .durable import remove_temporaries, write_run_file
+from .lock import group_lock
+from .loop import Trainer, group_key, latest_step, prepare_run_dir, progress_bar
 from .metrics import read_metrics
 from .run import build_model, read_run_config
 
@@ -67,10 +79,21 @@ def config_sweeps(path: str | Path) -> list[str]:
 def expand(path: str | Path, overrides: list[str], sweeps: list[str]) -> list[tuple[str, ExperimentConfig]]:
     """Every grid point as (member name, resolved config); the file's ``sweep:`` block adds
     to ``sweeps``."""
+    return expand_grid(*grid(path, overrides, sweeps))
+
+
+def grid(path: str | Path, overrides: list[str], sweeps: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """(base config: the file with ``overrides``, without its ``sweep:`` block; every sweep,
+    the file's first), from which :func:`expand_grid` rebuilds the members."""
     sweeps = [*config_sweeps(path), *(sweeps or [])]
     check(bool(sweeps), "give at least one --sweep key=v1,v2,... (or a sweep: block in the config)")
     base = apply_overrides(load_file(path), overrides)
     base.pop("sweep", None)
+    return base, sweeps
+
+
+def expand_grid(base: dict[str, Any], sweeps: list[str]) -> list[tuple[str, ExperimentConfig]]:
+    """Every point of the grid ``sweeps`` over ``base`` as (member name, resolved config)."""
     axes = [parse_sweep(s) for s in sweeps]
     keys = [k for k, _ in axes]
     check(len(set(keys)) == len(keys), "a --sweep key is given twice")
@@ -131,12 +154,23 @@ def plan_chunks(size: int, per_member: int, budget: int, max_members: int | None
 # --- running --------------------------------------------------------------------------------
 def _train(configs: list[ExperimentConfig], dirs: list[Path], resume: bool, progress: bool,
            max_members: int | None) -> None:
-    groups: dict[str, list[int]] = defaultdict(list)
+    """Train (or resume) members in loops of members that share shapes and, on resume, the step
+    of their latest checkpoint, holding the lock of the directory around them. A loop whose
+    members all diverge does not stop the others.
+
+    Raises:
+        TrainingError: the one member, or every member of a new sweep, diverged.
+    """
+    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i, config in enumerate(configs):
         stacked = isinstance(build_model(config), StackedPredictor)
-        groups[group_key(config) if stacked else f"solo-{i}"].append(i)
+        start = latest_step(dirs[i]) if resume else 0
+        groups[(group_key(config) if stacked else f"solo-{i}", start)].append(i)
     total = sum(c.train.steps for c in configs)
-    with progress_bar(total, 0, progress) as bar:
+    diverged = 0
+    with contextlib.ExitStack() as locks, progress_bar(total, 0, progress) as bar:
+        for parent in sorted({d.parent for d in dirs}):
+            locks.enter_context(group_lock(parent))
         for members in groups.values():
             first = configs[members[0]]
             per, budget = member_bytes(first), available_bytes(torch.device(first.run.device))
@@ -153,7 +187,15 @@ def _train(configs: list[ExperimentConfig], dirs: list[Path], resume: bool, prog
                 part = members[start:start + chunk]
                 trainer = Trainer([configs[i] for i in part], [dirs[i] for i in part], resume)
                 bar.update(trainer.step * len(part))
-                trainer.run(bar)
+                try:
+                    trainer.run(bar)
+                except TrainingError as err:
+                    if len(configs) == 1:
+                        raise
+                    log.warning("%s", err)
+                diverged += sum(m.diverged_at is not None for m in trainer.members)
+    if not resume and diverged == len(configs) > 1:
+        raise TrainingError(f"all {len(configs)} members diverged; see their metrics.jsonl")
 
 
 def run_sweep(path: str | Path, overrides: list[str], sweeps: list[str], out: str | Path,
@@ -166,9 +208,10 @@ def run_sweep(path: str | Path, overrides: list[str], sweeps: list[str], out: st
     for name, _ in members:
         check(not (out / name / "config.yaml").exists(), f"'{out / name}' already holds a run")
     out.mkdir(parents=True, exist_ok=True)
+    base, every = grid(path, overrides, sweeps)
     write_text(out / "sweep.yaml", yaml.safe_dump(
         {"config": str(path), "overrides": overrides, "sweep": sweeps,
-         "members": [name for name, _ in members]}, sort_keys=False))
+         "members": [name for name, _ in members], "base": base, "grid": every}, sort_keys=False))
     train_members(members, out, progress, max_members)
     write_summary(out)
     return out
@@ -191,22 +234,60 @@ def is_sweep(path: str | Path) -> bool:
     return (Path(path) / "sweep.yaml").is_file()
 
 
-def resume_sweep(out: str | Path, progress: bool = False, max_members: int | None = None) -> Path:
-    """Continue every member of a sweep from its latest checkpoint."""
-    out = Path(out)
+def read_sweep(out: Path) -> dict[str, Any]:
+    """The contents of ``out/sweep.yaml``, checked to list the members."""
     try:
-        names = yaml.safe_load((out / "sweep.yaml").read_text())["members"]
-    except (yaml.YAMLError, KeyError, TypeError):
-        raise UsageError(f"'{out}/sweep.yaml' is malformed; it must list the members") from None
-    configs = [read_run_config(out / name) for name in names]
-    _train(configs, [out / n for n in names], True, progress, max_members)
-    write_summary(out)
+        spec = yaml.safe_load((out / "sweep.yaml").read_text())
+        names = spec["members"]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        spec, names = None, None
+    check(isinstance(names, list) and bool(names) and all(isinstance(n, str) and n and "/" not in n
+                                                         and n not in (".", "..") for n in names),
+          f"'{out}/sweep.yaml' is malformed; it must list the members")
+    return spec
+
+
+def _member_config(out: Path, name: str, spec: dict[str, Any]) -> ExperimentConfig:
+    """A member's config; one not written yet (a kill after sweep.yaml) is rebuilt from the grid
+    in sweep.yaml and written now."""
+    path = out / name
+    if (path / "config.yaml").exists():
+        return read_run_config(path)
+    check(isinstance(spec.get("base"), dict) and isinstance(spec.get("grid"), list),
+          f"'{path}' has no config.yaml and '{out}/sweep.yaml' (from an older iclreg) cannot rebuild "
+          f"it; start the sweep again in a new directory")
+    configs = dict(expand_grid(spec["base"], spec["grid"]))
+    check(name in configs, f"'{out}/sweep.yaml' lists '{name}', which is not a point of its grid")
+    path.mkdir(exist_ok=True)
+    write_run_file(path / "config.yaml", save_config(configs[name]), path)
+    return configs[name]
+
+
+def diverged(run_dir: Path) -> bool:
+    """Whether a member stopped on a non-finite loss, weights or optimiser state."""
+    return any("diverged" in r for r in read_metrics(run_dir / "metrics.jsonl"))
+
+
+def resume_sweep(out: str | Path, progress: bool = False, max_members: int | None = None) -> Path:
+    """Continue every unfinished member of a sweep from its own latest checkpoint."""
+    out = Path(out)
+    spec = read_sweep(out)
+    with group_lock(out):
+        remove_temporaries(out)
+        members = [(name, _member_config(out, name, spec)) for name in spec["members"]]
+        todo = [(config, out / name) for name, config in members
+                if not ((out / name / "eval.json").is_file() or diverged(out / name))]
+        if todo:
+            _train([c for c, _ in todo], [d for _, d in todo], True, progress, max_members)
+        write_summary(out)
+    if len(members) > 1 and all(diverged(out / name) for name, _ in members):
+        raise TrainingError(f"all {len(members)} members diverged; see their metrics.jsonl")
     return out
 
 
 def summary_rows(out: Path) -> list[dict[str, Any]]:
     """Final metrics of every member: swept values, final loss, final errors at the last k."""
-    spec = yaml.safe_load((out / "sweep.yaml").read_text())
+    spec = read_sweep(out)
     rows = []
     for name in spec["members"]:
         records = read_metrics(out / name / "metrics.jsonl")
@@ -230,5 +311,5 @@ def write_summary(out: Path) -> None:
     writer = csv.DictWriter(buf, fieldnames=columns)
     writer.writeheader()
     writer.writerows(rows)
-    write_text(out / "summary.csv", buf.getvalue())
-    write_text(out / "summary.json", json.dumps(rows, indent=1))
+    write_run_file(out / "summary.csv", buf.getvalue(), out)
+    write_run_file(out / "summary.json", json.dumps(rows, indent=1), out)
