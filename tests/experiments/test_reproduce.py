@@ -47,6 +47,21 @@ def test_quick_demystified_reproduction(tmp_path, capsys):
         assert (out / name).stat().st_size > 1000
 
 
+def test_demystified_omega_is_compared_in_the_published_normalisation():
+    """The published |omega| 0.13 is read off figures of K^T Q / sqrt(d+2); ours is K^T Q / sqrt(d+1)."""
+    from iclreg.experiments.demystified import magnitude_claim
+
+    factor = (7 / 6) ** 0.5  # sqrt((d+2)/(d+1)) at d = 5: ours / theirs
+    ours = 0.13 * factor
+    claim = magnitude_claim([[-ours, ours], [ours, -ours]], [[-3.5, 3.5], [3.4, -3.6]])
+    assert claim.measured == {"omega (figures)": 0.13, "omega (ours)": round(ours, 4), "mu": 3.5}
+    assert claim.holds and "sqrt(d+2)" in claim.statement
+    low = magnitude_claim([[0.09 * factor, -0.09 * factor]], [[3.5, -3.5]])  # 0.09 in their figures
+    assert low.measured["omega (figures)"] == 0.09 and not low.holds  # beyond 25% of 0.13
+    high = magnitude_claim([[0.17, -0.17]], [[3.5, -3.5]])  # 0.17 ours (> 1.25 x 0.13) is 0.157 theirs
+    assert high.holds and high.measured["omega (figures)"] == round(0.17 / factor, 4)
+
+
 @pytest.mark.slow
 def test_quick_newton_reproduction(tmp_path, capsys):
     out = tmp_path / "newton"

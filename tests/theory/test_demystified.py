@@ -27,6 +27,7 @@ from iclreg.theory import (
     optimal_mu,
     single_head_optimum,
 )
+from iclreg.theory.demystified import figure_omega
 
 F64 = torch.float64
 S2 = 0.1  # sigma^2 of the paper
@@ -223,3 +224,13 @@ def test_two_head_infimum_of_the_approximate_loss_is_the_small_omega_limit():
     far = torch.tensor([0.4, -0.4], dtype=torch.float64)
     above = float(approximate_loss(far, optimal_mu(far, d, L, s2), d, L, s2))
     assert 0 <= near - limit < 1e-6 and above - limit > 1e-3
+
+
+def test_figure_omega_normalisation():
+    """Scores divided by sqrt(d+1) but figures showing K^T Q / sqrt(d+2): ours is 1.0801x theirs at d = 5."""
+    for d in (1, 5, 20):
+        kq_diagonal = 0.37  # a diagonal entry of K^T Q
+        ours, theirs = kq_diagonal / math.sqrt(d + 1), kq_diagonal / math.sqrt(d + 2)
+        assert math.isclose(figure_omega(ours, d), theirs, rel_tol=1e-14)
+    assert math.isclose(1 / figure_omega(1.0, 5), 1.0801, abs_tol=5e-5)
+    assert math.isclose(1 / figure_omega(1.0, 5), (7 / 6) ** 0.5, rel_tol=1e-14)

@@ -14,8 +14,15 @@ whose risk the paper approximates (leading order in 1/L) by
         + \mu^\top \Big(\omega\omega^\top + \frac{1 + \sigma^2}{L} \exp(d\, \omega\omega^\top)\Big) \mu,
 
 exp taken entrywise. The L -> infinity part, 1 + sigma^2 - 2 mu.omega + (mu.omega)^2, is
-exact; the 1/L term is the variance of the softmax average. Note: the authors' code halves the
-exp term; we implement the formula as written in the paper (papers.md).
+exact; the 1/L term is the variance of the softmax average. This is the formula of the paper
+and of the authors' ``approx_loss``, whose exp term is not halved; their *training* loss is half
+the squared error, (1/2) E (y_hat - y)^2, so its values are half the risk above (same
+minimiser).
+
+Normalisation of omega: He et al.'s attention scales the scores by sqrt(d+1), and omega here
+is the score scale itself (the diagonal of K^T Q / sqrt(d+1), ``analysis.patterns``); their
+weight-dynamics figures divide K^T Q by sqrt(d+2), so a value read off those figures (the
+published omega of about 0.13) is this omega times sqrt((d+1)/(d+2)).
 
 The Bayes / ridge estimator w_hat = (X X^T + sigma^2 d I)^{-1} X y has, as d, L -> infinity
 with xi = d / L fixed, risk (noise floor included)
@@ -30,7 +37,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["approximate_loss", "asymptotic_ridge_risk", "optimal_mu", "single_head_optimum"]
+__all__ = ["approximate_loss", "asymptotic_ridge_risk", "figure_omega", "optimal_mu", "single_head_optimum"]
 
 
 def _second_moment(omega: Tensor, d: int, L: int, noise_var: float) -> Tensor:
@@ -51,7 +58,7 @@ def approximate_loss(omega: Tensor, mu: Tensor, d: int, L: int, noise_var: float
 
     Returns:
         1 + sigma^2 - 2 mu.omega + mu^T (omega omega^T + (1 + sigma^2)/L exp(d omega omega^T)) mu,
-        shape (...,). The exp term is not halved (the authors' code halves it).
+        shape (...,); as the paper and the authors' ``approx_loss`` (neither halves the exp term).
     """
     M = _second_moment(omega, d, L, noise_var)
     quad = (mu.unsqueeze(-2) @ M @ mu.unsqueeze(-1))[..., 0, 0]  # (...,)
@@ -87,6 +94,16 @@ def single_head_optimum(d: int, L: int, noise_var: float) -> tuple[float, float]
     omega = 1.0 / math.sqrt(d)
     mu = math.sqrt(d) / (1.0 + (1.0 + noise_var) * d * math.e / L)
     return omega, mu
+
+
+def figure_omega(omega: float, d: int) -> float:
+    r"""``omega`` (the score scale: K^T Q / sqrt(d+1)) in He et al.'s figure normalisation.
+
+    Their attention divides the scores by sqrt(d+1), their weight-dynamics figures divide
+    K^T Q by sqrt(d+2): the figures show omega sqrt((d+1)/(d+2)), 1/1.0801 of omega at d = 5.
+    Published omegas read off those figures (about 0.13) compare with this value.
+    """
+    return omega * math.sqrt((d + 1) / (d + 2))
 
 
 def asymptotic_ridge_risk(d: int, L: int, noise_var: float) -> float:
