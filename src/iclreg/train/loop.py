@@ -294,7 +294,8 @@ class Trainer:
             done = self.step == total
             saving = self.step % cfg.run.checkpoint_every == 0 or done
             if self.step % cfg.run.log_every == 0 or saving:
-                self._log(torch.stack(window).float().mean(0).tolist(), start)
+                # (E, W) rows: each member's mean is reduced alone, bit for bit whatever E is
+                self._log(torch.stack(window, 1).float().mean(1).tolist(), start)
                 window.clear()
             evaluating = (cfg.eval.every and self.step % cfg.eval.every == 0) or done
             if evaluating or saving:
