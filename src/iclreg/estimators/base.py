@@ -70,16 +70,23 @@ def exclusive_cumsum(t: Tensor, dim: int = 1) -> Tensor:
     return torch.cat([head, out.narrow(dim, 0, t.shape[dim] - 1)], dim)
 
 
-def prefix_moments(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """Unnormalised prefix moments S_i = sum_{j<i} x_j x_j^T and b_i = sum_{j<i} y_j x_j.
+def prefix_moments(x: Tensor, y: Tensor, start: int = 0) -> tuple[Tensor, Tensor]:
+    """Unnormalised prefix moments S_i = sum_{j<i} x_j x_j^T and b_i = sum_{j<i} y_j x_j at the
+    positions i = start..n-1 (all of them by default).
+
+    S_start is one matmul and the later positions add x_j x_j^T cumulatively, so skipping the
+    positions before ``start`` saves their (d, d) blocks; x_{n-1} and y_{n-1} are never read.
 
     Args:
-        x: (B, n, d); y: (B, n).
+        x: (B, n, d); y: (B, n); start: first position, 0 <= start < n.
     Returns:
-        S: (B, n, d, d); b: (B, n, d).
+        S: (B, n - start, d, d); b: (B, n - start, d).
     """
-    outer = x.unsqueeze(-1) * x.unsqueeze(-2)  # (B, n, d, d)
-    return exclusive_cumsum(outer), exclusive_cumsum(y.unsqueeze(-1) * x)
+    head = x[:, :start]  # (B, start, d)
+    rest = x[:, start:-1]  # (B, n - 1 - start, d)
+    S = torch.cat([(head.mT @ head).unsqueeze(1), rest.unsqueeze(-1) * rest.unsqueeze(-2)], 1)
+    b = torch.cat([(head.mT @ y[:, :start].unsqueeze(-1)).mT, y[:, start:-1].unsqueeze(-1) * rest], 1)
+    return S.cumsum_(1), b.cumsum_(1)  # (B, n - start, d, d), (B, n - start, d)
 
 
 def dot_query(x: Tensor, w: Tensor) -> Tensor:

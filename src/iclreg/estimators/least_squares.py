@@ -5,21 +5,25 @@ Two exact forms, chosen by cost:
 * primal: w_i = (S_i + lam I)^{-1} b_i with prefix moments S_i = X_i^T X_i, b_i = X_i^T y_i;
   one batched d x d Cholesky solve per position, O(n d^3) per prompt.
 * kernel: with K = X X^T + lam I = L L^T (one n x n Cholesky per prompt), the prediction at
-  position i is K[i, :i] K[:i, :i]^{-1} y[:i] = L[i, :i] z[:i] with z = L^{-1} y, because
-  the prefix blocks of a Cholesky factor are the factors of the prefix blocks. All n
-  prefixes cost one factorisation, O(n^3) per prompt (the Gaussian-process posterior mean).
+  position i is K[i, :i] K[:i, :i]^{-1} y[:i] = L[i, :i] z[:i] = y_i - L_ii z_i with
+  z = L^{-1} y, because the prefix blocks of a Cholesky factor are the factors of the prefix
+  blocks (and L z = y). All n prefixes cost one factorisation, O(n^3) per prompt (the
+  Gaussian-process posterior mean).
 
 Minimum-norm least squares uses the kernel form with lam = 0 while i < d (X_i X_i^T is then
 invertible) and the primal form from i = d on; prompts whose Gram matrices are singular fall
 back to the pseudo-inverse. ``bayes`` is ridge with lam = sigma^2 on x' = x P^{1/2} and
 labels y - <x, m>, the posterior mean under w ~ N(m, P) (DESIGN.md's estimator contract).
 
-Precision: both forms solve normal equations, whose condition number is kappa(X_i)^2; near
-i = d a square Gaussian X_d has kappa ~ 1e3..1e5, so in float32 (eps 6e-8) the answer can
-be wrong in its first digit, where a QR solver such as ``torch.linalg.lstsq`` loses only
-kappa eps. The solvers therefore accumulate the moments and factorise in float64 whatever
-the input dtype (error kappa^2 1.1e-16, below float32's own QR) and return the input dtype;
-on the CPU this costs no time at these sizes (benchmarks/estimators.py).
+Precision: both forms solve normal equations, whose condition number is kappa(X_i)^2. Near
+i = d it is large: over 1,024 Gaussian prompts at d = 20, kappa(X_20) has median 70 and
+maximum 9e4, so in float32 (eps 6e-8) the answer can be wrong in its first digit, where a QR
+solver such as ``torch.linalg.lstsq`` loses only kappa eps. The solvers therefore accumulate
+the moments and factorise in float64 (:data:`SOLVE_DTYPE`) whatever the input dtype (error
+~ kappa^2 1.1e-16, below float32 QR's) and return the input dtype; float32 data is exact in
+float64, so the result is the exact answer for the data, rounded once. This keeps the
+all-prefix speed-ups of benchmarks/estimators.py; the primal form's (B, n, d, d) moments
+cost about 1.5x in float64.
 """
 
 from __future__ import annotations
@@ -47,16 +51,15 @@ def _kernel_form(x: Tensor, y: Tensor, lam: float) -> tuple[Tensor, Tensor]:
     gram = x @ x.transpose(-1, -2)  # (B, n, n)
     gram.diagonal(dim1=-2, dim2=-1).add_(lam)
     chol, info = torch.linalg.cholesky_ex(gram)
-    z = torch.linalg.solve_triangular(chol, y.unsqueeze(-1), upper=False)  # (B, n, 1)
-    # L[i, :i] z[:i] as a masked sum, so that a later non-finite label cannot leak backwards
-    mask = torch.ones_like(chol, dtype=torch.bool).tril(-1)
-    return torch.where(mask, chol * z.transpose(-1, -2), 0.0).sum(-1), info
+    z = torch.linalg.solve_triangular(chol, y.unsqueeze(-1), upper=False).squeeze(-1)  # (B, n)
+    # L[i, :i] z[:i] = y_i - L_ii z_i because L z = y; unlike a product with the strictly lower
+    # triangle it reads nothing after position i, so a later non-finite pair cannot leak back
+    return y - chol.diagonal(dim1=-2, dim2=-1) * z, info
 
 
 def _primal_form(x: Tensor, y: Tensor, lam: float, start: int = 0) -> tuple[Tensor, Tensor]:
     """Predictions at positions start..n-1 from (S_i + lam I)^{-1} b_i, and info (B,)."""
-    S, b = prefix_moments(x, y)
-    S, b = S[:, start:], b[:, start:]  # (B, m, d, d), (B, m, d)
+    S, b = prefix_moments(x, y, start)  # (B, m, d, d), (B, m, d) with m = n - start
     if lam:
         S = S + lam * torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
     chol, info = torch.linalg.cholesky_ex(S)
