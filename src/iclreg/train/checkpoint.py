@@ -21,6 +21,8 @@ import pickle
 import re
 import shutil
 import tempfile
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,9 +162,13 @@ def load_checkpoint(path: Path, config: dict[str, Any] | None = None) -> Checkpo
             unreadable) or belongs to another config.
     """
     blobs = _read_verified(path)
+    if not zipfile.is_zipfile(io.BytesIO(blobs["state.pt"])):
+        raise _damaged(path, "state.pt is not in torch's checkpoint format")
     try:
         weights = load_safetensors(blobs["model.safetensors"])
-        state = torch.load(io.BytesIO(blobs["state.pt"]), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles: they are refused
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(blobs["state.pt"]), map_location="cpu", weights_only=True)
     except (SafetensorError, pickle.UnpicklingError, RuntimeError, EOFError, ValueError,
             TypeError, AttributeError, ImportError, KeyError, IndexError) as err:
         first = (str(err).splitlines() or [type(err).__name__])[0][:200]
