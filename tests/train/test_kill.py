@@ -16,6 +16,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from iclreg.cli import main
 
@@ -61,11 +62,9 @@ def killed(tmp_path: Path, when: str, pattern: str, nth: int, *argv: str) -> Non
 def outcome(run_dir: Path) -> dict[str, bytes]:
     """Everything deterministic a run leaves: the final checkpoint, metrics and evaluation."""
     last = sorted((run_dir / "checkpoints").glob("step_*"))[-1]
-    files = {"metrics.jsonl": run_dir / "metrics.jsonl", "eval.json": run_dir / "eval.json",
-             "checkpoint": last / "model.safetensors", "step": None}
-    out = {k: p.read_bytes() for k, p in files.items() if p is not None}
-    out["step"] = last.name.encode()
-    return out
+    return {"step": last.name.encode(), "weights": (last / "model.safetensors").read_bytes(),
+            "metrics.jsonl": (run_dir / "metrics.jsonl").read_bytes(),
+            "eval.json": (run_dir / "eval.json").read_bytes()}
 
 
 def leftovers(root: Path) -> list[str]:
@@ -82,8 +81,6 @@ def configs(tmp_path_factory):
             "train": {"steps": 30, "batch": 16, "loss": "query", "seed": 0},
             "eval": {"samples": 32, "estimators": ["ols"]},
             "run": {"checkpoint_every": 10, "log_every": 5}}
-    import yaml
-
     paths = {}
     for name, run in {"run": {}, "keep1": {"keep": 1}}.items():
         data = {**base, "run": {**base["run"], **run}}
@@ -100,11 +97,14 @@ def configs(tmp_path_factory):
     return paths, straight
 
 
+SLOW = pytest.mark.slow  # each kill costs a process start; `make test-all` runs them all
+
+
 @pytest.mark.parametrize(("when", "pattern", "nth"), [
-    ("after", r"checkpoints/step_00000010$", 1),   # between two checkpoints
+    pytest.param("after", r"checkpoints/step_00000010$", 1, marks=SLOW),  # between two checkpoints
     ("before", r"checkpoints/step_00000020$", 1),  # inside a save, before its rename (.tmp_ left)
-    ("before", r"eval\.json$", 1),                 # after training, before the evaluation lands
-    ("before", r"loss\.png$", 1),                  # a figure's temporary file
+    pytest.param("before", r"eval\.json$", 1, marks=SLOW),  # trained, the evaluation not written
+    pytest.param("before", r"loss\.png$", 1, marks=SLOW),   # a figure's temporary file
 ])
 def test_killed_run_resumes_to_the_uninterrupted_result(configs, tmp_path, when, pattern, nth):
     paths, straight = configs
@@ -137,12 +137,12 @@ def test_killed_while_resume_cuts_the_metrics(configs, tmp_path):
 
 
 @pytest.mark.parametrize(("config", "when", "pattern", "nth"), [
-    ("run", "after", r"sweep\.yaml$", 1),                 # before any member's config.yaml
-    ("run", "after", r"config\.yaml$", 2),                # between two members' config.yaml
-    ("run", "after", r"checkpoints/step_00000020$", 2),   # between two members' saves
-    ("run", "before", r"checkpoints/step_00000020$", 3),  # inside a member's save (.tmp_ left)
-    ("keep1", "after", r"checkpoints/step_00000020$", 1),  # keep = 1, between members' saves
-    ("run", "before", r"summary\.json$", 1),              # every member done, no summary yet
+    ("run", "after", r"sweep\.yaml$", 1),  # before any member's config.yaml
+    pytest.param("run", "after", r"config\.yaml$", 2, marks=SLOW),  # between members' config.yaml
+    ("run", "after", r"checkpoints/step_00000020$", 2),  # between two members' saves
+    pytest.param("run", "before", r"checkpoints/step_00000020$", 3, marks=SLOW),  # in a save (.tmp_)
+    pytest.param("keep1", "after", r"checkpoints/step_00000020$", 1, marks=SLOW),  # keep = 1
+    pytest.param("run", "before", r"summary\.json$", 1, marks=SLOW),  # members done, no summary
 ])
 def test_killed_sweep_resumes_to_the_uninterrupted_result(configs, tmp_path, config, when, pattern, nth):
     paths, straight = configs

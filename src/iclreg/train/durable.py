@@ -31,19 +31,20 @@ def resume_hint(run_dir: Path) -> str:
 
 
 @contextlib.contextmanager
-def writing(path: Path, run_dir: Path) -> Iterator[None]:
+def writing(path: Path, run_dir: Path, new: bool = False) -> Iterator[None]:
     """Turn an ``OSError`` raised while writing ``path`` of ``run_dir`` into a one-line
-    :class:`WriteError` that says how to continue."""
+    :class:`WriteError` that says how to continue: resume, or (``new``: the run is being
+    created) run the command again."""
     try:
         yield
     except WriteError:
         raise
     except OSError as err:
         why = err.strerror or type(err).__name__
-        raise WriteError(
-            f"cannot write '{path}' ({why}); the run is intact up to its last checkpoint: "
-            f"free some space, then continue with '{resume_hint(run_dir)}'"
-        ) from None
+        then = ("nothing was trained yet: free some space, then run the command again" if new else
+                "the run is intact up to its last checkpoint: free some space, then continue with "
+                f"'{resume_hint(run_dir)}'")
+        raise WriteError(f"cannot write '{path}' ({why}); {then}") from None
 
 
 def write_run_file(path: Path, text: str, run_dir: Path) -> None:

@@ -200,7 +200,7 @@ class Trainer:
             params = list(m.model.parameters())
             tensors = [*params, *(v for p in params for v in self.optimizer.state.get(p, {}).values()
                                   if isinstance(v, Tensor) and v.is_floating_point())]
-            if not all(bool(torch.isfinite(t).all()) for t in tensors):
+            if not bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all()):  # one sync
                 self._diverge(m, f"weights or optimiser state became non-finite by step {self.step}")
 
     def _diverge(self, m: Member, what: str) -> None:
