@@ -386,8 +386,9 @@ def prepare_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
         f"'{run_dir}' already holds a run; resume it with --resume {run_dir} or choose another --out",
     )
     check(not run_dir.is_file(), f"'{run_dir}' is a file; choose a directory for --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.yaml", save_config(config))
+    with writing(run_dir / "config.yaml", run_dir, new=True):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", save_config(config))
 
 
 def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:

@@ -40,7 +40,7 @@ from ..models import Ensemble, StackedPredictor
 from ..report import write_text
 from ..spec import _split_top_level
 from .config import ExperimentConfig, _format_value, apply_overrides, load_file, resolve, save_config
-from .durable import remove_temporaries, write_run_file
+from .durable import remove_temporaries, write_run_file, writing
 from .lock import group_lock
 from .loop import Trainer, group_key, latest_step, prepare_run_dir, progress_bar
 from .metrics import read_metrics
@@ -209,9 +209,10 @@ def run_sweep(path: str | Path, overrides: list[str], sweeps: list[str], out: st
         check(not (out / name / "config.yaml").exists(), f"'{out / name}' already holds a run")
     out.mkdir(parents=True, exist_ok=True)
     base, every = grid(path, overrides, sweeps)
-    write_text(out / "sweep.yaml", yaml.safe_dump(
-        {"config": str(path), "overrides": overrides, "sweep": sweeps,
-         "members": [name for name, _ in members], "base": base, "grid": every}, sort_keys=False))
+    with writing(out / "sweep.yaml", out, new=True):
+        write_text(out / "sweep.yaml", yaml.safe_dump(
+            {"config": str(path), "overrides": overrides, "sweep": sweeps,
+             "members": [name for name, _ in members], "base": base, "grid": every}, sort_keys=False))
     train_members(members, out, progress, max_members)
     write_summary(out)
     return out
