@@ -120,13 +120,13 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     from .report.files import check_writable_file
     from .tasks import build as build_task
     from .train import load_run
+    from .train.preflight import check_probe
 
     plot = check_writable_file(args.plot) if args.plot else None
-    if args.samples < 2 or args.probe_samples < 2:
-        raise UsageError("--samples and --probe-samples must be at least 2")
     model, config = load_run(args.run_dir, device=args.device)
     if not isinstance(model, GPT2Regressor):
         raise UsageError(f"probe needs a gpt2 model; '{args.run_dir}' trained {config.model}")
+    check_probe(config, args.samples, args.probe_samples, args.device)
     result = probe_model(model, build_task(config.task), args.samples, args.probe_samples,
                          device=args.device, ln_f=args.ln_f)
     if plot:
@@ -148,6 +148,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .analysis.compare import resolve_device
     from .experiments import REPRODUCTIONS, write_report
     from .report import atomic_output_dir
+    from .report.files import check_output_dir
 
     kind = REPRODUCTIONS.get(args.paper)
     if args.runs and not kind.resumable:
@@ -155,6 +156,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         raise UsageError(f"--runs is not supported by {args.paper}; it is by: {resumable}")
     experiment = kind(quick=args.quick, device=str(resolve_device(args.device)), runs=args.runs)
     out = Path(args.out or f"runs/{args.paper}{'-quick' if args.quick else ''}")
+    if args.runs:
+        check_output_dir(args.runs, "--runs")
     if args.runs and Path(args.runs).resolve().is_relative_to(out.resolve()):
         raise UsageError(f"--runs {args.runs} lies inside --out {out}, which a new report replaces; "
                          "keep the runs outside it")
@@ -171,7 +174,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .experiments import demo
+    from .report.files import check_output_dir
+    from .resources import MAX_SAMPLES
 
+    if not 2 <= args.samples <= MAX_SAMPLES:
+        raise UsageError(f"--samples must lie in [2, {MAX_SAMPLES:,}], got {args.samples:,}")
+    check_output_dir(args.out)
     out = demo.run(args.out, samples=args.samples, progress=True)
     print(f"demo written to {out / 'index.html'}")
     return 0
@@ -248,6 +256,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``train``'s key=value overrides may also come after its options
+    (``iclreg train CONFIG --out DIR train.steps=5``)."""
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command == "train" and not any(e.startswith("-") for e in extra):
+        args.overrides = [*args.overrides, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def _terminated(signum: int, frame: object) -> None:
     """SIGTERM unwinds like Ctrl-C, so half-written outputs are removed on the way out."""
     raise SystemExit(128 + signum)
@@ -257,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
-    args = build_parser().parse_args(argv)
+    args = parse_args(build_parser(), argv)
     try:
         return args.handler(args)
     except UsageError as err:

@@ -10,6 +10,7 @@ constructs the member, whose ``__post_init__`` validates ranges. Fields marked w
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Callable, Iterator
@@ -38,7 +39,7 @@ def _type_name(tp: Any) -> str:
         return f"a list of {inner}"
     if tp is type(None):
         return "none"
-    return {int: "an integer", float: "a number", bool: "true/false", str: "a string"}.get(
+    return {int: "an integer", float: "a finite number", bool: "true/false", str: "a string"}.get(
         tp, getattr(tp, "__name__", str(tp))
     )
 
@@ -80,12 +81,17 @@ def coerce(value: Any, tp: Any) -> Any:
             raise TypeError
         if isinstance(value, int):
             return value
-        if isinstance(value, float) and value.is_integer():
+        if isinstance(value, float) and value.is_integer():  # is_integer is False for inf, nan
             return int(value)
         raise TypeError
-    if tp is float:
+    if tp is float:  # finite numbers only: inf and nan would only turn results into nan
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                raise TypeError from None
+            if math.isfinite(number):
+                return number
         raise TypeError
     if tp is str:
         if isinstance(value, str):

@@ -33,7 +33,7 @@ BAD = [
     (["compare", "--task", "gaussian:w_mean=[1,2"], "unbalanced brackets"),
     (["compare", "--task", ""], "empty SPEC"),
     (["compare", "--task", "gaussian", "--estimator", "ridge:lam=-1"], "lam must be >= 0"),
-    (["compare", "--task", "gaussian", "--estimator", "ridge:lam=big"], "lam must be a number"),
+    (["compare", "--task", "gaussian", "--estimator", "ridge:lam=big"], "lam must be a finite number"),
     (["compare", "--task", "gaussian", "--estimator", "gd:steps=-1"], "steps must be >= 0"),
     (["compare", "--task", "gaussian", "--estimator", "gd:lr=0"], "lr must be positive"),
     (["compare", "--task", "gaussian", "--estimator", "gd:mean=maybe"], "mean must be true/false"),

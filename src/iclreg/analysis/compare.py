@@ -18,7 +18,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..errors import UsageError, check
+from ..resources import MAX_SAMPLES, check_fits, evaluation_bytes
 from ..tasks import Task
+from ..tasks.base import check_seed
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +61,7 @@ def error_curves(
     Returns:
         label -> {"mse": [n floats], "ci95": [[low, high] per k]}.
     """
-    check(samples >= 2, f"samples must be at least 2, got {samples}")
+    check_evaluation(task, predictors, samples, seed, n=n, device=device, dtype=dtype)
     dev = resolve_device(device)
     n = task.n if n is None else n
     sums = {name: torch.zeros(n, dtype=torch.float64) for name in predictors}
@@ -89,6 +91,33 @@ def error_curves(
             "ci95": torch.stack([mean - half, mean + half], -1).tolist(),
         }
     return out
+
+
+def check_evaluation(
+    task: Task,
+    predictors: Mapping[str, Predictor],
+    samples: int,
+    seed: int = 0,
+    *,
+    n: int | None = None,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> None:
+    """Refuse an evaluation that :func:`error_curves` could not finish, before any work: a
+    sample count outside [2, MAX_SAMPLES], a bad seed or prompt length, or a working set (one
+    chunk of prompts and the hungriest predictor, measured on meta tensors) beyond the free
+    memory. A model that cannot take prompts of ``n`` pairs raises its own error here."""
+    check(samples >= 2, f"samples must be at least 2, got {samples}")
+    check(samples <= MAX_SAMPLES, f"samples must be at most {MAX_SAMPLES:,} (a bound on the run "
+                                  f"time), got {samples:,}; average several runs with other seeds")
+    check_seed(seed, "seed")
+    n = task.n if n is None else n
+    check(n >= 1, f"the prompt length n must be at least 1, got {n}")
+    dev = resolve_device(device)
+    batch = min(CHUNK, samples)
+    need = evaluation_bytes(task, predictors, batch, n, dtype)
+    check_fits(need, dev, f"evaluating {', '.join(predictors)} on {batch} prompts at a time of "
+                          f"n={n} pairs in d={task.d}", "use a smaller d or n, or other estimators")
 
 
 def noise_floor(task: Task) -> float:

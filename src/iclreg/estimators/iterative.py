@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from ..errors import check
+from ..resources import MAX_STEPS
 from .base import ESTIMATORS, Estimator, dot_query, prefix_moments
 
 
@@ -75,8 +76,10 @@ class GD(Estimator):
     mean: bool = False
 
     def __post_init__(self) -> None:
-        check(self.steps >= 0, f"gd: steps must be >= 0, got {self.steps}")
-        check(self.lr > 0, f"gd: lr must be positive, got {self.lr}")
+        check(self.steps >= 0, f"{self.name}: steps must be >= 0, got {self.steps}")
+        check(self.steps <= MAX_STEPS, f"{self.name}: steps must be at most {MAX_STEPS:,} "
+                                       f"(a bound on the run time), got {self.steps:,}")
+        check(self.lr > 0, f"{self.name}: lr must be positive, got {self.lr}")
 
     def step_size(self, n: int, like: Tensor) -> Tensor | float:
         if not self.mean:
@@ -178,6 +181,8 @@ class Newton(Estimator):
 
     def __post_init__(self) -> None:
         check(self.steps >= 0, f"newton: steps must be >= 0, got {self.steps}")
+        check(self.steps <= MAX_STEPS,
+              f"newton: steps must be at most {MAX_STEPS:,} (a bound on the run time), got {self.steps:,}")
 
     def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
         S, b = prefix_moments(x, y)

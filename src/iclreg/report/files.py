@@ -20,13 +20,14 @@ matplotlib.use("Agg")
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from ..errors import check  # noqa: E402
+from ..errors import UsageError, check  # noqa: E402
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def check_writable_file(path: str | Path, suffixes: tuple[str, ...] = FIGURE_SUFFIXES) -> Path:
-    """Validate an output path before any work is done."""
+    """Validate an output file before any work is done: a known suffix, an existing directory
+    that accepts new files, and no directory or special file (a device, a pipe) in the way."""
     path = Path(path)
     check(
         path.suffix.lower() in suffixes,
@@ -35,6 +36,47 @@ def check_writable_file(path: str | Path, suffixes: tuple[str, ...] = FIGURE_SUF
     parent = path.parent if str(path.parent) else Path(".")
     check(parent.is_dir(), f"cannot write '{path}': directory '{parent}' does not exist")
     check(not path.is_dir(), f"cannot write '{path}': it is a directory")
+    check(not path.exists() or path.is_file(), f"cannot write '{path}': it is not a regular file")
+    _check_creatable(parent, path)
+    return path
+
+
+def _check_creatable(directory: Path, target: Path) -> None:
+    """Create and remove an entry in ``directory``: the one sure test that outputs can be
+    written there (permission bits say nothing to root, and /proc or a read-only mount refuse
+    anyway). Nothing is left behind."""
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=directory, prefix=".iclreg-check."))
+    except OSError as err:
+        raise UsageError(f"cannot write '{target}': {err.strerror or err} in '{directory}'; "
+                         "choose a writable location") from None
+
+
+def check_output_dir(path: str | Path, flag: str = "--out") -> Path:
+    """Validate an output directory before any work is done, creating nothing: an existing
+    directory, or a new path whose nearest existing ancestor is a writable directory."""
+    path = Path(path)
+    check(not path.exists() or path.is_dir(),
+          f"'{path}' exists and is not a directory; choose a directory for {flag}")
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    check(ancestor.is_dir(), f"cannot create '{path}': '{ancestor}' is not a directory")
+    _check_creatable(ancestor, path)
+    return path
+
+
+LEFT_BEHIND = (".lock",)  # a run's lock file stays after its writer exits (train/lock.py)
+
+
+def check_new_output_dir(path: str | Path, kind: str, flag: str = "--out") -> Path:
+    """Validate the directory of a new ``kind`` (run, sweep): :func:`check_output_dir`, and
+    absent or empty, so that iclreg never writes into a directory holding other files."""
+    path = check_output_dir(path, flag)
+    if path.is_dir():
+        foreign = sorted(p.name for p in path.iterdir() if p.name not in LEFT_BEHIND)
+        check(not foreign, f"'{path}' is not empty (it holds '{foreign[0] if foreign else ''}') and "
+                           f"is no iclreg {kind}; choose a new or empty directory for {flag}")
     return path
 
 
@@ -76,8 +118,7 @@ def atomic_output_dir(path: str | Path) -> Iterator[Path]:
     An existing ``path`` is replaced only when it is empty or an earlier iclreg output (it
     holds a report.md or index.html); anything else is refused before any work is done.
     """
-    path = Path(path)
-    check(not path.is_file(), f"'{path}' is a file; choose a directory for --out")
+    path = check_output_dir(path)
     if path.is_dir() and any(path.iterdir()):
         check(
             any((path / m).is_file() for m in OUTPUT_MARKERS),

@@ -27,6 +27,13 @@ from ..registry import Registry
 from . import covariance
 
 TASKS: Registry[Task] = Registry("task")
+SEEDS = 2**63  # every seed lies in 0 <= seed < 2^63 (what torch.manual_seed and NumPy take)
+
+
+def check_seed(seed: int, what: str) -> None:
+    """Refuse a seed outside ``0 <= seed < 2^63``; ``what`` names it in the message."""
+    check(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed < SEEDS,
+          f"{what} must be an integer in [0, 2**63), got {seed}")
 
 
 def generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
@@ -35,9 +42,13 @@ def generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch
     The two integers are mixed by NumPy's ``SeedSequence`` so that neighbouring seeds and
     steps give unrelated streams.
     """
-    check(seed >= 0 and step >= 0, f"seed and step must be >= 0, got seed={seed}, step={step}")
+    check_seed(seed, "seed")
+    check(step >= 0, f"step must be >= 0, got {step}")
     state = np.random.SeedSequence([int(seed), int(step)])
-    gen = torch.Generator(device=torch.device(device))
+    device = torch.device(device)
+    if device.type == "meta":  # a shape-only dry run: nothing is drawn
+        return torch.Generator()
+    gen = torch.Generator(device=device)
     gen.manual_seed(int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
     return gen
 
@@ -109,6 +120,7 @@ class Task:
         check(self.w_std >= 0, f"{self.name}: w_std must be >= 0, got {self.w_std}")
         check(-1 < self.rho < 1, f"{self.name}: rho must lie in (-1, 1), got {self.rho}")
         check(self.cond >= 1, f"{self.name}: cond must be >= 1, got {self.cond}")
+        check_seed(self.cov_seed, f"{self.name}: cov_seed")
         if self.cov == "spectrum":
             check(
                 self.spectrum is not None and len(self.spectrum) == self.d,
@@ -163,7 +175,8 @@ class Task:
         n = self.n if n is None else n
         check(n >= 1, f"n must be at least 1, got {n}")
         gen = generator(seed, step, device)
-        opts = {"generator": gen, "device": device, "dtype": dtype}
+        # meta tensors (shapes without storage: the dry runs of ``resources``) draw nothing
+        opts = {"generator": None if gen.device.type == "meta" else gen, "device": device, "dtype": dtype}
         w = self.sample_w(batch, opts)
         x = self.sample_x(batch, n, opts)
         if d_active is not None and d_active < self.d:

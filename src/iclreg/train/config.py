@@ -20,10 +20,13 @@ from typing import Any, Literal
 import yaml
 
 from ..errors import UsageError, check
+from ..estimators import ESTIMATORS
 from ..models import MODELS
 from ..registry import _type_name, coerce
+from ..resources import MAX_SAMPLES
 from ..spec import Spec, parse_spec, parse_value
 from ..tasks import TASKS
+from ..tasks.base import check_seed
 from .curriculum import CurriculumConfig, Ramp
 
 
@@ -91,6 +94,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check(self.steps >= 1, f"train.steps must be at least 1, got {self.steps}")
         check(self.batch >= 1, f"train.batch must be at least 1, got {self.batch}")
+        check_seed(self.seed, "train.seed")
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,11 @@ class EvalConfig:
     def __post_init__(self) -> None:
         check(self.every >= 0, f"eval.every must be >= 0, got {self.every}")
         check(self.samples >= 2, f"eval.samples must be at least 2, got {self.samples}")
+        check(self.samples <= MAX_SAMPLES, f"eval.samples must be at most {MAX_SAMPLES:,} (a bound "
+                                           f"on the run time), got {self.samples:,}")
+        check(self.n is None or self.n >= 1, f"eval.n must be at least 1, got {self.n}")
+        check(len(set(self.estimators)) == len(self.estimators),
+              f"eval.estimators names an estimator twice: {list(self.estimators)}")
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,11 @@ class ExperimentConfig:
                 ramp is None or ramp.end <= limit,
                 f"curriculum.{what}.end={ramp.end if ramp else ''} exceeds the task's {what}={limit}",
             )
+        for spec in self.eval.estimators:  # found now, not at the first evaluation
+            try:
+                ESTIMATORS.build(spec, task=task)
+            except UsageError as err:
+                raise UsageError(f"eval.estimators: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists for tuples), ready for YAML or JSON."""
@@ -261,7 +275,12 @@ def load_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or TOML (.toml) config file into a mapping."""
     path = Path(path)
     check(path.is_file(), f"config file '{path}' does not exist")
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"config file '{path}' is not text (UTF-8): give a YAML or TOML file") from None
+    except OSError as err:
+        raise UsageError(f"cannot read config file '{path}': {err.strerror}") from None
     try:
         data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as err:
