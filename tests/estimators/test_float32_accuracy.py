@@ -89,6 +89,19 @@ def test_float32_ridge_near_k_equals_d(method: str, lam: float, seed: int):
     torch.testing.assert_close(ours[:, 1:].double(), exact, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["kernel", "primal"])
+def test_float32_ridge_with_a_large_lam_keeps_its_relative_accuracy(method: str, seed: int):
+    """Predictions ~ 1e-8 |y| (lam = 1e8): every digit float32 can hold is right."""
+    d, lam = 5, 1e8
+    p = tasks.build(f"gaussian:d={d},n=15,noise_std=0.5").sample(64, seed=seed, step=0)
+    x, y = p.x.float(), p.y.float()
+    ours = estimators.build(f"ridge:lam={lam},method={method}")(x, y)
+    x64, y64 = x.double(), y.double()
+    for k in range(1, 15):
+        exact = prefix_lstsq(x64, y64, k, "gelsd", lam)
+        torch.testing.assert_close(ours[:, k], exact.float(), rtol=1e-6, atol=0)
+
+
 def test_float32_bayes_with_small_noise():
     """bayes with sigma = 0.03 is ridge with lam = sigma^2 = 9e-4 (identity prior)."""
     d = 20

@@ -5,10 +5,9 @@ Two exact forms, chosen by cost:
 * primal: w_i = (S_i + lam I)^{-1} b_i with prefix moments S_i = X_i^T X_i, b_i = X_i^T y_i;
   one batched d x d Cholesky solve per position, O(n d^3) per prompt.
 * kernel: with K = X X^T + lam I = L L^T (one n x n Cholesky per prompt), the prediction at
-  position i is K[i, :i] K[:i, :i]^{-1} y[:i] = L[i, :i] z[:i] = y_i - L_ii z_i with
-  z = L^{-1} y, because the prefix blocks of a Cholesky factor are the factors of the prefix
-  blocks (and L z = y). All n prefixes cost one factorisation, O(n^3) per prompt (the
-  Gaussian-process posterior mean).
+  position i is K[i, :i] K[:i, :i]^{-1} y[:i] = L[i, :i] z[:i] with z = L^{-1} y, because
+  the prefix blocks of a Cholesky factor are the factors of the prefix blocks. All n
+  prefixes cost one factorisation, O(n^3) per prompt (the Gaussian-process posterior mean).
 
 Minimum-norm least squares uses the kernel form with lam = 0 while i < d (X_i X_i^T is then
 invertible) and the primal form from i = d on; prompts whose Gram matrices are singular fall
@@ -36,7 +35,7 @@ from torch import Tensor
 
 from ..errors import check
 from ..tasks.covariance import sqrt_psd
-from .base import ESTIMATORS, Estimator, dot_query, prefix_moments
+from .base import ESTIMATORS, Estimator, causal_mask, dot_query, prefix_moments
 
 SOLVE_DTYPE = torch.float64  # what the solvers accumulate and factorise in (module docstring)
 
@@ -51,10 +50,11 @@ def _kernel_form(x: Tensor, y: Tensor, lam: float) -> tuple[Tensor, Tensor]:
     gram = x @ x.transpose(-1, -2)  # (B, n, n)
     gram.diagonal(dim1=-2, dim2=-1).add_(lam)
     chol, info = torch.linalg.cholesky_ex(gram)
-    z = torch.linalg.solve_triangular(chol, y.unsqueeze(-1), upper=False).squeeze(-1)  # (B, n)
-    # L[i, :i] z[:i] = y_i - L_ii z_i because L z = y; unlike a product with the strictly lower
-    # triangle it reads nothing after position i, so a later non-finite pair cannot leak back
-    return y - chol.diagonal(dim1=-2, dim2=-1) * z, info
+    z = torch.linalg.solve_triangular(chol, y.unsqueeze(-1), upper=False)  # (B, n, 1)
+    # L[i, :i] z[:i] as a masked sum, so that a later non-finite label cannot leak backwards
+    # (y_i - L_ii z_i is equal and cheaper, but cancels when |pred_i| << |y_i|, large lam)
+    terms = (chol * z.transpose(-1, -2)).masked_fill_(~causal_mask(x.shape[1], x.device), 0.0)
+    return terms.sum(-1), info  # (B, n), (B,)
 
 
 def _primal_form(x: Tensor, y: Tensor, lam: float, start: int = 0) -> tuple[Tensor, Tensor]:
