@@ -97,6 +97,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .train import evaluate, load_run
 
     plot = check_writable_file(args.plot) if args.plot else None
+    if args.estimator and len(set(args.estimator)) != len(args.estimator):
+        raise UsageError("an --estimator SPEC is given twice; give each one once")
     model, config = load_run(args.run_dir, device=args.device)
     result = evaluate(model, config, build_task(config.task), n=args.n, samples=args.samples,
                       estimators=tuple(args.estimator) if args.estimator else None,

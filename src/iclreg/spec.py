@@ -2,7 +2,8 @@
 
 A SPEC is ``name`` or ``name:key=value,key=value``. Values are parsed as Python literals
 where possible (``3``, ``0.5``, ``1e-3``, ``[0.13,-0.13]``, ``[[0,1],[2,3]]``), ``true`` /
-``false`` / ``none`` in any case, and as bare strings otherwise (``cov=toeplitz``). Commas
+``false`` / ``none`` in any case, as bare strings otherwise (``cov=toeplitz``), and a
+bracketed list of such values item by item (``[ols,ridge:lam=0.1]``). Commas
 inside brackets do not split pairs, so list values need no quoting.
 """
 
@@ -34,6 +35,9 @@ def parse_value(text: str) -> Any:
     try:
         value = ast.literal_eval(stripped)
     except (ValueError, SyntaxError, MemoryError, RecursionError):
+        if stripped.startswith("[") and stripped.endswith("]"):  # bare words: [ols,ridge:lam=0.1]
+            inner = stripped[1:-1]
+            return [parse_value(part) for part in _split_top_level(inner)] if inner.strip() else []
         return stripped
     if isinstance(value, (int, float, list, tuple, str)) and not isinstance(value, bool):
         return value

@@ -66,18 +66,21 @@ def check_output_dir(path: str | Path, flag: str = "--out") -> Path:
     return path
 
 
-LEFT_BEHIND = (".lock",)  # a run's lock file stays after its writer exits (train/lock.py)
+def _left_behind(name: str) -> bool:
+    """iclreg's own leftovers, which do not make a directory foreign: a run's lock file, which
+    stays after its writer exits (train/lock.py), and the temporary of a killed atomic write."""
+    return name == ".lock" or (name.startswith(".") and name.endswith(".tmp"))
 
 
 def check_new_output_dir(path: str | Path, kind: str, flag: str = "--out") -> Path:
     """Validate the directory of a new ``kind`` (run, sweep): :func:`check_output_dir`, and
     absent or empty, so that iclreg never writes into a directory holding other files."""
-    path = check_output_dir(path, flag)
+    path = Path(path)
     if path.is_dir():
-        foreign = sorted(p.name for p in path.iterdir() if p.name not in LEFT_BEHIND)
+        foreign = sorted(p.name for p in path.iterdir() if not _left_behind(p.name))
         check(not foreign, f"'{path}' is not empty (it holds '{foreign[0] if foreign else ''}') and "
                            f"is no iclreg {kind}; choose a new or empty directory for {flag}")
-    return path
+    return check_output_dir(path, flag)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
@@ -118,12 +121,13 @@ def atomic_output_dir(path: str | Path) -> Iterator[Path]:
     An existing ``path`` is replaced only when it is empty or an earlier iclreg output (it
     holds a report.md or index.html); anything else is refused before any work is done.
     """
-    path = check_output_dir(path)
+    path = Path(path)
     if path.is_dir() and any(path.iterdir()):
         check(
             any((path / m).is_file() for m in OUTPUT_MARKERS),
             f"'{path}' exists and is not an iclreg report directory; choose another --out",
         )
+    check_output_dir(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:

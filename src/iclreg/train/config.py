@@ -255,6 +255,9 @@ def from_dict(cls: type, data: Any, where: str) -> Any:
     for key, value in data.items():
         check(key in names, f"unknown key '{where}.{key}'; valid keys: {', '.join(names)}")
         kwargs[key] = _convert(value, hints[key], f"{where}.{key}")
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in kwargs
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    check(not missing, f"{where} needs {', '.join(missing)} (it has {', '.join(kwargs) or 'no keys'})")
     return cls(**kwargs)
 
 

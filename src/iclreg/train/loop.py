@@ -35,6 +35,7 @@ from ..estimators import build as build_estimator
 from ..models import MODELS, Ensemble, Predictor, StackedPredictor
 from ..report import error_curves_figure, save_figure, write_text
 from ..report.figures import loss_figure
+from ..report.files import check_new_output_dir
 from ..tasks import TASKS, Task
 from .checkpoint import checkpoint_dirs, checkpoint_step, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig, save_config
@@ -43,10 +44,10 @@ from .graph import GraphedStep
 from .lock import run_lock
 from .metrics import MetricsLog, read_metrics
 from .optim import build_optimizer, build_scheduler
+from .preflight import check_training, eval_seed
 from .run import DTYPES, build_model, load_weights, read_run_config
 
 log = logging.getLogger(__name__)
-EVAL_SEED_OFFSET = 1_000_003  # evaluation prompts never coincide with training prompts
 FIGURES_UP_TO = 8  # members per loop that get their own figures (a sweep gets a summary)
 
 
@@ -60,24 +61,36 @@ def prompt_losses(pred: Tensor, y: Tensor, kind: str) -> Tensor:
 def evaluate(model: torch.nn.Module, config: ExperimentConfig, task: Task, n: int | None = None,
              samples: int | None = None, estimators: tuple[str, ...] | None = None,
              device: str = "cpu") -> dict[str, Any]:
-    """Error against k for the model and estimators on held-out prompts (``compare``'s shape)."""
+    """Error against k for the model and estimators on held-out prompts (``compare``'s shape).
+
+    ``n``, ``samples`` and ``estimators`` default to the config's (``eval.n`` or the task's n,
+    ``eval.samples``, ``eval.estimators``); a value given is used as it is, and checked, with
+    the model's and the memory's limits, before any prompt is drawn."""
     specs = config.eval.estimators if estimators is None else estimators
-    dtype = DTYPES[config.run.dtype]
-    amp = (torch.autocast(torch.device(device).type, torch.bfloat16)
-           if config.run.amp == "bf16" else nullcontext())
-
-    def predict(x: Tensor, y: Tensor) -> Tensor:
-        with amp:
-            return model(x, y).to(y.dtype)
-
-    predictors = {"model": predict, **{s: build_estimator(s, task=task) for s in specs}}
+    n = (config.eval.n or task.n) if n is None else n
+    samples = config.eval.samples if samples is None else samples
+    predictors = {"model": _Autocast(model, config.run.amp == "bf16"),
+                  **{s: build_estimator(s, task=task) for s in specs}}
     was_training = model.training
     model.eval()
-    result = compare(task, predictors, samples or config.eval.samples,
-                     config.train.seed + EVAL_SEED_OFFSET, n=n or config.eval.n or task.n,
-                     device=device, dtype=dtype)
-    model.train(was_training)
-    return result
+    try:
+        return compare(task, predictors, samples, eval_seed(config), n=n, device=device,
+                       dtype=DTYPES[config.run.dtype])
+    finally:
+        model.train(was_training)
+
+
+class _Autocast(nn.Module):
+    """A model's predictions under bf16 autocast when ``amp`` (in the labels' dtype)."""
+
+    def __init__(self, model: nn.Module, amp: bool) -> None:
+        super().__init__()
+        self.model, self.amp = model, amp
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        amp = torch.autocast(x.device.type, torch.bfloat16) if self.amp and not x.is_meta else nullcontext()
+        with amp:
+            return self.model(x, y).to(y.dtype)
 
 
 def group_key(config: ExperimentConfig) -> str:
@@ -380,15 +393,24 @@ def latest_step(run_dir: Path) -> int:
 
 
 def prepare_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
-    """Create a new run directory holding the resolved config; refuse to reuse a run."""
+    """Create a new run directory holding the resolved config; refuse to reuse a run.
+
+    Callers check the run itself first (``preflight.check_training``), so that a directory is
+    created only for a run that can start."""
+    check_run_dir(run_dir)
+    with writing(run_dir / "config.yaml", run_dir, new=True):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", save_config(config))
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a directory that already holds a run, is no directory, cannot be written, or
+    holds other files; creates nothing."""
     check(
         not (run_dir / "config.yaml").exists(),
         f"'{run_dir}' already holds a run; resume it with --resume {run_dir} or choose another --out",
     )
-    check(not run_dir.is_file(), f"'{run_dir}' is a file; choose a directory for --out")
-    with writing(run_dir / "config.yaml", run_dir, new=True):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.yaml", save_config(config))
+    check_new_output_dir(run_dir, "run")
 
 
 def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
@@ -399,7 +421,8 @@ def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
 def train(config: ExperimentConfig, run_dir: str | Path, progress: bool = False) -> Path:
     """Train a new run of ``config`` in ``run_dir``."""
     run_dir = Path(run_dir)
-    resolve_device(config.run.device)
+    check_run_dir(run_dir)
+    check_training(config)
     prepare_run_dir(run_dir, config)
     trainer = Trainer([config], [run_dir], resume=False)
     with progress_bar(config.train.steps, 0, progress) as bar:

@@ -36,14 +36,16 @@ import torch
 import yaml
 
 from ..errors import TrainingError, check
-from ..models import Ensemble, StackedPredictor
+from ..models import StackedPredictor
 from ..report import write_text
+from ..report.files import check_new_output_dir
 from ..spec import _split_top_level
 from .config import ExperimentConfig, _format_value, apply_overrides, load_file, resolve, save_config
 from .durable import remove_temporaries, write_run_file, writing
 from .lock import group_lock
-from .loop import Trainer, group_key, latest_step, prepare_run_dir, progress_bar
+from .loop import Trainer, check_run_dir, group_key, latest_step, prepare_run_dir, progress_bar
 from .metrics import read_metrics
+from .preflight import check_training, training_bytes
 from .run import build_model, read_run_config
 
 log = logging.getLogger(__name__)
@@ -108,29 +110,20 @@ def expand_grid(base: dict[str, Any], sweeps: list[str]) -> list[tuple[str, Expe
 # --- memory -------------------------------------------------------------------------------
 def member_bytes(config: ExperimentConfig) -> int:
     """Memory one member needs in a training step: the tensors autograd saves for backward in
-    one forward pass, plus parameters, gradients and two optimiser moments."""
-    from ..tasks import TASKS
+    one forward pass, plus parameters, gradients and two optimiser moments, plus the prompts;
+    measured on meta tensors (``preflight.training_bytes``), so nothing is allocated."""
+    return training_bytes(config)
 
-    device = torch.device(config.run.device)
-    model = build_model(config, device)
-    prompts = TASKS.build(config.task).sample(config.train.batch, 0, 0, device=device,
-                                              dtype=next(model.parameters()).dtype)
-    saved = 0
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal saved
-        saved += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        if isinstance(model, StackedPredictor):  # as the trainer runs it
-            net = Ensemble([model])
-            out = net(prompts.x[None], prompts.y[None], last_only=config.train.loss == "query")
-        else:
-            out = model(prompts.x, prompts.y)
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    del out
-    return saved + 4 * params
+def check_members(configs: list[ExperimentConfig]) -> None:
+    """``preflight.check_training`` for each group of members that share shapes (one dry run
+    per group): a member that could not train or evaluate is refused before any file exists."""
+    checked = set()
+    for config in configs:
+        key = group_key(config)
+        if key not in checked:
+            check_training(config)
+            checked.add(key)
 
 
 def available_bytes(device: torch.device) -> int:
@@ -207,6 +200,8 @@ def run_sweep(path: str | Path, overrides: list[str], sweeps: list[str], out: st
           f"'{out}' already holds a sweep; resume it with --resume {out} or choose another --out")
     for name, _ in members:
         check(not (out / name / "config.yaml").exists(), f"'{out / name}' already holds a run")
+    check_new_output_dir(out, "sweep")
+    check_members([c for _, c in members])
     out.mkdir(parents=True, exist_ok=True)
     base, every = grid(path, overrides, sweeps)
     with writing(out / "sweep.yaml", out, new=True):
@@ -225,6 +220,9 @@ def train_members(members: list[tuple[str, ExperimentConfig]], out: str | Path, 
     values, covariance or kind, the seed, the learning rate). Returns the run directories."""
     out = Path(out)
     dirs = [out / name for name, _ in members]
+    for path in dirs:
+        check_run_dir(path)
+    check_members([c for _, c in members])
     for path, (_, config) in zip(dirs, members, strict=True):
         prepare_run_dir(path, config)
     _train([c for _, c in members], dirs, False, progress, max_members)
