@@ -249,3 +249,31 @@ def test_multitask_w_lives_on_its_subset(seed: int):
     # the two slots are independent draws on the shared coordinates 2, 3
     corr = np.corrcoef(w[:, 2, 0].numpy(), w[:, 2, 1].numpy())[0, 1]
     assert abs(corr) < Z / math.sqrt(5000)
+
+
+def test_seeds_lie_in_one_range():
+    """0 <= seed < 2^63 for prompts and covariances alike (what torch.manual_seed takes)."""
+    top = 2**63 - 1
+    assert tasks.generator(top, 0).initial_seed() != tasks.generator(top - 1, 0).initial_seed()
+    for seed in (-1, 2**63, 2**70):
+        with pytest.raises(UsageError, match=r"seed must be an integer in \[0, 2\*\*63\)"):
+            tasks.generator(seed, 0)
+        with pytest.raises(UsageError, match=r"cov_seed must be an integer in \[0, 2\*\*63\)"):
+            tasks.build(f"gaussian:d=3,cov=rotated,cov_seed={seed}")
+
+
+@pytest.mark.parametrize("spec", TASK_SPECS)
+def test_meta_prompts_have_the_real_shapes_and_no_storage(spec):
+    task = tasks.build(spec)
+    real = task.sample(3, 0, 0, n=7, dtype=torch.float64)
+    meta = task.sample(3, 0, 0, n=7, device="meta", dtype=torch.float64)
+    for r, m in zip((real.x, real.y, real.w), (meta.x, meta.y, meta.w), strict=True):
+        assert m.is_meta and m.shape == r.shape and m.dtype == r.dtype
+    huge = task.sample(10**9, 0, 0, device="meta")  # shapes only: no memory
+    assert huge.x.shape == (10**9, task.n, task.d)
+
+
+@pytest.mark.parametrize("value", ["1e999", "-1e999", "nan", "inf"])
+def test_task_numbers_must_be_finite(value):
+    with pytest.raises(UsageError, match="must be a finite number"):
+        tasks.build(f"gaussian:noise_std={value}")

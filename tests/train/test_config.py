@@ -57,6 +57,22 @@ def test_saved_config_round_trips(write_config, tmp_path):
         ({"run": {"cuda_graph": True}}, [], "run.cuda_graph needs run.device=cuda"),
         ({"model": "nosuch"}, [], "unknown model 'nosuch'"),
         ({"task": "gaussian:d=0"}, [], "d must be at least 1"),
+        # finite numbers only, from the file and from overrides
+        ({"optimizer": {"lr": float("inf")}}, [], "config.optimizer.lr must be a finite number"),
+        ({}, ["optimizer.lr=1e999"], "config.optimizer.lr must be a finite number"),
+        ({}, ["optimizer.betas=[0.9,nan]"], "config.optimizer.betas must be a list of a finite number"),
+        ({}, ["task.noise_std=1e999"], "noise_std must be a finite number"),
+        # one range for seeds everywhere
+        ({}, ["train.seed=-1"], r"train.seed must be an integer in \[0, 2\*\*63\)"),
+        ({}, ["train.seed=9223372036854775808"], "train.seed must be an integer in"),
+        ({}, ["task.cov_seed=-2"], "cov_seed must be an integer in"),
+        # eval.* is checked with the config, not at the first evaluation
+        ({}, ["eval.estimators=[ols,magic]"], "eval.estimators: unknown estimator 'magic'"),
+        ({}, ["eval.estimators=[ridge:lam=-1]"], "eval.estimators: ridge: lam must be >= 0"),
+        ({}, ["eval.estimators=[ols,ols]"], "names an estimator twice"),
+        ({}, ["eval.n=0"], "eval.n must be at least 1"),
+        ({}, ["eval.samples=1000000000000"], "eval.samples must be at most 100,000,000"),
+        ({}, ["curriculum.n.start=2"], "config.curriculum.n needs end"),
     ],
 )
 def test_bad_configs_name_the_problem(write_config, changes, overrides, message):
@@ -74,6 +90,14 @@ def test_missing_and_malformed_files(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(UsageError, match="must hold a mapping"):
         load_config(bad)
+    bad.write_bytes(bytes(range(256)))
+    with pytest.raises(UsageError, match=r"is not text \(UTF-8\)"):
+        load_config(bad)
+
+
+def test_the_largest_seed_and_bare_word_lists_are_accepted(write_config):
+    cfg = load_config(write_config(), [f"train.seed={2**63 - 1}", "eval.estimators=[ols,ridge:lam=0.5]"])
+    assert cfg.train.seed == 2**63 - 1 and cfg.eval.estimators == ("ols", "ridge:lam=0.5")
 
 
 def test_ramp_and_schedule_values():
