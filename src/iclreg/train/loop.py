@@ -37,7 +37,16 @@ from ..report import error_curves_figure, save_figure, write_text
 from ..report.figures import loss_figure
 from ..report.files import check_new_output_dir
 from ..tasks import TASKS, Task
-from .checkpoint import checkpoint_dirs, checkpoint_step, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    checkpoint_dirs,
+    join_lists,
+    join_states,
+    latest_step,
+    load_checkpoint,
+    member_lists,
+    member_state,
+    save_checkpoint,
+)
 from .config import ExperimentConfig, save_config
 from .durable import remove_temporaries, write_run_file, writing
 from .graph import GraphedStep
@@ -350,46 +359,6 @@ class Trainer:
         with writing(m.run_dir / "loss.png", m.run_dir):
             save_figure(loss_figure([r["step"] for r in records], [r["loss"] for r in records]),
                         m.run_dir / "loss.png")
-
-
-# --- optimiser and scheduler state, per member ---------------------------------------------
-def member_state(state: dict[str, Any], e: int) -> dict[str, Any]:
-    """Member e's part of an optimiser state dict (its param group), renumbered from 0."""
-    group = state["param_groups"][e]
-    ids = group["params"]
-    return {"state": {i: state["state"][old] for i, old in enumerate(ids) if old in state["state"]},
-            "param_groups": [{**group, "params": list(range(len(ids)))}]}
-
-
-def join_states(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """Inverse of :func:`member_state`: one optimiser state dict from the members'."""
-    joined: dict[str, Any] = {"state": {}, "param_groups": []}
-    offset = 0
-    for state in states:
-        (group,) = state["param_groups"]
-        ids = group["params"]
-        joined["state"].update({offset + i: v for i, v in state["state"].items()})
-        joined["param_groups"].append({**group, "params": [offset + i for i in ids]})
-        offset += len(ids)
-    return joined
-
-
-def member_lists(state: dict[str, Any], e: int, count: int) -> dict[str, Any]:
-    """Member e's part of a scheduler state: per-group lists cut to their e-th entry."""
-    return {k: [v[e]] if isinstance(v, list) and len(v) == count else v for k, v in state.items()}
-
-
-def join_lists(states: list[dict[str, Any]]) -> dict[str, Any]:
-    """Inverse of :func:`member_lists`."""
-    first = states[0]
-    return {k: [s[k][0] for s in states] if isinstance(v, list) and len(v) == 1 else v
-            for k, v in first.items()}
-
-
-def latest_step(run_dir: Path) -> int:
-    """The step of a run's latest checkpoint (0 when it has none)."""
-    dirs = checkpoint_dirs(run_dir)
-    return checkpoint_step(dirs[-1]) if dirs else 0
 
 
 def prepare_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
