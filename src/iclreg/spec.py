@@ -37,7 +37,10 @@ def parse_value(text: str) -> Any:
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         if stripped.startswith("[") and stripped.endswith("]"):  # bare words: [ols,ridge:lam=0.1]
             inner = stripped[1:-1]
-            return [parse_value(part) for part in _split_top_level(inner)] if inner.strip() else []
+            try:
+                return [parse_value(part) for part in _split_top_level(inner)] if inner.strip() else []
+            except RecursionError:
+                return stripped
         return stripped
     if isinstance(value, (int, float, list, tuple, str)) and not isinstance(value, bool):
         return value

@@ -277,7 +277,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML (.yaml/.yml) or TOML (.toml) config file into a mapping."""
     path = Path(path)
-    check(path.is_file(), f"config file '{path}' does not exist")
+    check(path.exists(), f"config file '{path}' does not exist")
+    check(path.is_file(), f"config file '{path}' is not a file; give a YAML or TOML file")
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError:
