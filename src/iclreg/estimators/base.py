@@ -76,17 +76,23 @@ def prefix_moments(x: Tensor, y: Tensor, start: int = 0) -> tuple[Tensor, Tensor
 
     S_start is one matmul and the later positions add x_j x_j^T cumulatively, so skipping the
     positions before ``start`` saves their (d, d) blocks; x_{n-1} and y_{n-1} are never read.
+    The terms are written into the output and summed in place (no (B, n, d, d) temporaries;
+    not differentiable).
 
     Args:
         x: (B, n, d); y: (B, n); start: first position, 0 <= start < n.
     Returns:
         S: (B, n - start, d, d); b: (B, n - start, d).
     """
-    head = x[:, :start]  # (B, start, d)
-    rest = x[:, start:-1]  # (B, n - 1 - start, d)
-    S = torch.cat([(head.mT @ head).unsqueeze(1), rest.unsqueeze(-1) * rest.unsqueeze(-2)], 1)
-    b = torch.cat([(head.mT @ y[:, :start].unsqueeze(-1)).mT, y[:, start:-1].unsqueeze(-1) * rest], 1)
-    return S.cumsum_(1), b.cumsum_(1)  # (B, n - start, d, d), (B, n - start, d)
+    B, n, d = x.shape
+    head, rest = x[:, :start], x[:, start:-1]  # (B, start, d), (B, n - 1 - start, d)
+    S = x.new_empty(B, n - start, d, d)
+    b = x.new_empty(B, n - start, d)
+    torch.matmul(head.mT, head, out=S[:, 0])
+    torch.mul(rest.unsqueeze(-1), rest.unsqueeze(-2), out=S[:, 1:])
+    torch.matmul(head.mT, y[:, :start].unsqueeze(-1), out=b[:, 0].unsqueeze(-1))
+    torch.mul(y[:, start:-1].unsqueeze(-1), rest, out=b[:, 1:])
+    return S.cumsum_(1), b.cumsum_(1)
 
 
 def dot_query(x: Tensor, w: Tensor) -> Tensor:

@@ -60,8 +60,7 @@ def _kernel_form(x: Tensor, y: Tensor, lam: float) -> tuple[Tensor, Tensor]:
 def _primal_form(x: Tensor, y: Tensor, lam: float, start: int = 0) -> tuple[Tensor, Tensor]:
     """Predictions at positions start..n-1 from (S_i + lam I)^{-1} b_i, and info (B,)."""
     S, b = prefix_moments(x, y, start)  # (B, m, d, d), (B, m, d) with m = n - start
-    if lam:
-        S = S + lam * torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    S.diagonal(dim1=-2, dim2=-1).add_(lam)
     chol, info = torch.linalg.cholesky_ex(S)
     w = torch.cholesky_solve(b.unsqueeze(-1), chol).squeeze(-1)  # (B, m, d)
     return dot_query(x[:, start:], w), info.amax(dim=1)
@@ -70,8 +69,7 @@ def _primal_form(x: Tensor, y: Tensor, lam: float, start: int = 0) -> tuple[Tens
 def _pinv_form(x: Tensor, y: Tensor, lam: float = 0.0) -> Tensor:
     """Prefix predictions via the pseudo-inverse of S_i + lam I (robust, slower)."""
     S, b = prefix_moments(x, y)
-    if lam:
-        S = S + lam * torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+    S.diagonal(dim1=-2, dim2=-1).add_(lam)
     w = (torch.linalg.pinv(S, hermitian=True) @ b.unsqueeze(-1)).squeeze(-1)
     return dot_query(x, w)
 
