@@ -269,6 +269,11 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     return args
 
 
+def _one_line(err: Exception) -> str:
+    """The message on one line, whatever the user's text in it held (a newline in a SPEC)."""
+    return " ".join(str(err).splitlines())
+
+
 def _terminated(signum: int, frame: object) -> None:
     """SIGTERM unwinds like Ctrl-C, so half-written outputs are removed on the way out."""
     raise SystemExit(128 + signum)
@@ -282,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.handler(args)
     except UsageError as err:
-        print(f"iclreg: error: {err}", file=sys.stderr)
+        print(f"iclreg: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except TrainingError as err:
         print(f"iclreg: training stopped: {err}", file=sys.stderr)

@@ -119,11 +119,13 @@ def dry(predictor: Any) -> Predictor | None:
 
 
 def available_bytes(device: torch.device | str) -> int:
-    """Memory free on ``device`` now: the GPU's free memory, or MemAvailable of /proc/meminfo
-    (64 GiB where neither can be read)."""
+    """Memory free on ``device`` now: the GPU's free memory, with what PyTorch's caching
+    allocator holds unused (it is ours to reuse), or MemAvailable of /proc/meminfo (64 GiB
+    where neither can be read)."""
     device = torch.device(device)
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0]) + cached
     try:
         text = Path("/proc/meminfo").read_text()
         kib = int(next(line.split()[1] for line in text.splitlines() if line.startswith("MemAvailable")))

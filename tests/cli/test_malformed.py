@@ -94,6 +94,7 @@ COMPARE = [
     (["compare", "--task", "gaussian:w_mean=1,2]"], "unbalanced brackets"),
     (["compare", "--task", ""], "empty SPEC"),
     (["compare", "--task", ":d=3"], "has no name"),
+    (["compare", "--task", "no\nsuch"], "unknown task 'no such'"),
     (["compare", "--task", "gaussian", "--estimator", ""], "empty SPEC"),
     (["compare", "--task", "gaussian", "--estimator", "ridge:lam=-1"], "lam must be >= 0"),
     (["compare", "--task", "gaussian", "--estimator", "ridge:lam=big"], "lam must be a finite number"),
