@@ -97,14 +97,11 @@ def configs(tmp_path_factory):
     return paths, straight
 
 
-SLOW = pytest.mark.slow  # each kill costs a process start; `make test-all` runs them all
-
-
 @pytest.mark.parametrize(("when", "pattern", "nth"), [
-    pytest.param("after", r"checkpoints/step_00000010$", 1, marks=SLOW),  # between two checkpoints
+    ("after", r"checkpoints/step_00000010$", 1),  # between two checkpoints
     ("before", r"checkpoints/step_00000020$", 1),  # inside a save, before its rename (.tmp_ left)
-    pytest.param("before", r"eval\.json$", 1, marks=SLOW),  # trained, the evaluation not written
-    pytest.param("before", r"loss\.png$", 1, marks=SLOW),   # a figure's temporary file
+    ("before", r"eval\.json$", 1),  # trained, the evaluation not written
+    ("before", r"loss\.png$", 1),   # a figure's temporary file
 ])
 def test_killed_run_resumes_to_the_uninterrupted_result(configs, tmp_path, when, pattern, nth):
     paths, straight = configs
@@ -138,11 +135,11 @@ def test_killed_while_resume_cuts_the_metrics(configs, tmp_path):
 
 @pytest.mark.parametrize(("config", "when", "pattern", "nth"), [
     ("run", "after", r"sweep\.yaml$", 1),  # before any member's config.yaml
-    pytest.param("run", "after", r"config\.yaml$", 2, marks=SLOW),  # between members' config.yaml
+    ("run", "after", r"config\.yaml$", 2),  # between members' config.yaml
     ("run", "after", r"checkpoints/step_00000020$", 2),  # between two members' saves
-    pytest.param("run", "before", r"checkpoints/step_00000020$", 3, marks=SLOW),  # in a save (.tmp_)
-    pytest.param("keep1", "after", r"checkpoints/step_00000020$", 1, marks=SLOW),  # keep = 1
-    pytest.param("run", "before", r"summary\.json$", 1, marks=SLOW),  # members done, no summary
+    ("run", "before", r"checkpoints/step_00000020$", 3),  # in a save (.tmp_)
+    ("keep1", "after", r"checkpoints/step_00000020$", 1),  # keep = 1
+    ("run", "before", r"summary\.json$", 1),  # members done, no summary
 ])
 def test_killed_sweep_resumes_to_the_uninterrupted_result(configs, tmp_path, config, when, pattern, nth):
     paths, straight = configs
