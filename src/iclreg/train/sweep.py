@@ -35,6 +35,7 @@ from typing import Any
 import torch
 import yaml
 
+from .. import resources
 from ..errors import TrainingError, check
 from ..models import StackedPredictor
 from ..report import write_text
@@ -128,14 +129,8 @@ def check_members(configs: list[ExperimentConfig]) -> None:
 
 def available_bytes(device: torch.device) -> int:
     """Free memory to plan with: 80% of the GPU's free memory, or half of the available RAM."""
-    if device.type == "cuda":
-        return int(0.8 * torch.cuda.mem_get_info(device)[0])
-    try:
-        text = Path("/proc/meminfo").read_text()
-        kib = int(next(line.split()[1] for line in text.splitlines() if line.startswith("MemAvailable")))
-        return kib * 1024 // 2
-    except (OSError, StopIteration, ValueError):
-        return 8 * 2**30
+    free = resources.available_bytes(device)
+    return int(0.8 * free) if device.type == "cuda" else free // 2
 
 
 def plan_chunks(size: int, per_member: int, budget: int, max_members: int | None) -> int:
