@@ -148,41 +148,32 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .analysis.compare import resolve_device
-    from .experiments import REPRODUCTIONS, write_report
-    from .report import atomic_output_dir
-    from .report.files import check_output_dir
+    from .experiments import runner
 
-    kind = REPRODUCTIONS.get(args.paper)
-    if args.runs and not kind.resumable:
-        resumable = ", ".join(n for n in REPRODUCTIONS.names() if REPRODUCTIONS.get(n).resumable)
-        raise UsageError(f"--runs is not supported by {args.paper}; it is by: {resumable}")
-    experiment = kind(quick=args.quick, device=str(resolve_device(args.device)), runs=args.runs)
-    out = Path(args.out or f"runs/{args.paper}{'-quick' if args.quick else ''}")
-    if args.runs:
-        check_output_dir(args.runs, "--runs")
-    if args.runs and Path(args.runs).resolve().is_relative_to(out.resolve()):
-        raise UsageError(f"--runs {args.runs} lies inside --out {out}, which a new report replaces; "
-                         "keep the runs outside it")
-    with atomic_output_dir(out) as tmp:
-        result = experiment.run(tmp, progress=not args.json and sys.stderr.isatty())
-        write_report(result, tmp)
+    result = runner.reproduce(args.paper, args.out, "quick" if args.quick else "full",
+                              str(resolve_device(args.device)), args.runs,
+                              progress=not args.json and sys.stderr.isatty())
     if args.json:
         print(json.dumps(result.to_json()))
     else:
         held = sum(c.holds for c in result.claims)
-        print(f"{held} of {len(result.claims)} claims hold; report written to {out / 'report.md'}")
+        out = args.out or runner.default_out(args.paper, result.mode)
+        print(f"{held} of {len(result.claims)} claims hold; report written to {Path(out) / 'report.md'}")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .experiments import demo
+    import dataclasses
+
+    from .experiments import REPRODUCTIONS, runner
     from .report.files import check_output_dir
     from .resources import MAX_SAMPLES
 
     if not 2 <= args.samples <= MAX_SAMPLES:
         raise UsageError(f"--samples must lie in [2, {MAX_SAMPLES:,}], got {args.samples:,}")
     check_output_dir(args.out)
-    out = demo.run(args.out, samples=args.samples, progress=True)
+    tour = dataclasses.replace(REPRODUCTIONS.get(runner.FIRST).modes["quick"], samples=args.samples)
+    out = runner.demo(args.out, sizes={runner.FIRST: tour}, progress=True)
     print(f"demo written to {out / 'index.html'}")
     return 0
 
@@ -239,15 +230,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", help="probe figure; FILE_newton and FILE_gd heat maps beside it")
     p.set_defaults(handler=_cmd_probe)
 
+    from .experiments import REPRODUCTIONS
+
     p = sub.add_parser("reproduce", help="reproduce a paper's results: claims, figures, report")
-    p.add_argument("paper", help="which paper: demystified, multihead, newton, softmax-limit")
+    p.add_argument("paper", help=f"which paper: {', '.join(REPRODUCTIONS.names())}")
     p.add_argument("--quick", action="store_true", help="CPU-sized run of a few minutes")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--out", help="output directory (default runs/PAPER[-quick])")
     p.add_argument("--json", action="store_true", help="print the claims as one JSON object")
     p.add_argument("--runs", metavar="DIR",
-                   help="keep the training runs in DIR (newton): run again with the same DIR and a "
-                        "reproduction stopped part way continues from their last checkpoints")
+                   help="keep the training runs in DIR: run again with the same DIR and a "
+                        "reproduction stopped part way reuses the finished runs and continues the "
+                        "others from their last checkpoints")
     p.set_defaults(handler=_cmd_reproduce)
 
     p = sub.add_parser("demo", help="the estimator tour and every reproduction in quick mode "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from iclreg.analysis.concentration import limit_errors, loglog_slope, rademacher_limit_gap
+from iclreg.analysis.concentration import limit_errors, rademacher_limit_gap
+from iclreg.analysis.fit import loglog_slope
 from iclreg.tasks.covariance import build
 
 

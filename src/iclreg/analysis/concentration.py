@@ -63,11 +63,6 @@ def limit_errors(cov: Tensor, lengths: list[int], draws: int = 16, reps: int = 8
             "gradient": grad_err.mean(1).tolist(), "limit_norm": float(norm.mean())}
 
 
-def loglog_slope(xs: list[float], ys: list[float]) -> float:
-    """Least-squares slope of log y against log x."""
-    return float(np.polyfit(np.log(xs), np.log(ys), 1)[0])
-
-
 def rademacher_limit_gap(lengths: list[int], p: int = 5, reps: int = 64, seed: int = 0) -> dict:
     """Finite-L attention on Rademacher tokens against the linear Gaussian formula V a and the
     exact non-Gaussian limit V tanh(a) (a = K^T Q z), relative squared errors by L."""

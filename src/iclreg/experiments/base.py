@@ -1,106 +1,153 @@
-"""The reproduction pattern: claims with published and measured values, figures, a report.
+"""The reproduction pattern: a plan of training runs and an analysis that turns them into claims.
 
-Every paper reproduction is a registered frozen dataclass (``quick``, ``device``) whose
-``run(out)`` computes its numbers, writes figures and raw data into ``out`` and returns a
-:class:`Reproduction`: for each claim of the paper the published value or statement, ours,
-the tolerance and whether it holds. A claim that does not hold is reported as such.
+A paper module registers one :class:`Experiment` subclass and provides two methods:
+
+    plan(sizes)          -> {name: ExperimentConfig}   every training run, declared up front
+    analyse(runs, sizes) -> [Section]                  claims, Markdown and figures
+
+The base runs the skeleton once (``run``): the timer, the runs directory, training every run of
+the plan through ``train.train_plan`` (members of one shape share an ensemble; finished runs in
+``--runs DIR`` are reused, stopped ones resume), the analysis, and the figures. Sizes are a
+frozen dataclass per mode (``modes``) passed to the constructor, so a test can pass toy sizes.
+``experiments.runner`` writes the report.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+from matplotlib.figure import Figure
+
 from ..registry import Registry
-from ..report import write_text
+from ..report import save_figure
+from ..train import ExperimentConfig, load_run, resolve, train_plan
+from ..train.checkpoint import iter_checkpoints
+from ..train.metrics import read_metrics
+from .claims import Claim
 
 REPRODUCTIONS: Registry[Experiment] = Registry("paper")
 
 
 @dataclass
-class Claim:
-    """One claim of a paper, checked by this run."""
+class Section:
+    """One part of a report: a title, Markdown text, its claims and its figures (file name ->
+    figure, saved by the runner and shown below the text)."""
 
-    id: str
-    statement: str
-    published: Any
-    measured: Any
-    tolerance: str
-    holds: bool
-    figure: str | None = None
+    title: str
+    text: list[str] = field(default_factory=list)
+    claims: list[Claim] = field(default_factory=list)
+    figures: dict[str, Figure] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)  # raw numbers, written to results.json
 
 
 @dataclass
 class Reproduction:
-    """The outcome of a reproduction: claims, Markdown sections and figure files."""
+    """The outcome of a reproduction: claims, sections (figures saved) and the time it took."""
 
     paper: str
     title: str
     mode: str
-    claims: list[Claim] = field(default_factory=list)
-    sections: list[str] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    @property
+    def claims(self) -> list[Claim]:
+        return [c for s in self.sections for c in s.claims]
+
     def to_json(self) -> dict[str, Any]:
         """``{"paper", "mode", "claims": [{"id", "statement", "published", "measured",
-        "tolerance", "holds"}]}``."""
-        keys = ("id", "statement", "published", "measured", "tolerance", "holds")
-        return {"paper": self.paper, "mode": self.mode,
-                "claims": [{k: dataclasses.asdict(c)[k] for k in keys} for c in self.claims]}
+        "tolerance", "holds", "reason"}]}``."""
+        return {"paper": self.paper, "mode": self.mode, "claims": [c.to_json() for c in self.claims]}
+
+
+class Runs(Mapping[str, Path]):
+    """The trained runs of a plan: name -> run directory, with loaders."""
+
+    def __init__(self, dirs: Mapping[str, Path], device: str) -> None:
+        self._dirs, self.device = dict(dirs), device
+
+    def __getitem__(self, name: str) -> Path:
+        return self._dirs[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._dirs)
+
+    def __len__(self) -> int:
+        return len(self._dirs)
+
+    def model(self, name: str) -> torch.nn.Module:
+        """The trained model of run ``name`` (latest checkpoint, eval mode)."""
+        return load_run(self[name], device=self.device)[0]
+
+    def metrics(self, name: str, key: str) -> list[dict[str, Any]]:
+        """The metric records of run ``name`` that hold ``key`` (``loss``, ``eval``)."""
+        return [r for r in read_metrics(self[name] / "metrics.jsonl") if key in r]
+
+    def checkpoints(self, name: str, initial: bool = False) -> Iterator[tuple[int, torch.nn.Module]]:
+        """(step, model) at each checkpoint of run ``name`` (``train.checkpoint.iter_checkpoints``)."""
+        return iter_checkpoints(self[name], device=self.device, initial=initial)
 
 
 @dataclass(frozen=True)
 class Experiment:
-    """Base of reproductions: ``quick`` runs on 2 CPU cores in minutes; full mode uses the
-    paper's sizes (a GPU job).
+    """Base of reproductions. ``mode``: ``quick`` (2 CPU cores, minutes) or ``full`` (the paper's
+    sizes, a GPU job); ``sizes`` default to ``modes[mode]``.
 
-    ``runs``: a directory that keeps the training runs (reproductions with ``resumable``): run
-    again with the same ``runs``, a reproduction stopped part way (a time limit, Ctrl-C)
-    continues from the runs' latest checkpoints and reuses the finished ones.
+    ``runs``: a directory that keeps the training runs: run again with the same ``runs`` and a
+    reproduction stopped part way (a time limit, Ctrl-C) reuses the finished runs and continues
+    the others from their latest checkpoints. Without it the runs go to ``out/runs``.
     """
 
     name: ClassVar[str]
-    resumable: ClassVar[bool] = False
-    quick: bool = False
+    title: ClassVar[str]
+    modes: ClassVar[dict[str, Any]]  # mode -> sizes
+    toy: ClassVar[Any]  # the smallest sizes that run every part (tests)
+    mode: str = "quick"
+    sizes: Any = None
     device: str = "cpu"
     runs: str | None = None
+    progress: bool = False
 
-    def runs_dir(self, out: Path) -> Path:
-        """Where the training runs go: ``runs/<quick|full>`` when kept, else ``out/runs``."""
-        return Path(self.runs) / ("quick" if self.quick else "full") if self.runs else out / "runs"
+    @property
+    def quick(self) -> bool:
+        return self.mode == "quick"
 
-    def run(self, out: Path, progress: bool = False) -> Reproduction:
+    @property
+    def resolved_sizes(self) -> Any:
+        return self.modes[self.mode] if self.sizes is None else self.sizes
+
+    def plan(self, sizes: Any) -> dict[str, ExperimentConfig]:
+        """Every training run, by name (a name may hold ``/``: a subdirectory)."""
+        return {}
+
+    def analyse(self, runs: Runs, sizes: Any) -> list[Section]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def config(self, task: str, model: str, **sections: dict[str, Any]) -> ExperimentConfig:
+        """An experiment config built in memory; ``run.device`` is this reproduction's device."""
+        run = {"device": self.device, **sections.pop("run", {})}
+        return resolve({"task": task, "model": model, **sections, "run": run})
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_cell(v) for v in value)
-    return str(value).replace("|", "\\|")
+    def runs_dir(self, out: Path) -> Path:
+        """Where the training runs go: ``runs/<mode>`` when kept, else ``out/runs``."""
+        return Path(self.runs) / self.mode if self.runs else out / "runs"
 
-
-def write_report(result: Reproduction, out: Path) -> None:
-    """``report.md`` (claims table, sections, figures) and ``claims.json`` in ``out``."""
-    held = sum(c.holds for c in result.claims)
-    lines = [
-        f"# {result.title}",
-        "",
-        f"Mode: **{result.mode}** ({result.seconds:.0f} s). {held} of {len(result.claims)} "
-        "claims hold. Every measured number is computed by this run.",
-        "",
-        "| claim | statement | published | ours | tolerance | holds |",
-        "|---|---|---|---|---|---|",
-    ]
-    for c in result.claims:
-        mark = "yes" if c.holds else "**no**"
-        lines.append(f"| {c.id} | {_cell(c.statement)} | {_cell(c.published)} | "
-                     f"{_cell(c.measured)} | {_cell(c.tolerance)} | {mark} |")
-    lines += ["", *result.sections]
-    write_text(out / "report.md", "\n".join(lines) + "\n")
-    write_text(out / "claims.json", json.dumps(result.to_json(), indent=1))
+    def run(self, out: Path) -> Reproduction:
+        """Train the plan, analyse it and save the figures into ``out``."""
+        start = time.perf_counter()
+        sizes = self.resolved_sizes
+        dirs = train_plan(self.plan(sizes), self.runs_dir(out), progress=self.progress)
+        sections = self.analyse(Runs(dirs, self.device), sizes)
+        result = Reproduction(paper=self.name, title=self.title, mode=self.mode, sections=sections)
+        for section in sections:
+            for name, figure in section.figures.items():
+                save_figure(figure, out / name)
+                result.figures.append(name)
+        result.seconds = time.perf_counter() - start
+        return result

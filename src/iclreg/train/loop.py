@@ -196,7 +196,7 @@ class Trainer:
                                      "resume a sweep with resume_sweep, which groups them by step")
         step = latest[0]
         if step == 0:
-            log.warning("no checkpoint yet: starting from step 0")
+            log.debug("no checkpoint yet: starting from step 0")
             return 0
         states = []
         for m in self.members:

@@ -140,7 +140,7 @@ def plan_chunks(size: int, per_member: int, budget: int, max_members: int | None
 
 
 # --- running --------------------------------------------------------------------------------
-def _train(configs: list[ExperimentConfig], dirs: list[Path], resume: bool, progress: bool,
+def train_groups(configs: list[ExperimentConfig], dirs: list[Path], resume: bool, progress: bool,
            max_members: int | None) -> None:
     """Train (or resume) members in loops of members that share shapes and, on resume, the step
     of their latest checkpoint, holding the lock of the directory around them. A loop whose
@@ -220,7 +220,7 @@ def train_members(members: list[tuple[str, ExperimentConfig]], out: str | Path, 
     check_members([c for _, c in members])
     for path, (_, config) in zip(dirs, members, strict=True):
         prepare_run_dir(path, config)
-    _train([c for _, c in members], dirs, False, progress, max_members)
+    train_groups([c for _, c in members], dirs, False, progress, max_members)
     return dirs
 
 
@@ -272,7 +272,7 @@ def resume_sweep(out: str | Path, progress: bool = False, max_members: int | Non
         todo = [(config, out / name) for name, config in members
                 if not ((out / name / "eval.json").is_file() or diverged(out / name))]
         if todo:
-            _train([c for c, _ in todo], [d for _, d in todo], True, progress, max_members)
+            train_groups([c for c, _ in todo], [d for _, d in todo], True, progress, max_members)
         write_summary(out)
     if len(members) > 1 and all(diverged(out / name) for name, _ in members):
         raise TrainingError(f"all {len(members)} members diverged; see their metrics.jsonl")
