@@ -14,12 +14,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from . import __version__
+from .device import DTYPES
 from .errors import TrainingError, UsageError, WriteError
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -147,7 +144,7 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
-    from .analysis.compare import resolve_device
+    from .device import resolve_device
     from .experiments import runner
 
     result = runner.reproduce(args.paper, args.out, "quick" if args.quick else "full",
@@ -176,6 +173,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     out = runner.demo(args.out, sizes={runner.FIRST: tour}, progress=True)
     print(f"demo written to {out / 'index.html'}")
     return 0
+
+
+def _add_reproduction_commands(sub: argparse._SubParsersAction) -> None:
+    """``reproduce`` (help lists the registry of reproductions) and ``demo``."""
+    from .experiments import REPRODUCTIONS
+
+    p = sub.add_parser("reproduce", help="reproduce a paper's results: claims, figures, report")
+    p.add_argument("paper", help=f"which paper: {', '.join(REPRODUCTIONS.names())}")
+    p.add_argument("--quick", action="store_true", help="CPU-sized run of a few minutes")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--out", help="output directory (default runs/PAPER[-quick])")
+    p.add_argument("--json", action="store_true", help="print the claims as one JSON object")
+    p.add_argument("--runs", metavar="DIR",
+                   help="keep the training runs in DIR: run again with the same DIR and a "
+                        "reproduction stopped part way reuses the finished runs and continues the "
+                        "others from their last checkpoints")
+    p.set_defaults(handler=_cmd_reproduce)
+
+    p = sub.add_parser("demo", help="the estimator tour and every reproduction in quick mode "
+                       "(runs/demo/index.html)")
+    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument("--samples", type=int, default=20000, help="prompts per comparison")
+    p.set_defaults(handler=_cmd_demo)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -230,25 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", help="probe figure; FILE_newton and FILE_gd heat maps beside it")
     p.set_defaults(handler=_cmd_probe)
 
-    from .experiments import REPRODUCTIONS
-
-    p = sub.add_parser("reproduce", help="reproduce a paper's results: claims, figures, report")
-    p.add_argument("paper", help=f"which paper: {', '.join(REPRODUCTIONS.names())}")
-    p.add_argument("--quick", action="store_true", help="CPU-sized run of a few minutes")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--out", help="output directory (default runs/PAPER[-quick])")
-    p.add_argument("--json", action="store_true", help="print the claims as one JSON object")
-    p.add_argument("--runs", metavar="DIR",
-                   help="keep the training runs in DIR: run again with the same DIR and a "
-                        "reproduction stopped part way reuses the finished runs and continues the "
-                        "others from their last checkpoints")
-    p.set_defaults(handler=_cmd_reproduce)
-
-    p = sub.add_parser("demo", help="the estimator tour and every reproduction in quick mode "
-                       "(runs/demo/index.html)")
-    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
-    p.add_argument("--samples", type=int, default=20000, help="prompts per comparison")
-    p.set_defaults(handler=_cmd_demo)
+    _add_reproduction_commands(sub)
     return parser
 
 

@@ -116,7 +116,7 @@ class Near(Bound):
         if self.se:
             parts.append(f"{self.k:g} SE")
         what = " + ".join(parts) or "0"
-        total = f" (= {_num(self.allowance)})" if len(parts) > 1 or self.se else ""
+        total = f" (= {_num(self.allowance)})" if len(parts) > 1 or self.se or self.rel else ""
         return f"within {what}{total} of {_num(self.target)}"
 
     def ok(self, x: float) -> bool:

@@ -27,7 +27,7 @@ def write_report(result: Reproduction, out: Path) -> None:
     """``report.md``, ``claims.json`` and (when a section holds raw numbers) ``results.json``."""
     write_text(out / "report.md", reproduction_report(result))
     write_text(out / "claims.json", json.dumps(result.to_json(), indent=1))
-    data = {s.title: s.data for s in result.sections if s.data}
+    data = {key: value for s in result.sections for key, value in s.data.items()}
     if data:
         write_text(out / "results.json", json.dumps(data, indent=1))
 

@@ -1,0 +1,113 @@
+"""Claims: ``holds`` and the stated tolerance come from one object, and agree.
+
+The agreement test reads each tolerance text back with an independent parser (regular
+expressions over the words the report shows) and decides the claim again from the text
+alone, on synthetic values on both sides of every boundary.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import pytest
+
+from iclreg.experiments.claims import AtLeast, AtMost, Between, Check, Claim, Falls, Near, Rises, leaves
+from iclreg.report.format import format_value
+
+NUMBER = r"(-?[0-9.]+(?:e[-+]?[0-9]+)?)"
+
+
+def decide_from_text(text: str, values: list[float]) -> bool:
+    """An independent reading of one check's tolerance text."""
+    if m := re.fullmatch(rf"at most {NUMBER}", text):
+        return all(v <= float(m[1]) for v in values)
+    if m := re.fullmatch(rf"below {NUMBER}", text):
+        return all(v < float(m[1]) for v in values)
+    if m := re.fullmatch(rf"at least {NUMBER}", text):
+        return all(v >= float(m[1]) for v in values)
+    if m := re.fullmatch(rf"above {NUMBER}", text):
+        return all(v > float(m[1]) for v in values)
+    if m := re.fullmatch(rf"in \[{NUMBER}, {NUMBER}\]", text):
+        return all(float(m[1]) <= v <= float(m[2]) for v in values)
+    if m := re.fullmatch(rf"within .*?(?:\(= {NUMBER}\)|{NUMBER}) of {NUMBER}", text):
+        allowance = float(m[1] or m[2])
+        return all(abs(v - float(m[3])) <= allowance * (1 + 1e-3) for v in values)  # 4 digits shown
+    if text == "falls strictly":
+        return all(b < a for a, b in zip(values, values[1:], strict=False))
+    if m := re.fullmatch(r"falls \(([0-9.]+)% slack\)", text):
+        return all(b <= a * (1 + float(m[1]) / 100) for a, b in zip(values, values[1:], strict=False))
+    if text == "non-decreasing":
+        return all(b >= a for a, b in zip(values, values[1:], strict=False))
+    raise AssertionError(f"unparsed tolerance text: {text!r}")
+
+
+BOUNDS = [AtMost(0.2), AtMost(0.01, strict=True), AtLeast(2.0), AtLeast(0.3, strict=True), Between(-1.2, -0.75),
+          Near(0.243, abs=0.02), Near(0.1145, se=0.0011, k=3), Near(1.0, rel=0.15),
+          Near(0.604, abs=0.02, se=0.008, k=5.88), Falls(), Falls(slack=0.05), Rises()]
+
+
+def synthetic(bound) -> list[list[float]]:
+    """Values just inside and just outside the bound, and far on both sides."""
+    if isinstance(bound, (Falls, Rises)):
+        return [[3, 2, 1], [1, 2, 3], [1, 1.04, 0.5], [1, 1.06, 0.5], [1, 1], [2, 1, 1.5]]
+    edges = {AtMost: lambda b: [b.limit], AtLeast: lambda b: [b.limit], Between: lambda b: [b.low, b.high],
+             Near: lambda b: [b.target - b.allowance, b.target + b.allowance]}[type(bound)](bound)
+    out = [] if isinstance(bound, Near) else [[e] for e in edges]  # exactly on the edge: strict or not
+    for e in edges:
+        step = 1e-3 * max(abs(e), 1e-3)
+        out += [[e - step], [e + step], [e - 100 * step], [e + 100 * step]]
+    return out
+
+
+@pytest.mark.parametrize("bound", BOUNDS, ids=lambda b: type(b).__name__)
+def test_holds_agrees_with_the_stated_tolerance(bound):
+    for values in synthetic(bound):
+        value = values if bound.sequence else values[0]
+        claim = Claim.of("c", "s", "p", value, Check("", value, bound))
+        assert claim.holds == decide_from_text(claim.tolerance, values), (claim.tolerance, values)
+        assert (claim.reason is None) == claim.holds
+
+
+def test_constructors_state_what_they_test():
+    c = Claim.within("1", "s", 0.25, 0.243, abs=0.02)
+    assert c.holds and c.tolerance == "within 0.02 of 0.243"
+    c = Claim.within("1", "s", 0.30, 0.243, abs=0.02)
+    assert not c.holds and c.reason == "measured = 0.3, not within 0.02 of 0.243"
+    c = Claim.in_range("2", "s", "p", {"a": 0.4, "b": 0.5}, low=0.38, high=0.45)
+    assert not c.holds and c.tolerance == "in [0.38, 0.45]" and "0.5" in c.reason and "0.4," not in c.reason
+    c = Claim.in_range("2", "s", "p", [0.1, 0.15], high=0.2)
+    assert c.holds and c.tolerance == "at most 0.2"
+    c = Claim.falls_with("3", "s", "p", {"L = 10": 0.3, "L = 100": 0.1, "L = 1000": 0.2})
+    assert not c.holds and c.tolerance == "falls strictly"
+
+
+def test_compound_claims_hold_only_when_every_check_does():
+    lstm, transformer = 0.5, 0.2
+    c = Claim.of("6", "s", "p", {"LSTM": lstm, "transformer": transformer},
+                 Check("LSTM / transformer", lstm / transformer, AtLeast(2)),
+                 Check("transformer", transformer, AtMost(0.2, strict=True)))
+    assert c.tolerance == "LSTM / transformer at least 2; transformer below 0.2"
+    assert not c.holds and c.reason == "transformer = 0.2, not below 0.2"
+
+
+def test_nothing_measured_or_not_finite_is_a_miss():
+    assert not Claim.in_range("1", "s", "p", [], high=1.0).holds
+    assert not Claim.in_range("1", "s", "p", {"a": math.nan}, high=1.0).holds
+    c = Claim.unmeasured("3-patterns", "s", "p", "no H=2 seed left the plateau")
+    assert not c.holds and c.reason == "no H=2 seed left the plateau" and c.tolerance == "-"
+    assert Claim.of("x", "s", "p", 1.0).holds is False  # a claim with no check decides nothing
+
+
+def test_leaves_walk_nested_data():
+    assert leaves({"a": [1, 2], "b": {"c": 3.5}}) == [1, 2, 3.5]
+
+
+def test_one_formatter_for_people():
+    assert format_value(0.123456) == "0.1235"
+    assert format_value(1.234e-7) == "1.234e-07"
+    assert format_value(0.0) == "0" and format_value(3) == "3" and format_value(True) == "yes"
+    assert format_value({"H=2": 0.2398, "H=4": [0.25, 0.26]}) == "H=2: 0.2398, H=4: (0.25, 0.26)"
+    assert format_value([[0.1, 0.2], [0.3]]) == "(0.1, 0.2), (0.3)"
+    assert format_value({"kernel": {"1": 0.5}}) == "kernel: (1: 0.5)"
+    assert format_value(None) == "-" and format_value("text") == "text"
