@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .format import format_number as _fmt
+
 
 def pick_rows(n: int, max_rows: int = 24) -> list[int]:
     """All k when n is small, otherwise about ``max_rows`` evenly spaced k (always the last)."""
@@ -13,10 +15,6 @@ def pick_rows(n: int, max_rows: int = 24) -> list[int]:
     step = -(-n // max_rows)
     rows = list(range(0, n, step))
     return rows if rows[-1] == n - 1 else [*rows, n - 1]
-
-
-def _fmt(v: float) -> str:
-    return f"{v:.4g}" if abs(v) < 1e5 else f"{v:.3e}"
 
 
 def text_table(k: Sequence[int], results: Mapping[str, Mapping[str, Any]]) -> str:
