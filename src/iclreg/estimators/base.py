@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ..errors import check
+from ..models.causal import causal_mask as causal_mask  # the estimators' mask, re-exported
 from ..registry import Registry, context
 from ..tasks.base import Task
 
@@ -99,7 +100,3 @@ def dot_query(x: Tensor, w: Tensor) -> Tensor:
     """Predictions <w_i, x_i> for per-position weights w: (B, n, d) -> (B, n)."""
     return (x * w).sum(-1)
 
-
-def causal_mask(n: int, device: torch.device) -> Tensor:
-    """(n, n) boolean mask, True where j < i (position i may use example j)."""
-    return torch.ones(n, n, dtype=torch.bool, device=device).tril(-1)

@@ -20,7 +20,8 @@ import torch
 from torch import Tensor
 
 from ..errors import check
-from .base import ESTIMATORS, Estimator, causal_mask, dot_query, exclusive_cumsum
+from ..models.causal import causal_mask, causal_weights, example_counts
+from .base import ESTIMATORS, Estimator, dot_query, exclusive_cumsum
 
 
 def kernel_predict(x: Tensor, y: Tensor, omega: Tensor, mu: Tensor) -> Tensor:
@@ -34,8 +35,8 @@ def kernel_predict(x: Tensor, y: Tensor, omega: Tensor, mu: Tensor) -> Tensor:
     n = x.shape[1]
     inner = x @ x.transpose(-1, -2)  # (B, n, n): <x_i, x_j>
     scores = omega.view(1, -1, 1, 1) * inner.unsqueeze(1)  # (B, H, n, n)
+    attn = causal_weights(scores, "softmax")  # (B, H, n, n): over the examples j < i
     mask = causal_mask(n, x.device)
-    attn = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
     # where(), not a product with 0: a later non-finite label must not reach earlier rows
     weighted = torch.where(mask, attn * y.view(y.shape[0], 1, 1, n), 0.0)  # (B, H, n, n)
     return (mu.view(1, -1, 1) * weighted.sum(-1)).sum(1)
@@ -101,7 +102,7 @@ class SingleHead(Estimator):
         n, d = x.shape[1], x.shape[2]
         noise_var = self._noise_var(slot)
         if self.L is None:
-            L = torch.arange(n, dtype=x.dtype, device=x.device).clamp_min(1)  # k at each position
+            L = example_counts(n, x.device, x.dtype)  # k at each position
         else:
             L = torch.full((n,), float(self.L), dtype=x.dtype, device=x.device)
         mu = math.sqrt(d) / (1 + (1 + noise_var) * d * math.e / L)  # (n,)
@@ -126,7 +127,7 @@ class DebiasedGD(Estimator):
 
     def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
         n = x.shape[1]
-        k = torch.arange(n, device=x.device, dtype=x.dtype).clamp_min(1).view(1, n, 1)
+        k = example_counts(n, x.device, x.dtype).view(1, n, 1)
         sum_yx = exclusive_cumsum(y.unsqueeze(-1) * x)  # (B, n, d)
         sum_x = exclusive_cumsum(x)
         sum_y = exclusive_cumsum(y).unsqueeze(-1)  # (B, n, 1)

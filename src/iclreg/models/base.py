@@ -3,32 +3,41 @@
 A model is an ``nn.Module`` whose ``forward(x (B, n, d), y (B, n)) -> (B, n)`` follows the
 same contract as the estimators: ``out[:, i]`` predicts ``y[:, i]`` from ``x[:, i]`` and the
 first ``i`` pairs only. Models are registered as frozen config dataclasses; ``build(SPEC)``
-constructs the config, validates it, and returns ``config.build()``, a module that keeps its
-config in ``.config`` (checkpoints carry it).
+constructs the config, validates it, and returns ``config.build(generator)``, a module that
+keeps its config in ``.config`` (checkpoints carry it) and draws every initial value from
+``generator`` (STYLE rule 7; ``None`` is torch's global generator, as for any ``nn.Module``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from ..registry import Registry
 
 MODELS: Registry[ModelConfig] = Registry("model")
-Layout = Literal["interleaved", "stacked"]
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Base of every model config: the input dimension and how prompts become tokens."""
+    """Base of every model config: the input dimension, and which fields set only the
+    initialisation.
+
+    Attributes:
+        member_fields: (class attribute) the fields that may differ between members of one
+            ensemble because they only set the initial weights (``init``, its scale, ...);
+            members must share every other field (``iclreg.train.loop.group_key``).
+    """
 
     name: ClassVar[str]
-    layout: ClassVar[Layout]
+    member_fields: ClassVar[tuple[str, ...]] = ()
     d: int = 5
 
-    def build(self) -> Predictor:
+    def build(self, generator: torch.Generator | None = None) -> Predictor:
+        """The model, every initial value drawn from ``generator`` (global RNG if ``None``)."""
         raise NotImplementedError
 
 
@@ -71,6 +80,7 @@ class StackedPredictor(Predictor):
         return out[0, :, 0]
 
 
-def build(spec: str, **ctx: Any) -> Predictor:
-    """Build a model from a SPEC such as ``softmax_attention:d=5,heads=2``."""
-    return MODELS.build(spec, **ctx).build()
+def build(spec: str, generator: torch.Generator | None = None, **ctx: Any) -> Predictor:
+    """Build a model from a SPEC such as ``softmax_attention:d=5,heads=2``, its initial
+    weights drawn from ``generator``."""
+    return MODELS.build(spec, **ctx).build(generator)

@@ -28,15 +28,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import check
-from .base import MODELS, Layout, ModelConfig, Predictor
+from .base import MODELS, ModelConfig, Predictor
 from .hooks import HookPoint, caching
+from .init import default_init_, uninitialised
 from .layouts import interleave, x_positions
 
 # Where the final LayerNorm applies in the per-layer read-out (module docstring).
@@ -67,7 +68,6 @@ class GPT2Config(ModelConfig):
         dropout: dropout on the embedding, the attention pattern and each residual branch.
     """
 
-    layout: ClassVar[Layout] = "interleaved"
     d: int = 20
     preset: Literal["tiny", "small", "standard"] = "standard"
     layers: int | None = None
@@ -105,8 +105,8 @@ class GPT2Config(ModelConfig):
         """The number of attention heads."""
         return PRESETS[self.preset][2] if self.heads is None else self.heads
 
-    def build(self) -> GPT2Regressor:
-        return GPT2Regressor(self)
+    def build(self, generator: torch.Generator | None = None) -> GPT2Regressor:
+        return GPT2Regressor(self, generator)
 
 
 class CausalSelfAttention(nn.Module):
@@ -187,7 +187,10 @@ class GPT2Regressor(Predictor):
     Weights follow GPT-2's initialisation (normal with std 0.02, residual projections scaled
     by 1 / sqrt(2 layers)) in the backbone, and PyTorch's default ``nn.Linear`` one in the
     read-in and read-out, as in Garg et al.'s code; they are drawn from ``generator``
-    (torch's default generator when ``None``, as for any ``nn.Module``).
+    (torch's default generator when ``None``, as for any ``nn.Module``). The generator first
+    gives the draws of PyTorch's default initialisation of every submodule (``init.py``), then
+    GPT-2's: what constructing the modules and then ``reset_parameters`` draws, so a seed gives
+    the weights it gave when the construction drew from the global generator.
     """
 
     config: GPT2Config
@@ -196,13 +199,16 @@ class GPT2Regressor(Predictor):
         super().__init__()
         self.config = config
         W = config.n_embd
-        self.read_in = nn.Linear(config.d, W)
-        self.wpe = nn.Embedding(2 * config.max_n, W)
-        self.drop = nn.Dropout(config.dropout)
-        self.hook_embed = HookPoint()
-        self.blocks = nn.ModuleList(Block(W, config.n_head, config.dropout) for _ in range(config.n_layer))
-        self.ln_f = nn.LayerNorm(W)
-        self.read_out = nn.Linear(W, 1)
+        with uninitialised(self):
+            self.read_in = nn.Linear(config.d, W)
+            self.wpe = nn.Embedding(2 * config.max_n, W)
+            self.drop = nn.Dropout(config.dropout)
+            self.hook_embed = HookPoint()
+            self.blocks = nn.ModuleList(
+                Block(W, config.n_head, config.dropout) for _ in range(config.n_layer))
+            self.ln_f = nn.LayerNorm(W)
+            self.read_out = nn.Linear(W, 1)
+        default_init_(self, generator)  # discarded below; drawn to keep each seed's weights
         self.reset_parameters(generator)
 
     @torch.no_grad()

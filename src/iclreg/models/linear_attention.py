@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..errors import check
 from .base import MODELS, ModelConfig, StackedPredictor
+from .causal import causal_mask, example_counts
 from .layouts import stack
 
 
@@ -42,7 +43,7 @@ class LinearAttentionConfig(ModelConfig):
         lr: GD step eta of the ``gd`` initialisation.
     """
 
-    layout = "stacked"
+    member_fields = ("init", "init_scale", "lr")
     layers: int = 1
     init: Literal["default", "gd"] = "default"
     init_scale: float = 0.02
@@ -53,14 +54,15 @@ class LinearAttentionConfig(ModelConfig):
         check(self.layers >= 1, f"linear_attention: layers must be at least 1, got {self.layers}")
         check(self.init_scale >= 0, f"linear_attention: init_scale must be >= 0, got {self.init_scale}")
 
-    def build(self) -> LinearAttention:
-        return LinearAttention(self)
+    def build(self, generator: torch.Generator | None = None) -> LinearAttention:
+        return LinearAttention(self, generator)
 
 
 class LinearAttention(StackedPredictor):
-    """L layers of linear self-attention; parameters ``W_kq``, ``W_pv``: (L, d+1, d+1)."""
+    """L layers of linear self-attention; parameters ``W_kq``, ``W_pv``: (L, d+1, d+1), drawn
+    from ``generator`` (W_kq first) under ``init=default``."""
 
-    def __init__(self, config: LinearAttentionConfig) -> None:
+    def __init__(self, config: LinearAttentionConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = config
         p = config.d + 1
@@ -70,8 +72,8 @@ class LinearAttention(StackedPredictor):
             pv = torch.zeros(config.layers, p, p)
             pv[:, -1, -1] = -config.lr
         else:
-            kq = config.init_scale * torch.randn(config.layers, p, p)
-            pv = config.init_scale * torch.randn(config.layers, p, p)
+            kq = config.init_scale * torch.randn(config.layers, p, p, generator=generator)
+            pv = config.init_scale * torch.randn(config.layers, p, p, generator=generator)
         self.W_kq = nn.Parameter(kq)
         self.W_pv = nn.Parameter(pv)
 
@@ -97,7 +99,7 @@ def _one_layer(W_kq: Tensor, W_pv: Tensor, x: Tensor, y: Tensor) -> Tensor:
     z = stack(x, y)  # (E, B, n, p)
     outer = z.unsqueeze(-1) * z.unsqueeze(-2)  # (E, B, n, p, p)
     C = outer.cumsum(2) - outer  # sum over the j < i examples
-    k = torch.arange(n, device=x.device, dtype=x.dtype).clamp_min(1).view(1, 1, n, 1)
+    k = example_counts(n, x.device, x.dtype).view(1, 1, n, 1)
     query = stack(x, torch.zeros_like(y))  # (E, B, n, p)
     update = torch.einsum("epq,ebnq->ebnp", W_kq, query)  # W^KQ z_q
     update = torch.einsum("ebnpq,ebnq->ebnp", C, update)
@@ -122,8 +124,8 @@ def _deep(
         n = Z.shape[3]
     rows = torch.tensor(queries, device=x.device)
     Z[:, :, torch.arange(len(queries), device=x.device), rows, -1] = 0.0  # query i's label is hidden
-    mask = torch.ones(n, n, device=x.device, dtype=x.dtype).tril(-1)[rows]  # examples j < i
-    k = mask.sum(1).clamp_min(1).view(1, 1, -1, 1, 1)
+    mask = causal_mask(n, x.device, rows).to(x.dtype)  # (n_q, n): examples j < i
+    k = example_counts(n, x.device, x.dtype, rows).view(1, 1, -1, 1, 1)
     for layer in range(W_kq.shape[1]):
         C = torch.einsum("ebijp,ij,ebijq->ebipq", Z, mask, Z)  # (E, B, n, p, p)
         M = W_pv[:, layer, None, None] @ C @ W_kq[:, layer, None, None]  # (E, B, n, p, p)

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from ..errors import check
 from .base import MODELS, ModelConfig, StackedPredictor
+from .causal import causal_weights
 
 
 @MODELS.register("reduced_attention")
@@ -35,7 +36,7 @@ class ReducedAttentionConfig(ModelConfig):
         init_scale: b at initialisation and the scale of A's entries (times 1/sqrt(d)).
     """
 
-    layout = "stacked"
+    member_fields = ("init_scale",)
     activation: Literal["softmax", "linear"] = "softmax"
     init_scale: float = 0.5
 
@@ -43,17 +44,18 @@ class ReducedAttentionConfig(ModelConfig):
         check(self.d >= 1, f"reduced_attention: d must be at least 1, got {self.d}")
         check(self.init_scale > 0, f"reduced_attention: init_scale must be positive, got {self.init_scale}")
 
-    def build(self) -> ReducedAttention:
-        return ReducedAttention(self)
+    def build(self, generator: torch.Generator | None = None) -> ReducedAttention:
+        return ReducedAttention(self, generator)
 
 
 class ReducedAttention(StackedPredictor):
-    """Parameters ``A``: (d, d) and ``b``: (1,)."""
+    """Parameters ``A``: (d, d), drawn from ``generator``, and ``b``: (1,)."""
 
-    def __init__(self, config: ReducedAttentionConfig) -> None:
+    def __init__(self, config: ReducedAttentionConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = config
-        self.A = nn.Parameter(torch.randn(config.d, config.d) * config.init_scale / math.sqrt(config.d))
+        A = torch.randn(config.d, config.d, generator=generator) * config.init_scale / math.sqrt(config.d)
+        self.A = nn.Parameter(A)
         self.b = nn.Parameter(torch.full((1,), config.init_scale))
 
     @staticmethod
@@ -70,12 +72,7 @@ class ReducedAttention(StackedPredictor):
             k = x.shape[2] - 1
             attn = torch.softmax(scores, -1) if config.activation == "softmax" else scores / max(k, 1)
             return b * (attn @ y[:, :, :-1].unsqueeze(-1)).squeeze(-1)  # (E, B, 1)
-        n = x.shape[2]
         q = x @ A.transpose(-1, -2).unsqueeze(1)  # (E, B, n, d): A x_i for every query i
         scores = q @ x.transpose(-1, -2)  # (E, B, n, n): x_j^T A x_i
-        mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril(-1)  # examples j < i
-        if config.activation == "softmax":
-            attn = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1).nan_to_num(0.0)
-        else:
-            attn = scores * mask / mask.sum(1).clamp_min(1).to(x.dtype).view(-1, 1)
+        attn = causal_weights(scores, config.activation)  # over the examples j < i
         return b * (attn @ y.unsqueeze(-1)).squeeze(-1)  # (E, B, n)

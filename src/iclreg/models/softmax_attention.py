@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ..errors import check
 from .base import MODELS, ModelConfig, StackedPredictor
+from .causal import causal_weights
 
 
 @MODELS.register("softmax_attention")
@@ -43,7 +44,7 @@ class SoftmaxAttentionConfig(ModelConfig):
         init_scale: s of the small-identity initialisations.
     """
 
-    layout = "stacked"
+    member_fields = ("init", "init_scale")
     heads: int = 1
     labels: int = 1
     activation: Literal["softmax", "linear"] = "softmax"
@@ -61,20 +62,24 @@ class SoftmaxAttentionConfig(ModelConfig):
         """Token width d + K."""
         return self.d + self.labels
 
-    def build(self) -> SoftmaxAttention:
-        return SoftmaxAttention(self)
+    def build(self, generator: torch.Generator | None = None) -> SoftmaxAttention:
+        return SoftmaxAttention(self, generator)
 
 
 class SoftmaxAttention(StackedPredictor):
-    """Parameters ``Q``, ``K``, ``V``: (H, p, p) and ``O``: (K, H, p), with p = d + K."""
+    """Parameters ``Q``, ``K``, ``V``: (H, p, p) and ``O``: (K, H, p), with p = d + K.
 
-    def __init__(self, config: SoftmaxAttentionConfig) -> None:
+    The default values of Q, K, V and O are drawn from ``generator`` in that order under every
+    ``init`` (the identities then replace some), so O is the same for every ``init``.
+    """
+
+    def __init__(self, config: SoftmaxAttentionConfig, generator: torch.Generator | None = None) -> None:
         super().__init__()
         self.config = config
         H, p, K = config.heads, config.width, config.labels
         bound = 1 / math.sqrt(p)
-        Q, Km, V = (torch.empty(H, p, p).uniform_(-bound, bound) for _ in range(3))
-        O = torch.empty(K, H, p).uniform_(-1 / math.sqrt(H * p), 1 / math.sqrt(H * p))
+        Q, Km, V = (torch.empty(H, p, p).uniform_(-bound, bound, generator=generator) for _ in range(3))
+        O = torch.empty(K, H, p).uniform_(-1 / math.sqrt(H * p), 1 / math.sqrt(H * p), generator=generator)
         s = config.init_scale
         if config.init == "small_id":  # the authors' code: Q, K, V small identities, O default
             Q, Km, V = (s * torch.eye(p).repeat(H, 1, 1) for _ in range(3))
@@ -114,12 +119,7 @@ class SoftmaxAttention(StackedPredictor):
         k = tokens.unsqueeze(2) @ params["K"].transpose(-1, -2).unsqueeze(1)  # (E, B, H, n, p)
         v = tokens.unsqueeze(2) @ params["V"].transpose(-1, -2).unsqueeze(1)
         scores = q @ k.transpose(-1, -2) / math.sqrt(config.width)  # (E, B, H, n_q, n)
-        mask = torch.ones(n, n, dtype=torch.bool, device=x.device).tril(-1)[rows]  # examples j < i
-        if config.activation == "softmax":
-            attn = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1).nan_to_num(0.0)
-        else:
-            count = mask.sum(1).clamp_min(1).to(x.dtype).view(-1, 1)
-            attn = scores * mask / count
+        attn = causal_weights(scores, config.activation, rows)  # over the examples j < i
         heads = attn @ v  # (E, B, H, n, p)
         E, B, H, n_q, p = heads.shape
         flat = heads.permute(0, 1, 3, 2, 4).reshape(E, B, n_q, H * p)  # (E, B, n_q, H p)

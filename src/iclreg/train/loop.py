@@ -104,12 +104,13 @@ class _Autocast(nn.Module):
 
 def group_key(config: ExperimentConfig) -> str:
     """What members trained by one loop must share: everything but the seed, the learning
-    rate, the task's values and the model's initialisation."""
+    rate, the task's values and the model's initialisation (the fields the model declares in
+    ``member_fields``)."""
     data = config.to_dict()
     task, model = TASKS.build(config.task), MODELS.build(config.model)
     data["task"] = {"d": task.d, "n": task.n, "labels": task.num_labels}
     data["model"] = {k: v for k, v in dataclasses.asdict(model).items()
-                     if k not in ("init", "init_scale", "lr")} | {"name": model.name}
+                     if k not in model.member_fields} | {"name": model.name}
     data["train"].pop("seed")
     data["optimizer"].pop("lr")
     return json.dumps(data, sort_keys=True)

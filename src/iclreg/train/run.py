@@ -26,10 +26,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def build_model(config: ExperimentConfig, device: torch.device | str = "cpu") -> Predictor:
-    """The model of ``config``, initialised from ``train.seed`` without touching global RNG."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.train.seed)
-        model = MODELS.build(config.model).build()
+    """The model of ``config``, its initial weights drawn on the CPU from a generator seeded
+    with ``train.seed`` (the global RNG is not touched)."""
+    model = MODELS.build(config.model).build(torch.Generator().manual_seed(config.train.seed))
     return model.to(device=device, dtype=DTYPES[config.run.dtype])
 
 
