@@ -5,7 +5,7 @@ For random attention weights (V, K, Q), Gaussian tokens z_i ~ N(m, G) and a quer
 finite-L output f_L(z) = V sum_i z_i softmax_i(z_i^T K^T Q z) approaches the linear limit
 f(z) = V m + V G K^T Q z, and so do its gradients with respect to (V, K, Q). This module
 measures E||f_L - f||^2 and E||grad f_L - grad f||^2 against L; a Monte Carlo rate gives
-log-log slopes near -1 for these squared errors.
+log-log slopes near -1 for these squared errors (fitted by ``analysis.fit.loglog_slope``).
 """
 
 from __future__ import annotations
@@ -63,9 +63,15 @@ def limit_errors(cov: Tensor, lengths: list[int], draws: int = 16, reps: int = 8
             "gradient": grad_err.mean(1).tolist(), "limit_norm": float(norm.mean())}
 
 
-def rademacher_limit_gap(lengths: list[int], p: int = 5, reps: int = 64, seed: int = 0) -> dict:
+def rademacher_limit_gap(lengths: list[int], p: int = 5, reps: int = 64,
+                         seed: int = 0) -> dict[str, list[float]]:
     """Finite-L attention on Rademacher tokens against the linear Gaussian formula V a and the
-    exact non-Gaussian limit V tanh(a) (a = K^T Q z), relative squared errors by L."""
+    exact non-Gaussian limit V tanh(a) (a = K^T Q z), relative squared errors by L.
+
+    Returns:
+        {"L": lengths, "vs_linear": [...], "vs_tanh": [...]}: sum over ``reps`` prompts of
+        ||f_L - limit||^2 over the sum of ||limit||^2, one value per L.
+    """
     gen = torch.Generator().manual_seed(seed)
     V, K, Q = (torch.randn(p, p, generator=gen, dtype=torch.float64) * (2 / math.sqrt(p)) for _ in range(3))
     linear, tanh = [], []

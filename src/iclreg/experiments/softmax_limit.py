@@ -7,9 +7,10 @@ large-prompt regime (arXiv 2512.11784): ``iclreg reproduce softmax-limit``.
 2. Concentration of the output and of the gradients with respect to the attention weights,
    with fitted log-log slopes.
 3. Training at finite L: attention in the paper's reduced parameters (A, b)
-   (``reduced_attention``), softmax and linear from the same weights, one ensemble of seeds
-   per (L, activation), against the gradient flow of the infinite-L risk R(A, b) from the same
-   start (``iclreg.theory.gradient_flow``); ||A||_F^2 - b^2 along the flow; its end point.
+   (``reduced_attention``), softmax and linear from the same weights, seeds per
+   (L, activation) trained as one ensemble, against the gradient flow of the infinite-L risk
+   R(A, b) from the same start (``iclreg.theory.gradient_flow``); ||A||_F^2 - b^2 along the
+   flow; its end point.
 4. Stability along training: output and gradient gaps between finite and infinite L at every
    checkpoint of the softmax runs.
 """
@@ -17,29 +18,22 @@ large-prompt regime (arXiv 2512.11784): ``iclreg reproduce softmax-limit``.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
+from torch import Tensor
 
-from ..analysis.concentration import (
-    limit_errors,
-    loglog_slope,
-    rademacher_limit_gap,
-    reduced_attention_gaps,
-)
-from ..report import save_figure, write_text
+from ..analysis.concentration import limit_errors, rademacher_limit_gap, reduced_attention_gaps
+from ..analysis.fit import loglog_slope
 from ..report.figures import lines_figure
+from ..report.format import format_value
 from ..tasks import build as build_task
 from ..tasks.covariance import build as build_covariance
 from ..theory import gradient_flow, limit_mse
-from ..train.checkpoint import checkpoint_dirs, load_checkpoint
-from ..train.run import build_model, read_run_config
-from ..train.sweep import run_sweep
-from .base import REPRODUCTIONS, Claim, Experiment, Reproduction
+from ..train import ExperimentConfig
+from .base import REPRODUCTIONS, Experiment, Runs, Section
+from .claims import AtLeast, AtMost, Check, Claim, Falls
 
 P = 5  # token width (d = 4 inputs and a label), as in the independent reproduction
 COVARIANCES = {"isotropic": ("identity", {}), "Toeplitz rho=0.5": ("toeplitz", {"rho": 0.5}),
@@ -50,20 +44,22 @@ D, NOISE_VAR, W_VAR = 5, 0.1, 0.2
 TRAIN_TASK = ("gaussian:d=5,n={n},noise_std=" + f"{math.sqrt(NOISE_VAR):.6f},w_std={math.sqrt(W_VAR):.6f}"
               ",cov=toeplitz,rho=0.5")
 PUBLISHED_GAP = {100: 0.13, 200: 0.105, 1000: 0.025}  # papers.md: |softmax - linear| risk, long SGD
+ACTIVATIONS = ("softmax", "linear")
+PALETTE = ["tab:red", "tab:orange", "tab:green", "tab:blue", "tab:purple", "tab:brown"]
 
 
 @dataclass(frozen=True)
 class Sizes:
-    lengths: tuple[int, ...]
-    draws: int
-    reps: int
-    rademacher: tuple[int, ...]
-    train_lengths: tuple[int, ...]
-    seeds: int
+    lengths: tuple[int, ...]  # prompt lengths of the concentration at random weights
+    draws: int  # weight draws per length
+    reps: int  # prompts per draw
+    rademacher: tuple[int, ...]  # prompt lengths of the Rademacher tokens
+    train_lengths: tuple[int, ...]  # training L
+    seeds: int  # seeds per (L, activation)
     steps: int
     lr: float
     batch: int
-    test_prompts: int
+    test_prompts: int  # fixed test prompts per training L
 
 
 QUICK = Sizes(lengths=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096), draws=32, reps=16,
@@ -72,17 +68,28 @@ QUICK = Sizes(lengths=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096), draws=32, r
 FULL = Sizes(lengths=tuple(2**i for i in range(4, 15)), draws=128, reps=32,
              rademacher=(64, 1024, 16384, 131072), train_lengths=(10, 20, 50, 100, 200, 1000),
              seeds=4, steps=300_000, lr=1e-3, batch=128, test_prompts=16384)
+TOY = Sizes(lengths=(16, 64), draws=2, reps=2, rademacher=(64, 256), train_lengths=(10, 40), seeds=1,
+            steps=20, lr=0.05, batch=16, test_prompts=64)
 
 
-def _falls(by_length: dict[int, float]) -> bool:
-    """Strictly decreasing in the order of the lengths."""
-    values = list(by_length.values())
-    return all(b < a for a, b in zip(values, values[1:], strict=False))
+def mean(values: list[list[float]]) -> list[float]:
+    """Elementwise mean of equally long lists (the mean over seeds of a trajectory)."""
+    return [sum(v) / len(v) for v in zip(*values, strict=True)]
 
 
-def _max_drift(values: list[float]) -> float:
+def max_drift(values: list[float]) -> float:
     """Largest departure of a supposedly conserved quantity from its initial value."""
     return max(abs(v - values[0]) for v in values)
+
+
+def conserved(record: dict[str, list]) -> list[float]:
+    """||A||_F^2 - b^2 at each point of a trajectory (conserved by the gradient flow)."""
+    return [float((A**2).sum()) - b**2 for A, b in zip(record["A"], record["b"], strict=True)]
+
+
+def by_length(values: dict[int, float]) -> dict[str, float]:
+    """``{L: v}`` -> ``{"L = L": v}`` (claims' mappings have string keys)."""
+    return {f"L = {L}": v for L, v in values.items()}
 
 
 @REPRODUCTIONS.register("softmax-limit")
@@ -90,228 +97,222 @@ def _max_drift(values: list[float]) -> float:
 class SoftmaxLimit(Experiment):
     """Boursier & Boyer: finite-L softmax attention concentrates on a linear limit."""
 
-    def run(self, out: Path, progress: bool = False) -> Reproduction:
-        start = time.perf_counter()
-        sizes = QUICK if self.quick else FULL
-        result = Reproduction(paper="softmax-limit", mode="quick" if self.quick else "full",
-                              title="Boursier & Boyer, softmax attention as linear attention in "
-                                    "the large-prompt regime (arXiv 2512.11784)")
-        self._concentration(sizes, out, result)
-        runs = self._train(sizes, out, progress)
-        self._training_claims(sizes, runs, out, result)
-        result.sections += self._notes(sizes)
-        result.seconds = time.perf_counter() - start
-        return result
+    title = ("Boursier & Boyer, softmax attention as linear attention in the large-prompt regime "
+             "(arXiv 2512.11784)")
+    modes = {"quick": QUICK, "full": FULL}
+    toy = TOY
 
-    # --- 1-2. the limit and concentration at random weights -----------------------------------
-    def _concentration(self, sizes: Sizes, out: Path, result: Reproduction) -> None:
+    # --- the plan: one run per (L, activation, seed); the seeds of one (L, activation) share
+    # shapes and train as one ensemble, and the same seed gives the same start at every L -------
+    def plan(self, sizes: Sizes) -> dict[str, ExperimentConfig]:
+        return {f"L{L}_{activation}/seed{seed}": self._train_config(sizes, L, activation, seed)
+                for L in sizes.train_lengths for activation in ACTIVATIONS for seed in range(sizes.seeds)}
+
+    def _train_config(self, sizes: Sizes, L: int, activation: str, seed: int) -> ExperimentConfig:
+        return self.config(
+            TRAIN_TASK.format(n=L + 1), f"reduced_attention:activation={activation}",
+            optimizer={"name": "sgd", "lr": sizes.lr},
+            train={"steps": sizes.steps, "batch": sizes.batch, "loss": "query", "seed": seed},
+            eval={"samples": 64, "estimators": []},
+            run={"checkpoint_every": sizes.steps // 20, "keep": 21, "log_every": max(sizes.steps // 100, 1)})
+
+    def analyse(self, runs: Runs, sizes: Sizes) -> list[Section]:
+        Sigma = build_task(TRAIN_TASK.format(n=2)).covariance
+        traj = self._trajectories(runs, sizes, Sigma)
+        return [self._concentration(sizes), self._training(sizes, traj, Sigma),
+                self._stability(sizes, traj), self._notes(sizes)]
+
+    # --- 1-2. the limit and concentration at random weights -------------------------------------
+    def _concentration(self, sizes: Sizes) -> Section:
         lengths = list(sizes.lengths)
-        series, slopes, relative, norms, errors_first = {}, {}, {}, {}, {}
-        for label, (kind, options) in COVARIANCES.items():
+        series, slopes, relative, fall = {}, {}, {}, {}
+        for i, (label, (kind, options)) in enumerate(COVARIANCES.items()):
             cov, _ = build_covariance(kind, P, **options)
-            errors = limit_errors(cov, lengths, sizes.draws, sizes.reps, seed=len(series))
+            errors = limit_errors(cov, lengths, sizes.draws, sizes.reps, seed=2 * i)  # seeds 0, 2, 4
             series[f"output, {label}"] = (lengths, errors["output"])
             series[f"gradient, {label}"] = (lengths, errors["gradient"])
-            slopes[label] = (round(loglog_slope(lengths, errors["output"]), 3),
-                             round(loglog_slope(lengths, errors["gradient"]), 3))
-            relative[label] = round(errors["output"][-1] / errors["limit_norm"], 5)
-            norms[label], errors_first[label] = errors["limit_norm"], errors["output"][0]
-        save_figure(lines_figure(series, "context length L", "mean squared error against the limit",
-                                 "concentration on the infinite-prompt limit", logy=True, logx=True),
-                    out / "concentration.png")
-        fall = {label: round(errors_first[label] / (relative[label] * norms[label]), 1) for label in relative}
-        result.claims.append(Claim(
+            slopes[label] = [loglog_slope(lengths, errors[key]) for key in ("output", "gradient")]
+            relative[label] = errors["output"][-1] / errors["limit_norm"]
+            fall[label] = errors["output"][0] / errors["output"][-1]
+        gaussian = Claim.of(
             "1-gaussian-limit", "Gaussian tokens: finite-L output -> V m + V G K^T Q z (relative squared "
             f"error at L = {lengths[-1]}; factor by which the squared error falls from L = {lengths[0]})",
             "converges (Gaussian identity)", {"relative error": relative, "fall": fall},
-            f"falls at least 50-fold over L = {lengths[0]}..{lengths[-1]} (a 1/L rate gives "
-            f"{lengths[-1] // lengths[0]}) for every covariance", all(v >= 50 for v in fall.values()),
-            "concentration.png"))
-        gap = rademacher_limit_gap(list(sizes.rademacher), p=P)
-        series_r = {"against V K^T Q z (linear)": (gap["L"], gap["vs_linear"]),
-                    "against V tanh(K^T Q z)": (gap["L"], gap["vs_tanh"])}
-        save_figure(lines_figure(series_r, "context length L", "relative squared error",
-                                 "Rademacher tokens", logy=True, logx=True), out / "rademacher.png")
-        result.claims.append(Claim(
-            "1-rademacher", "Rademacher tokens: the limit is not linear (it is V tanh(a))",
-            "the identity is Gaussian-specific", {"vs linear": [round(v, 4) for v in gap["vs_linear"]],
-                                                  "vs tanh": [round(v, 6) for v in gap["vs_tanh"]]},
-            "vs tanh -> below 0.01 at the largest L while vs linear stays above 0.3",
-            gap["vs_tanh"][-1] < 0.01 and min(gap["vs_linear"]) > 0.3, "rademacher.png"))
-        low, high = -1.2, -0.75
-        result.claims.append(Claim(
+            Check(f"fall from L = {lengths[0]} to {lengths[-1]} (a 1/L rate gives "
+                  f"{lengths[-1] // lengths[0]}), every covariance:", fall, AtLeast(50)),
+            figure="concentration.png")
+        slope_claim = Claim.in_range(
             "2-slopes", f"log-log slopes of the squared output and gradient errors, L = {lengths[0]}.."
             f"{lengths[-1]} (output, gradient)", f"{PUBLISHED_SLOPES[0]} to {PUBLISHED_SLOPES[1]}",
-            slopes, f"every slope in [{low}, {high}]",
-            all(low <= s <= high for pair in slopes.values() for s in pair), "concentration.png"))
-        result.sections += [
-            "## 1-2. Limit and concentration at random weights", "",
-            f"Token width p = {P}, centred tokens; V has N(0, 1/p) entries and K, Q N(0, 0.09/p), "
-            "so the scores stay O(1); gradients are with respect to (V, K, Q) of the output's sum, "
-            f"per prompt. {sizes.draws} weight draws x {sizes.reps} prompts per length.", "",
-            "![concentration](concentration.png)", "", "![rademacher](rademacher.png)", ""]
-        result.figures += ["concentration.png", "rademacher.png"]
+            slopes, low=-1.2, high=-0.75, figure="concentration.png")
+        rademacher, figure = self._rademacher(sizes)
+        text = [f"Token width p = {P}, centred tokens; V has N(0, 1/p) entries and K, Q N(0, 0.09/p), "
+                "so the scores stay O(1); gradients are with respect to (V, K, Q) of the output's sum, "
+                f"per prompt. {sizes.draws} weight draws x {sizes.reps} prompts per length."]
+        figures = {"concentration.png": lines_figure(
+            series, "context length L", "mean squared error against the limit",
+            "concentration on the infinite-prompt limit", logy=True, logx=True), "rademacher.png": figure}
+        return Section("1-2. Limit and concentration at random weights", text,
+                       [gaussian, rademacher, slope_claim], figures, {"slopes": slopes})
 
-    # --- 3. training at finite L against the infinite-L flow ----------------------------------
-    def _train(self, sizes: Sizes, out: Path, progress: bool) -> dict[tuple[int, str], list[Path]]:
-        """One ensemble of seeds per (L, activation); the same seeds give the same start."""
-        runs = {}
+    def _rademacher(self, sizes: Sizes) -> tuple[Claim, Any]:
+        gap = rademacher_limit_gap(list(sizes.rademacher), p=P)
+        claim = Claim.of(
+            "1-rademacher", "Rademacher tokens: the limit is not linear (it is V tanh(a))",
+            "the identity is Gaussian-specific", {"vs linear": gap["vs_linear"], "vs tanh": gap["vs_tanh"]},
+            Check("vs tanh at the largest L", gap["vs_tanh"][-1], AtMost(0.01, strict=True)),
+            Check("vs linear at every L", gap["vs_linear"], AtLeast(0.3, strict=True)),
+            figure="rademacher.png")
+        series = {"against V K^T Q z (linear)": (gap["L"], gap["vs_linear"]),
+                  "against V tanh(K^T Q z)": (gap["L"], gap["vs_tanh"])}
+        return claim, lines_figure(series, "context length L", "relative squared error", "Rademacher tokens",
+                                   logy=True, logx=True)
+
+    # --- trajectories of the trained runs ---------------------------------------------------------
+    def _trajectories(self, runs: Runs, sizes: Sizes, Sigma: Tensor) -> dict[tuple[int, str], list[dict]]:
+        """(L, activation) -> one trajectory per seed (``_trajectory``), on fixed test prompts."""
+        traj = {}
         for L in sizes.train_lengths:
-            for activation in ("softmax", "linear"):
-                config = {
-                    "task": TRAIN_TASK.format(n=L + 1),
-                    "model": f"reduced_attention:activation={activation}",
-                    "optimizer": {"name": "sgd", "lr": sizes.lr},
-                    "train": {"steps": sizes.steps, "batch": sizes.batch, "loss": "query"},
-                    "eval": {"samples": 64, "estimators": []},
-                    "run": {"device": self.device, "checkpoint_every": sizes.steps // 20, "keep": 21,
-                            "log_every": max(sizes.steps // 100, 1)},
-                }
-                path = out / "configs" / f"L{L}_{activation}.yaml"
-                path.parent.mkdir(exist_ok=True)
-                write_text(path, yaml.safe_dump(config, sort_keys=False))
-                seeds = ",".join(str(s) for s in range(sizes.seeds))
-                sweep = run_sweep(path, [], [f"train.seed={seeds}"], out / "runs" / f"L{L}_{activation}",
-                                  progress)
-                runs[(L, activation)] = [sweep / f"train.seed={s}" for s in range(sizes.seeds)]
-        return runs
+            test = build_task(TRAIN_TASK.format(n=L + 1)).sample(sizes.test_prompts, seed=7_000 + L, step=0,
+                                                               dtype=torch.float64)
+            for activation in ACTIVATIONS:
+                names = [f"L{L}_{activation}/seed{seed}" for seed in range(sizes.seeds)]
+                traj[(L, activation)] = [self._trajectory(runs, name, test, Sigma, activation == "softmax")
+                                         for name in names]
+        return traj
 
-    def _trajectory(self, run_dir: Path, test, Sigma: torch.Tensor, with_gaps: bool) -> dict[str, Any]:
+    @staticmethod
+    def _trajectory(runs: Runs, name: str, test: Any, Sigma: Tensor, with_gaps: bool) -> dict[str, list]:
         """Test risk at the training L, (A, b) and (softmax only) the finite/infinite-L gaps at
-        the initialisation and every checkpoint."""
-        config = read_run_config(run_dir)
-        model = build_model(config).double()
-        record: dict[str, Any] = {"step": [], "risk": [], "A": [], "b": [], "output": [], "gradient": []}
-        for ckpt_dir in [None, *checkpoint_dirs(run_dir)]:  # None: the initialisation
-            step = 0
-            if ckpt_dir is not None:
-                ckpt = load_checkpoint(ckpt_dir, config.to_dict())
-                model.load_state_dict(ckpt.weights)
-                step = ckpt.step
+        the initialisation and every checkpoint, in float64 on the CPU."""
+        record: dict[str, list] = {"step": [], "risk": [], "A": [], "b": [], "output": [], "gradient": []}
+        for step, model in runs.checkpoints(name, initial=True):
+            model.to(device="cpu", dtype=torch.float64)  # in place: later checkpoints load into float64
             A, b = model.A.detach().clone(), float(model.b.detach()[0])
             with torch.no_grad():
                 risk = float((model.predict_last(test.x, test.y) - test.y[:, -1]).square().mean())
-            record["step"].append(step)
-            record["risk"].append(risk)
-            record["A"].append(A)
-            record["b"].append(b)
+            for key, value in (("step", step), ("risk", risk), ("A", A), ("b", b)):
+                record[key].append(value)
             if with_gaps:
                 gaps = reduced_attention_gaps(A, b, test.x, test.y, test.w, Sigma)
                 record["output"].append(gaps["output"])
                 record["gradient"].append(gaps["gradient"])
         return record
 
-    def _training_claims(self, sizes: Sizes, runs: dict[tuple[int, str], list[Path]], out: Path,
-                         result: Reproduction) -> None:
-        lengths = list(sizes.train_lengths)
-        Sigma = build_task(TRAIN_TASK.format(n=2)).covariance
-        traj: dict[tuple[int, str], list[dict[str, Any]]] = {}
-        for L in lengths:
-            test = build_task(TRAIN_TASK.format(n=L + 1)).sample(sizes.test_prompts, seed=7_000 + L, step=0,
-                                                               dtype=torch.float64)
-            for activation in ("softmax", "linear"):
-                traj[(L, activation)] = [self._trajectory(r, test, Sigma, activation == "softmax")
-                                         for r in runs[(L, activation)]]
-        # the infinite-L flow from each seed's start (the same for every L and activation)
-        steps = traj[(lengths[0], "softmax")][0]["step"]
-        times = [sizes.lr * s for s in steps]
-        horizon = 20 * times[-1]
+    # --- 3. training at finite L against the infinite-L flow --------------------------------------
+    @staticmethod
+    def _flows(starts: list[dict], times: list[float], Sigma: Tensor) -> list[dict[str, Any]]:
+        """The infinite-L flow from each seed's start (the same at every L and activation), at
+        ``times`` and at a last time (the end point)."""
         flows = []
-        for start in traj[(lengths[0], "softmax")]:
-            A_t, b_t = gradient_flow(start["A"][0], start["b"][0], Sigma, [*times, horizon], w_var=W_VAR)
+        for start in starts:
+            A_t, b_t = gradient_flow(start["A"][0], start["b"][0], Sigma, times, w_var=W_VAR)
             flows.append({"risk": [float(limit_mse(A_t[i], b_t[i], Sigma, W_VAR, NOISE_VAR))
-                                   for i in range(len(times))],
+                                   for i in range(len(times) - 1)],
                           "conserved": ((A_t**2).sum((-2, -1)) - b_t**2).tolist(),
                           "A_norm2": (A_t**2).sum((-2, -1)).tolist(),
                           "end": (A_t[-1], float(b_t[-1]))})
+        return flows
 
-        def mean(values: list[list[float]]) -> list[float]:
-            return [sum(v) / len(v) for v in zip(*values, strict=True)]
-
+    def _training(self, sizes: Sizes, traj: dict[tuple[int, str], list[dict]], Sigma: Tensor) -> Section:
+        lengths, first, last = list(sizes.train_lengths), sizes.train_lengths[0], sizes.train_lengths[-1]
+        steps = traj[(first, "softmax")][0]["step"]
+        horizon = 20 * (sizes.lr * steps[-1])  # 20 times the flow time of the training
+        flows = self._flows(traj[(first, "softmax")], [sizes.lr * s for s in steps] + [horizon], Sigma)
         flow_risk = mean([f["risk"] for f in flows])
+        risks = {(L, a): mean([t["risk"] for t in traj[(L, a)]]) for L in lengths for a in ACTIVATIONS}
+        final_gap = {L: abs(risks[(L, "softmax")][-1] - flow_risk[-1]) for L in lengths}
+        max_gap = {L: max(abs(a - b) for a, b in zip(risks[(L, "softmax")][1:], flow_risk[1:], strict=True))
+                   for L in lengths}
+        linear_gap = {L: abs(risks[(L, "softmax")][-1] - risks[(L, "linear")][-1]) for L in lengths}
+        claims = [
+            Claim.of("3-tracks-flow", "|softmax risk - infinite-L flow risk| at the end of training, by "
+                     "training L", "finite-L softmax training tracks the infinite-L dynamics once L is large",
+                     by_length(final_gap), Check("by L", list(final_gap.values()), Falls()),
+                     Check(f"L = {last} / L = {first}", final_gap[last] / final_gap[first],
+                           AtMost(1 / 3, strict=True)), figure="training.png"),
+            Claim.of("3-softmax-vs-linear", "|softmax - linear| test risk at the end of training, same start "
+                     "(the published gaps come from 50k-150k SGD steps at lr 1e-3)",
+                     by_length(PUBLISHED_GAP), by_length(linear_gap),
+                     Check("by L", list(linear_gap.values()), Falls()), figure="training.png"),
+            *self._flow_claims(flows, horizon, Sigma)]
+        sgd = {f"L = {L}": max_drift(conserved(traj[(L, "softmax")][0])) for L in lengths}  # seed 0
+        text = [f"Attention in the reduced parameters (A, b): y_hat = b sum_j y_j softmax_j(x_j^T A x_q), "
+                f"and linear attention (scores / L) from the same weights; SGD lr {sizes.lr}, batch "
+                f"{sizes.batch}, {sizes.steps} steps, {sizes.seeds} seeds per (L, activation), each an "
+                "ensemble. The flow integrates d(A, b)/dt = -grad of the infinite-L risk from each "
+                "seed's start; SGD step t is flow time lr * t. Final risk gaps to the flow "
+                f"{format_value(by_length(final_gap))}; largest gap along training "
+                f"{format_value(by_length(max_gap))}. SGD at a finite step does not conserve ||A||_F^2 - b^2 "
+                f"(max drift of seed 0 by L: {format_value(sgd)}); the flow does."]
+        figure = self._risk_figure(steps, risks, flow_risk, lengths)
+        data = {"final_gap": by_length(final_gap), "max_gap": by_length(max_gap), "sgd_drift": sgd}
+        return Section("3. Training at finite L", text, claims, {"training.png": figure}, data)
+
+    @staticmethod
+    def _risk_figure(steps: list[int], risks: dict[tuple[int, str], list[float]], flow_risk: list[float],
+                     lengths: list[int]) -> Any:
+        """Mean test risk along training, softmax (solid) and linear (dashed) by L, and the flow."""
         series, styles, colors = {}, {}, {}
-        palette = ["tab:red", "tab:orange", "tab:green", "tab:blue", "tab:purple", "tab:brown"]
-        final_gap, max_gap, linear_gap = {}, {}, {}
         for i, L in enumerate(lengths):
-            soft = mean([t["risk"] for t in traj[(L, "softmax")]])
-            lin = mean([t["risk"] for t in traj[(L, "linear")]])
-            series[f"softmax, L = {L}"], series[f"linear, L = {L}"] = (steps, soft), (steps, lin)
+            series[f"softmax, L = {L}"] = (steps, risks[(L, "softmax")])
+            series[f"linear, L = {L}"] = (steps, risks[(L, "linear")])
             styles[f"linear, L = {L}"] = "--"
-            colors[f"softmax, L = {L}"] = colors[f"linear, L = {L}"] = palette[i % len(palette)]
-            final_gap[L] = round(abs(soft[-1] - flow_risk[-1]), 4)
-            max_gap[L] = round(max(abs(a - b) for a, b in zip(soft[1:], flow_risk[1:], strict=True)), 4)
-            linear_gap[L] = round(abs(soft[-1] - lin[-1]), 4)
+            colors[f"softmax, L = {L}"] = colors[f"linear, L = {L}"] = PALETTE[i % len(PALETTE)]
         series["infinite-L flow"] = (steps, flow_risk)
         colors["infinite-L flow"], styles["infinite-L flow"] = "black", ":"
-        save_figure(lines_figure(series, "SGD step", "test risk at the training L",
-                                 "finite-L training against the infinite-L gradient flow", logy=True,
-                                 hlines={"Bayes risk at infinite L (sigma^2)": NOISE_VAR}, colors=colors,
-                                 styles=styles), out / "training.png")
-        result.claims.append(Claim(
-            "3-tracks-flow", "|softmax risk - infinite-L flow risk| at the end of training, by training L",
-            "finite-L softmax training tracks the infinite-L dynamics once L is large", final_gap,
-            f"falls with L, and at L = {lengths[-1]} below a third of the gap at L = {lengths[0]}",
-            _falls(final_gap) and final_gap[lengths[-1]] < final_gap[lengths[0]] / 3, "training.png"))
-        result.claims.append(Claim(
-            "3-softmax-vs-linear", "|softmax - linear| test risk at the end of training, same start",
-            {f"L = {k}": v for k, v in PUBLISHED_GAP.items()}, linear_gap,
-            "falls with L (the published gaps come from 50k-150k SGD steps at lr 1e-3)", _falls(linear_gap),
-            "training.png"))
-        drift = max(_max_drift(f["conserved"]) for f in flows)
+        return lines_figure(series, "SGD step", "test risk at the training L",
+                            "finite-L training against the infinite-L gradient flow", logy=True,
+                            hlines={"Bayes risk at infinite L (sigma^2)": NOISE_VAR}, colors=colors,
+                            styles=styles)
+
+    @staticmethod
+    def _flow_claims(flows: list[dict[str, Any]], horizon: float, Sigma: Tensor) -> list[Claim]:
+        """||A||_F^2 - b^2 conserved along the flow; the flow's end point is Bayes-optimal."""
+        drift = max(max_drift(f["conserved"]) for f in flows)
         moved = min(max(f["A_norm2"]) - min(f["A_norm2"]) for f in flows)
-        sgd = {f"L = {L}": round(_max_drift([float((A**2).sum()) - b**2 for A, b in
-                                             zip(seed0["A"], seed0["b"], strict=True)]), 3)
-               for L in lengths for seed0 in traj[(L, "softmax")][:1]}
-        result.claims.append(Claim(
-            "3-conservation", "max drift of ||A||_F^2 - b^2 along the infinite-L gradient flow "
-            "(while ||A||_F^2 itself moves by at least the stated amount)",
-            "conserved along the flow", {"drift": f"{drift:.1e}", "||A||^2 moved": round(moved, 3)},
-            "drift below 1e-6 x the movement of ||A||_F^2", drift < 1e-6 * moved, "training.png"))
-        ends = [f["end"] for f in flows]
-        eye = torch.eye(D, dtype=torch.float64)
+        eye, ends = torch.eye(D, dtype=torch.float64), [f["end"] for f in flows]
         residual = max(float((b * Sigma @ A - eye).abs().max()) for A, b in ends)
         excess = max(float(limit_mse(A, b, Sigma, W_VAR, NOISE_VAR)) - NOISE_VAR for A, b in ends)
-        result.claims.append(Claim(
-            "3-bayes-end", f"end point of the flow at time {horizon:g}: max |b S A - I| and the excess "
-            "risk over sigma^2", "reaches the Bayes-optimal (zero excess risk) predictor",
-            {"max |bSA - I|": f"{residual:.1e}", "excess risk": f"{excess:.1e}"},
-            "both below 1e-4", residual < 1e-4 and excess < 1e-4, "training.png"))
-        # 4. stability along training
-        gap_series = {}
+        return [
+            Claim.of("3-conservation", "max drift of ||A||_F^2 - b^2 along the infinite-L gradient flow "
+                     "(while ||A||_F^2 itself moves by at least the stated amount)",
+                     "conserved along the flow", {"drift": drift, "||A||^2 moved": moved},
+                     Check("drift / movement of ||A||_F^2", drift / moved, AtMost(1e-6, strict=True)),
+                     figure="training.png"),
+            Claim.of("3-bayes-end", f"end point of the flow at time {horizon:g}: max |b S A - I| and the "
+                     "excess risk over sigma^2", "reaches the Bayes-optimal (zero excess risk) predictor",
+                     {"max |bSA - I|": residual, "excess risk": excess},
+                     Check("max |bSA - I|", residual, AtMost(1e-4, strict=True)),
+                     Check("excess risk", excess, AtMost(1e-4, strict=True)), figure="training.png")]
+
+    # --- 4. stability along training --------------------------------------------------------------
+    def _stability(self, sizes: Sizes, traj: dict[tuple[int, str], list[dict]]) -> Section:
+        lengths = list(sizes.train_lengths)
+        steps = traj[(lengths[0], "softmax")][0]["step"]
+        series, colors, styles = {}, {}, {}
         for i, L in enumerate(lengths):
             for key in ("output", "gradient"):
-                gap_series[f"{key}, L = {L}"] = (steps, mean([t[key] for t in traj[(L, "softmax")]]))
-                colors[f"{key}, L = {L}"] = palette[i % len(palette)]
+                series[f"{key}, L = {L}"] = (steps, mean([t[key] for t in traj[(L, "softmax")]]))
+                colors[f"{key}, L = {L}"] = PALETTE[i % len(PALETTE)]
                 styles[f"{key}, L = {L}"] = "-" if key == "output" else "--"
-        save_figure(lines_figure(gap_series, "SGD step", "relative squared gap to the infinite-L limit",
-                                 "finite vs infinite L along softmax training", logy=True, colors=colors,
-                                 styles=styles), out / "stability.png")
+        figure = lines_figure(series, "SGD step", "relative squared gap to the infinite-L limit",
+                              "finite vs infinite L along softmax training", logy=True, colors=colors,
+                              styles=styles)
         top = lengths[-1]
-        out_gap, grad_gap = gap_series[f"output, L = {top}"][1], gap_series[f"gradient, L = {top}"][1]
-        result.claims.append(Claim(
-            "4-stability", f"relative output and gradient gaps at L = {top}, from initialisation to "
-            "the end of training (max over checkpoints; at initialisation)",
+        out_gap, grad_gap = series[f"output, L = {top}"][1], series[f"gradient, L = {top}"][1]
+        claim = Claim.of(
+            "4-stability", f"relative output and gradient gaps at L = {top}, from initialisation to the end "
+            "of training (max over checkpoints; at initialisation)",
             "the gap stays small over the whole trajectory, not only at initialisation",
-            {"output max": round(max(out_gap), 4), "output at init": round(out_gap[0], 4),
-             "gradient max": round(max(grad_gap), 4), "gradient at init": round(grad_gap[0], 4)},
-            "at every checkpoint within 3x of the gap at initialisation",
-            max(out_gap) <= 3 * out_gap[0] and max(grad_gap) <= 3 * grad_gap[0], "stability.png"))
-        result.sections += [
-            "## 3. Training at finite L", "",
-            f"Attention in the reduced parameters (A, b): y_hat = b sum_j y_j softmax_j(x_j^T A x_q), and "
-            f"linear attention (scores / L) from the same weights; SGD lr {sizes.lr}, batch {sizes.batch}, "
-            f"{sizes.steps} steps, {sizes.seeds} seeds per (L, activation), each an ensemble. The flow "
-            "integrates d(A, b)/dt = -grad of the infinite-L risk from each seed's start; SGD step t is "
-            f"flow time lr * t. Final risk gaps to the flow {final_gap}; largest gap along training "
-            f"{max_gap}. SGD at a finite step does not conserve ||A||_F^2 - b^2 (max drift of seed 0 "
-            f"by L: {sgd}); the flow does.", "",
-            "![training](training.png)", "",
-            "## 4. Stability along training", "", "![stability](stability.png)", ""]
-        result.figures += ["training.png", "stability.png"]
+            {"output max": max(out_gap), "output at init": out_gap[0],
+             "gradient max": max(grad_gap), "gradient at init": grad_gap[0]},
+            Check("output: max / at init", max(out_gap) / out_gap[0], AtMost(3)),
+            Check("gradient: max / at init", max(grad_gap) / grad_gap[0], AtMost(3)), figure="stability.png")
+        return Section("4. Stability along training", [], [claim], {"stability.png": figure})
 
-    def _notes(self, sizes: Sizes) -> list[str]:
-        lines = ["## Notes", "",
-                 "- The squared error of the output at random weights falls like 1/L (claim 2), so "
+    def _notes(self, sizes: Sizes) -> Section:
+        lines = ["- The squared error of the output at random weights falls like 1/L (claim 2), so "
                  "claim 1 asks for the fall over the lengths rather than a level at one L (the level at "
                  f"the largest L, {sizes.lengths[-1]}, is in the claim's row).",
                  "- Training uses the paper's reduced parameterisation (value reads the label, key-query "
@@ -322,4 +323,4 @@ class SoftmaxLimit(Experiment):
             lines.append(f"- Quick mode: L in {list(sizes.train_lengths)}, {sizes.steps} SGD steps at lr "
                          f"{sizes.lr}, flow time {sizes.steps * sizes.lr:g} (full mode, as the authors: "
                          f"{FULL.steps} steps at {FULL.lr:g}, flow time {FULL.steps * FULL.lr:g}).")
-        return lines
+        return Section("Notes", lines)
