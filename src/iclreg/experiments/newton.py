@@ -5,7 +5,7 @@ optimization methods for in-context learning" (NeurIPS 2024, arXiv 2310.17086):
 A GPT-2 backbone trained on noiseless linear regression (interleaved tokens) is read out layer
 by layer (closed-form least-squares probes of Fu et al.'s hidden states: raw residual stream,
 ``ln_f`` at the last layer only; ``iclreg.analysis.probe``) and each layer's residuals are
-compared with Iterative Newton (Newton-Schulz) and GD steps.
+compared with Iterative Newton (Newton-Schulz, X_{t+1} = X_t (2I - S X_t)) and GD steps.
 
 Claims: the model learns (error near least squares); probe error falls with depth; the
 best-matching Newton step grows about linearly with depth while the best GD step grows
@@ -17,24 +17,21 @@ worse; layer l matches Newton k with k growing linearly in l (k + O(1) layers).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
-import numpy as np
 import torch
-import yaml
+from matplotlib.figure import Figure
 
 from ..analysis import error_curves
+from ..analysis.fit import growth_factor, loglog_slope, slope
 from ..analysis.probe import probe_model
 from ..estimators import build as build_estimator
-from ..report import save_figure, write_text
 from ..report.figures import lines_figure, similarity_figure
 from ..tasks import build as build_task
-from ..train import load_config, load_run, train_or_resume
-from ..train.metrics import read_metrics
-from .base import REPRODUCTIONS, Claim, Experiment, Reproduction
+from ..train import ExperimentConfig
+from .base import REPRODUCTIONS, Experiment, Runs, Section
+from .claims import AtLeast, AtMost, Check, Claim, Rises
 
 
 @dataclass(frozen=True)
@@ -48,7 +45,7 @@ class Sizes:
     lstm: str
     lstm_steps: int
     curriculum: dict[str, Any]
-    samples: int
+    samples: int  # probe-fit prompts (a quarter are the test prompts) and learning-curve prompts
     schedule: dict[str, Any] = field(default_factory=dict)
 
 
@@ -64,12 +61,23 @@ FULL = Sizes(d=20, n=41, model="gpt2:preset=standard", steps=80_000, batch=64, l
              lstm="lstm:hidden=256,layers=3", lstm_steps=80_000,
              curriculum={"d": {"start": 5, "end": 20, "inc": 1, "every": 2000},
                          "n": {"start": 11, "end": 41, "inc": 2, "every": 2000}}, samples=1280)
+TOY = Sizes(d=3, n=7, model="gpt2:layers=2,width=16,heads=2", steps=40, batch=16, lr=1e-3,
+            lstm="lstm:hidden=8,layers=1", lstm_steps=40, curriculum={}, samples=200)
 # papers.md's CPU run: 4 layers / width 64 / d = 5 / n = 11, Adam 1e-3, 4000 steps: error/d at k = 10
 PUBLISHED_CPU = "0.093 (papers.md CPU run at d = 5, n = 11)"
 
 
-def _slope(xs: list[float], ys: list[float]) -> float:
-    return float(np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)[0]) if len(xs) > 1 else 0.0
+def active_layers(best_newton: list[int]) -> list[int]:
+    """The layers that compute something: from the first whose best Newton step exceeds 1 to the
+    last (only the last layer when none does)."""
+    active = [i for i, s in enumerate(best_newton) if s > 1]
+    return list(range(active[0] if active else len(best_newton) - 1, len(best_newton)))
+
+
+def newton_equivalent(layer_err: list[float], steps: list[int], newton_err: list[float]) -> list[int | None]:
+    """For each layer, the fewest Newton iterations (of ``steps``) whose error is at most the
+    layer's probe error; None when no iteration of ``steps`` is that accurate."""
+    return [next((s for s, e in zip(steps, newton_err, strict=True) if e <= err), None) for err in layer_err]
 
 
 @REPRODUCTIONS.register("newton")
@@ -77,192 +85,178 @@ def _slope(xs: list[float], ys: list[float]) -> float:
 class Newton(Experiment):
     """Fu et al. 2024: transformers' layers follow Iterative Newton, not GD."""
 
-    resumable: ClassVar[bool] = True
+    title = "Fu et al. 2024, transformers learn second-order (Newton) rates (arXiv 2310.17086)"
+    modes = {"quick": QUICK, "full": FULL}
+    toy = TOY
 
-    def run(self, out: Path, progress: bool = False) -> Reproduction:
-        start = time.perf_counter()
-        sizes = QUICK if self.quick else FULL
-        result = Reproduction(paper="newton", mode="quick" if self.quick else "full",
-                              title="Fu et al. 2024, transformers learn second-order (Newton) "
-                                    "rates (arXiv 2310.17086)")
-        task_spec = f"gaussian:d={sizes.d},n={sizes.n}"
-        ill_spec = f"{task_spec},cov=rotated,cond=100"
-        gpt_spec = f"{sizes.model},max_n={sizes.n}"
-        gpt = self._train(out, "gpt2", task_spec, gpt_spec, sizes.steps, sizes, progress)
-        lstm = self._train(out, "lstm", task_spec, sizes.lstm, sizes.lstm_steps, sizes, progress)
-        ill = (gpt if self.quick else
-               self._train(out, "gpt2_ill", ill_spec, gpt_spec, sizes.steps, sizes, progress))
-        model, _ = load_run(gpt, device=self.device)
-        probes = probe_model(model, build_task(task_spec), sizes.samples // 4, sizes.samples,
-                             device=self.device)
-        ill_model, _ = load_run(ill, device=self.device)
-        ill_probes = probe_model(ill_model, build_task(ill_spec), sizes.samples // 4, sizes.samples,
+    @staticmethod
+    def tasks(sizes: Sizes) -> tuple[str, str]:
+        """The isotropic task SPEC and the ill-conditioned one (condition number 100)."""
+        task = f"gaussian:d={sizes.d},n={sizes.n}"
+        return task, f"{task},cov=rotated,cond=100"
+
+    def plan(self, sizes: Sizes) -> dict[str, ExperimentConfig]:
+        task, ill = self.tasks(sizes)
+        gpt = f"{sizes.model},max_n={sizes.n}"
+        plan = {"gpt2": self._config(task, gpt, sizes.steps, sizes),
+                "lstm": self._config(task, sizes.lstm, sizes.lstm_steps, sizes)}
+        if not self.quick:  # quick mode probes the isotropic model on ill-conditioned prompts
+            plan["gpt2_ill"] = self._config(ill, gpt, sizes.steps, sizes)
+        return plan
+
+    def _config(self, task: str, model: str, steps: int, sizes: Sizes) -> ExperimentConfig:
+        every = max(steps // 20, 1)  # 20 evaluations and checkpoints along training
+        amp = "bf16" if self.device.startswith("cuda") and model.startswith("gpt2") else "none"
+        return self.config(task, model, optimizer={"name": "adam", "lr": sizes.lr},
+                           schedule=sizes.schedule or {"name": "constant"}, curriculum=sizes.curriculum,
+                           train={"steps": steps, "batch": sizes.batch, "loss": "all"},
+                           eval={"samples": 500, "estimators": [], "every": every},
+                           run={"checkpoint_every": every, "log_every": max(steps // 100, 1), "amp": amp})
+
+    def analyse(self, runs: Runs, sizes: Sizes) -> list[Section]:
+        task, ill = self.tasks(sizes)
+        model = runs.model("gpt2")
+        ill_model = model if self.quick else runs.model("gpt2_ill")
+        probes = probe_model(model, build_task(task), sizes.samples // 4, sizes.samples, device=self.device)
+        ill_probes = probe_model(ill_model, build_task(ill), sizes.samples // 4, sizes.samples,
                                  device=self.device)
-        self._learning(task_spec, sizes, model, load_run(lstm, device=self.device)[0], out, result)
-        self._progress(sizes, {"transformer": gpt, "LSTM": lstm}, out, result)
-        self._probe_claims(sizes, probes, out, result)
-        self._ill_claims(sizes, probes, ill_probes, ill_spec, ill_model, out, result)
-        result.sections += self._notes(sizes)
-        result.seconds = time.perf_counter() - start
-        return result
+        probe_section = self._probes(sizes, probes)
+        claims, figures = self._depth(sizes, probes)
+        probe_section.claims += claims
+        probe_section.figures.update(figures)
+        return [self._learning(runs, sizes), self._training(runs, sizes), probe_section,
+                self._ill(sizes, probes, ill_probes, ill), self._notes(sizes)]
 
-    def _train(self, out: Path, name: str, task: str, model: str, steps: int, sizes: Sizes,
-               progress: bool) -> Path:
-        config = {"task": task, "model": model, "optimizer": {"name": "adam", "lr": sizes.lr},
-                  "schedule": sizes.schedule or {"name": "constant"},
-                  "curriculum": sizes.curriculum,
-                  "train": {"steps": steps, "batch": sizes.batch, "loss": "all"},
-                  "eval": {"samples": 500, "estimators": [], "every": max(steps // 20, 1)},
-                  "run": {"device": self.device, "checkpoint_every": max(steps // 20, 1),
-                          "log_every": max(steps // 100, 1),
-                          "amp": "bf16" if self.device.startswith("cuda") and model.startswith("gpt2")
-                          else "none"}}
-        path = out / f"{name}.yaml"
-        write_text(path, yaml.safe_dump(config, sort_keys=False))
-        return train_or_resume(load_config(path), self.runs_dir(out) / name, progress=progress)
-
-    def _learning(self, task_spec: str, sizes: Sizes, model, lstm, out: Path, result: Reproduction) -> None:
-        task = build_task(task_spec)
-        curves = error_curves(task, {"transformer": model, "LSTM": lstm,
-                                     "least squares": build_estimator("ols"),
-                                     "newton:steps=3": build_estimator("newton:steps=3")},
+    def _learning(self, runs: Runs, sizes: Sizes) -> Section:
+        """Error/d by k of the transformer, the LSTM, least squares and 3 Newton steps."""
+        curves = error_curves(build_task(self.tasks(sizes)[0]),
+                              {"transformer": runs.model("gpt2"), "LSTM": runs.model("lstm"),
+                               "least squares": build_estimator("ols"),
+                               "newton:steps=3": build_estimator("newton:steps=3")},
                               sizes.samples, seed=21, device=self.device, dtype=torch.float32)
-        k = list(range(sizes.n))
+        k, last = list(range(sizes.n)), sizes.n - 1
         series = {name: (k, [v / sizes.d for v in c["mse"]]) for name, c in curves.items()}
-        save_figure(lines_figure(series, "number of examples k", "squared error / d",
-                                 "transformer, LSTM and least squares", logy=True), out / "learning.png")
-        last = sizes.n - 1
+        figure = lines_figure(series, "number of examples k", "squared error / d",
+                              "transformer, LSTM and least squares", logy=True)
         err = {name: c["mse"][last] / sizes.d for name, c in curves.items()}
-        result.claims.append(Claim("1-learns", f"transformer error/d at k = {last}",
-                                   PUBLISHED_CPU if self.quick else 0.003,
-                                   round(err["transformer"], 4),
-                                   "below 0.2 (quick) / 0.02 (full)",
-                                   err["transformer"] < (0.2 if self.quick else 0.02), "learning.png"))
-        result.claims.append(Claim("6-lstm", "an LSTM with the same task and budget does markedly worse",
-                                   "LSTMs do markedly worse", {"LSTM": round(err["LSTM"], 4),
-                                                               "transformer": round(err["transformer"], 4)},
-                                   "LSTM error/d at least 2x the transformer's",
-                                   err["LSTM"] >= 2 * err["transformer"], "learning.png"))
-        result.sections += ["## Learning curves", "", "![learning](learning.png)", ""]
-        result.figures.append("learning.png")
+        learns = Claim.in_range("1-learns", f"transformer error/d at k = {last}",
+                                PUBLISHED_CPU if self.quick else 0.003, err["transformer"],
+                                high=0.2 if self.quick else 0.02, strict=True, figure="learning.png")
+        lstm = Claim.of("6-lstm", "an LSTM with the same task and budget does markedly worse",
+                        "LSTMs do markedly worse", {"LSTM": err["LSTM"], "transformer": err["transformer"]},
+                        Check("LSTM / transformer error", err["LSTM"] / err["transformer"], AtLeast(2)),
+                        figure="learning.png")
+        return Section("Learning curves", [], [learns, lstm], {"learning.png": figure},
+                       {"error/d at the last k": err})
 
-    def _progress(self, sizes: Sizes, runs: dict[str, Path], out: Path, result: Reproduction) -> None:
+    def _training(self, runs: Runs, sizes: Sizes) -> Section:
         """Error/d at the last position along training, from each run's periodic evaluations."""
         last = sizes.n - 1
         series = {}
-        for name, run in runs.items():
-            evals = [r for r in read_metrics(run / "metrics.jsonl") if "eval" in r]
-            series[name] = ([r["step"] for r in evals], [r["eval"]["model"][last] / sizes.d for r in evals])
-        save_figure(lines_figure(series, "training step", f"error/d at k = {last}",
-                                 "error along training (least squares: 0)", logy=True,
-                                 hlines={"claim 4-ols tolerance": 0.01}), out / "training.png")
+        for label, name in (("transformer", "gpt2"), ("LSTM", "lstm")):
+            evals = runs.metrics(name, "eval")
+            series[label] = ([r["step"] for r in evals], [r["eval"]["model"][last] / sizes.d for r in evals])
+        figure = lines_figure(series, "training step", f"error/d at k = {last}",
+                              "error along training (least squares: 0)", logy=True,
+                              hlines={"claim 4-ols tolerance": 0.01})
         steps, errs = series["transformer"]
         half = [(s, e) for s, e in zip(steps, errs, strict=True) if s >= steps[-1] / 2]
-        rate = _slope([math.log(s) for s, _ in half], [math.log(max(e, 1e-300)) for _, e in half])
-        result.sections += ["## Error along training", "",
-                            f"Transformer error/d at k = {last}: {errs[0]:.3g} at step {steps[0]}, "
-                            f"{errs[-1]:.3g} at step {steps[-1]}; over the second half of training it "
-                            f"falls as step^{rate:.2f} (log-log slope).", "", "![training](training.png)", ""]
-        result.figures.append("training.png")
+        rate = loglog_slope([s for s, _ in half], [e for _, e in half])
+        text = [f"Transformer error/d at k = {last}: {errs[0]:.3g} at step {steps[0]}, {errs[-1]:.3g} at "
+                f"step {steps[-1]}; over the second half of training it falls as step^{rate:.2f} "
+                "(log-log slope)."]
+        return Section("Error along training", text, [], {"training.png": figure},
+                       {"series": series, "second-half log-log slope": rate})
 
-    def _probe_claims(self, sizes: Sizes, probes: dict, out: Path, result: Reproduction) -> None:
-        d, last = sizes.d, sizes.n - 1
-        k = probes["k"]
+    def _probes(self, sizes: Sizes, probes: dict) -> Section:
+        """Per-layer probe errors (2-probes) and the layer x Newton-step similarity (3-similarity)."""
+        d, last, k = sizes.d, sizes.n - 1, probes["k"]
         series = {f"layer {i}": (k, [v / d for v in m]) for i, m in enumerate(probes["probe_mse"])}
         series["least squares"] = (k, [v / d for v in probes["ols_mse"]])
-        save_figure(lines_figure(series, "number of examples k", "probe squared error / d",
-                                 "per-layer least-squares read-out", logy=True), out / "probes.png")
-        for family in ("newton", "gd"):
-            save_figure(similarity_figure(probes[family]["similarity"], probes[family]["steps"],
-                                          f"layers vs {'Newton' if family == 'newton' else 'GD'} steps",
-                                          probes["floor"]), out / f"similarity_{family}.png")
+        figures = {"probes.png": lines_figure(series, "number of examples k", "probe squared error / d",
+                                              "per-layer least-squares read-out", logy=True)}
+        for family, label in (("newton", "Newton"), ("gd", "GD")):
+            figures[f"similarity_{family}.png"] = similarity_figure(
+                probes[family]["similarity"], probes[family]["steps"], f"layers vs {label} steps",
+                probes["floor"])
         layer_err = [m[last] / d for m in probes["probe_mse"]]
-        monotone = all(b <= a * 1.05 + 1e-3 for a, b in zip(layer_err, layer_err[1:], strict=False))
-        result.claims.append(Claim("2-probes", f"probe error/d at k = {last} falls with depth",
-                                   "each layer refines the previous one", [round(v, 4) for v in layer_err],
-                                   "non-increasing (5% slack)", monotone, "probes.png"))
-        best_newton, best_gd = probes["newton"]["best"], probes["gd"]["best"]
-        sims = probes["newton"]["similarity"]
-        result.claims.append(Claim(
-            "3-similarity", "best-matching Newton step per layer, above the zero-predictor floor",
-            "successive layers match successive Newton iterations", best_newton,
-            f"non-decreasing and the last layer's best similarity above the floor {probes['floor']:.3f}",
-            all(b >= a for a, b in zip(best_newton, best_newton[1:], strict=False))
-            and max(sims[-1]) > probes["floor"], "similarity_newton.png"))
-        # the layers that compute something: from the first whose best Newton step exceeds 1
-        active = [i for i, s in enumerate(best_newton) if s > 1]
-        start = active[0] if active else len(best_newton) - 1
-        layers = list(range(start, len(best_newton)))
-        newton_slope = _slope(layers, [best_newton[i] for i in layers])
-        gd_factor = 2 ** _slope(layers, [math.log2(best_gd[i]) for i in layers])
-        result.claims.append(Claim("4-newton-linear", "best Newton step grows linearly with depth "
-                                   f"(slope over layers {layers})", "about 3 iterations per layer",
-                                   round(newton_slope, 2), "slope in [1, 6] per layer",
-                                   len(layers) > 1 and 1 <= newton_slope <= 6, "similarity_newton.png"))
-        result.claims.append(Claim("4-gd-exponential", "best GD step grows exponentially with depth "
-                                   f"(growth factor per layer over layers {layers})",
-                                   "exponentially more GD steps per layer (doubling)", round(gd_factor, 2),
-                                   "factor >= 1.8 per layer", len(layers) > 1 and gd_factor >= 1.8,
-                                   "similarity_gd.png"))
-        result.claims.append(Claim("4-ols", f"the final layer matches least squares (error/d at k = {last})",
-                                   "final layers match OLS (error 0 for k > d)", round(layer_err[-1], 4),
-                                   "below 0.01", layer_err[-1] < 0.01, "probes.png"))
-        newton_err = [m[last] / d for m in probes["newton"]["mse"]]
-        steps = probes["newton"]["steps"]
-        matched = [next((s for s, e in zip(steps, newton_err, strict=True) if e <= err), None)
-                   for err in layer_err]
-        series = {"layer l (probe)": (list(range(len(layer_err))), layer_err),
-                  "Newton k": (steps, newton_err)}
-        save_figure(lines_figure(series, "layers l / Newton iterations k", f"error/d at k = {last}",
-                                 "error vs depth against Newton-k", logy=True), out / "depth.png")
-        grown = [m for m in matched if m is not None]
-        result.claims.append(Claim("7-depth", "layer l is worth k(l) Newton iterations: the fewest "
-                                   "iterations with error at most the layer's",
-                                   "k Newton iterations need k + O(1) layers", matched,
-                                   "k(l) non-decreasing and growing over the layers that reach one",
-                                   len(grown) > 1 and grown[-1] > grown[0]
-                                   and all(b >= a for a, b in zip(grown, grown[1:], strict=False)),
-                                   "depth.png"))
-        result.sections += ["## Probes and similarity", "",
-                            f"Zero-predictor floor of the residual cosine against Newton-1: "
-                            f"{probes['floor']:.3f}. Best GD steps per layer: {best_gd}.", "",
-                            "![probes](probes.png)", "", "![newton](similarity_newton.png)", "",
-                            "![gd](similarity_gd.png)", "", "![depth](depth.png)", ""]
-        result.figures += ["probes.png", "similarity_newton.png", "similarity_gd.png", "depth.png"]
+        excess = [b - (a * 1.05 + 1e-3) for a, b in zip(layer_err, layer_err[1:], strict=False)]
+        falls = Claim.of("2-probes", f"probe error/d at k = {last} falls with depth",
+                         "each layer refines the previous one", layer_err,
+                         Check("each layer's excess over 1.05 x the previous + 0.001", excess, AtMost(0)),
+                         figure="probes.png")
+        best = probes["newton"]["best"]
+        similar = Claim.of("3-similarity", "best-matching Newton step per layer, above the zero-predictor "
+                           "floor", "successive layers match successive Newton iterations", best,
+                           Check("best Newton step by layer", best, Rises()),
+                           Check("last layer's best similarity", max(probes["newton"]["similarity"][-1]),
+                                 AtLeast(probes["floor"], strict=True)),
+                           figure="similarity_newton.png")
+        text = [f"Zero-predictor floor of the residual cosine against Newton-1: {probes['floor']:.3f}. "
+                f"Best GD steps per layer: {probes['gd']['best']}."]
+        return Section("Probes and similarity", text, [falls, similar], figures,
+                       {"probe error/d at the last k": layer_err, "best newton": best,
+                        "best gd": probes["gd"]["best"], "floor": probes["floor"]})
 
-    def _ill_claims(self, sizes: Sizes, probes: dict, ill: dict, ill_spec: str, model, out: Path,
-                    result: Reproduction) -> None:
+    def _depth(self, sizes: Sizes, probes: dict) -> tuple[list[Claim], dict[str, Figure]]:
+        """Newton steps grow linearly with depth, GD steps exponentially; the last layer against
+        least squares; the Newton iterations each layer is worth (``depth.png``)."""
         d, last = sizes.d, sizes.n - 1
-        well_err, ill_err = probes["probe_mse"][-1][last] / d, ill["probe_mse"][-1][last] / d
-        result.claims.append(Claim("5-accuracy", "on ill-conditioned inputs (condition number 100) the "
-                                   "transformer keeps its accuracy", "keeps its accuracy",
-                                   {"isotropic": round(well_err, 4), "ill-conditioned": round(ill_err, 4)},
-                                   "ill-conditioned error/d at most 2x the isotropic one",
-                                   ill_err <= 2 * well_err, "similarity_newton_ill.png"))
+        best_newton, best_gd = probes["newton"]["best"], probes["gd"]["best"]
+        layers = active_layers(best_newton)  # a fit over fewer than 2 layers is 0: a miss
+        newton_slope = slope(layers, [best_newton[i] for i in layers])
+        gd_factor = growth_factor(layers, [best_gd[i] for i in layers])
+        layer_err = [m[last] / d for m in probes["probe_mse"]]
+        steps, newton_err = probes["newton"]["steps"], [m[last] / d for m in probes["newton"]["mse"]]
+        matched = newton_equivalent(layer_err, steps, newton_err)
+        depth = lines_figure({"layer l (probe)": (list(range(len(layer_err))), layer_err),
+                              "Newton k": (steps, newton_err)}, "layers l / Newton iterations k",
+                             f"error/d at k = {last}", "error vs depth against Newton-k", logy=True)
+        claims = [
+            Claim.in_range("4-newton-linear", f"best Newton step grows linearly with depth (slope over "
+                           f"layers {layers})", "about 3 iterations per layer", newton_slope, low=1, high=6,
+                           figure="similarity_newton.png"),
+            Claim.of("4-gd-exponential", "best GD step grows exponentially with depth (growth factor per "
+                     f"layer over layers {layers})", "exponentially more GD steps per layer (doubling)",
+                     gd_factor, Check("factor per layer", gd_factor, AtLeast(1.8)),
+                     figure="similarity_gd.png"),
+            Claim.in_range("4-ols", f"the final layer matches least squares (error/d at k = {last})",
+                           "final layers match OLS (error 0 for k > d)", layer_err[-1], high=0.01,
+                           strict=True, figure="probes.png"),
+            Claim.of("7-depth", "layer l is worth k(l) Newton iterations: the fewest iterations with error "
+                     "at most the layer's", "k Newton iterations need k + O(1) layers", matched,
+                     Check("k(l) over the layers that reach one", [m for m in matched if m is not None],
+                           Rises(grows=True)), figure="depth.png")]
+        return claims, {"depth.png": depth}
+
+    def _ill(self, sizes: Sizes, probes: dict, ill: dict, ill_spec: str) -> Section:
+        """Ill-conditioned inputs: accuracy kept (5-accuracy), Newton kept while GD slows."""
+        last = sizes.n - 1
+        well_err, ill_err = probes["probe_mse"][-1][last] / sizes.d, ill["probe_mse"][-1][last] / sizes.d
+        accuracy = Claim.of("5-accuracy", "on ill-conditioned inputs (condition number 100) the transformer "
+                            "keeps its accuracy", "keeps its accuracy",
+                            {"isotropic": well_err, "ill-conditioned": ill_err},
+                            Check("ill-conditioned / isotropic error", ill_err / well_err, AtMost(2)),
+                            figure="similarity_newton_ill.png")
         shift = max(abs(a - b) for a, b in zip(probes["newton"]["best"], ill["newton"]["best"], strict=True))
         gd_well = sum(math.log2(s) for s in probes["gd"]["best"])
         gd_ill = sum(math.log2(s) for s in ill["gd"]["best"])
-        result.claims.append(Claim("5-newton-vs-gd", "ill-conditioned: the Newton correspondence "
-                                   "persists while GD slows down",
-                                   "Newton correspondence kept; GD needs more steps",
-                                   {"newton best (ill)": ill["newton"]["best"],
-                                    "gd best (ill)": ill["gd"]["best"],
-                                    "gd best (isotropic)": probes["gd"]["best"]},
-                                   "best Newton steps within 2 of the isotropic ones; GD steps no fewer",
-                                   shift <= 2 and gd_ill >= gd_well, "similarity_newton_ill.png"))
-        save_figure(similarity_figure(ill["newton"]["similarity"], ill["newton"]["steps"],
-                                      "ill-conditioned: layers vs Newton steps", ill["floor"]),
-                    out / "similarity_newton_ill.png")
-        result.sections += ["## Ill-conditioned inputs", "", f"Task `{ill_spec}`.", "",
-                            "![ill](similarity_newton_ill.png)", ""]
-        result.figures.append("similarity_newton_ill.png")
+        persists = Claim.of("5-newton-vs-gd", "ill-conditioned: the Newton correspondence persists while GD "
+                            "slows down", "Newton correspondence kept; GD needs more steps",
+                            {"newton best (ill)": ill["newton"]["best"], "gd best (ill)": ill["gd"]["best"],
+                             "gd best (isotropic)": probes["gd"]["best"]},
+                            Check("largest shift of the best Newton step", shift, AtMost(2)),
+                            Check("sum of log2 best GD steps, ill-conditioned minus isotropic",
+                                  gd_ill - gd_well, AtLeast(0)), figure="similarity_newton_ill.png")
+        figure = similarity_figure(ill["newton"]["similarity"], ill["newton"]["steps"],
+                                   "ill-conditioned: layers vs Newton steps", ill["floor"])
+        return Section("Ill-conditioned inputs", [f"Task `{ill_spec}`."], [accuracy, persists],
+                       {"similarity_newton_ill.png": figure})
 
-    def _notes(self, sizes: Sizes) -> list[str]:
-        lines = ["## Notes", "",
-                 f"- Training: `{sizes.model}`, d = {sizes.d}, n = {sizes.n}, Adam {sizes.lr} "
-                 f"(schedule {sizes.schedule or 'constant'}), batch "
-                 f"{sizes.batch}, {sizes.steps} steps, loss on every prefix, noiseless. LSTM "
-                 f"`{sizes.lstm}` with {sizes.lstm_steps} steps.",
+    def _notes(self, sizes: Sizes) -> Section:
+        lines = [f"- Training: `{sizes.model}`, d = {sizes.d}, n = {sizes.n}, Adam {sizes.lr} "
+                 f"(schedule {sizes.schedule or 'constant'}), batch {sizes.batch}, {sizes.steps} steps, "
+                 f"loss on every prefix, noiseless. LSTM `{sizes.lstm}` with {sizes.lstm_steps} steps.",
                  "- Probes are closed-form least-squares read-outs (Fu et al. train them with the "
                  "backbone frozen) of the hidden states Fu et al. read, Hugging Face's `hidden_states`: "
                  "the raw residual stream after each block, through the final LayerNorm only at the "
@@ -271,12 +265,12 @@ class Newton(Experiment):
         if self.quick:
             lines += ["- Quick mode trains a 4-layer model small enough for 2 CPU cores; its last "
                       "layer can stay a few Newton steps short of least squares (claim 4-ols), which "
-                      "the standard 12-layer model reaches. "
-                      "The ill-conditioned claims evaluate the isotropically trained model on "
-                      "ill-conditioned prompts (full mode trains a second model on them)."]
+                      "the standard 12-layer model reaches. The ill-conditioned claims evaluate the "
+                      "isotropically trained model on ill-conditioned prompts (full mode trains a "
+                      "second model on them)."]
         else:
             lines += [f"- Full mode trains {sizes.steps:,} steps (the authors train 500,000) with "
                       "bf16 autocast on the GPU. Its three runs take longer than one 10-minute job: "
                       "give `--runs DIR` and run the same command again to carry on from their "
                       "checkpoints."]
-        return lines
+        return Section("Notes", lines)
