@@ -1,0 +1,85 @@
+"""Cui et al. (arXiv 2401.17426): the plan of runs, the claims' decisions, the quick run (slow)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+
+import pytest
+
+from iclreg.cli import main
+from iclreg.experiments.multihead import (
+    QUICK,
+    SCENARIOS,
+    TOY,
+    Multihead,
+    approximate_optimum,
+    constants,
+)
+from iclreg.train.loop import group_key
+
+
+def test_plan_declares_one_run_per_configuration_and_seed():
+    sizes = replace(TOY, lengths=(10, 20), seeds=2)
+    plan = Multihead(device="cpu").plan(sizes)
+    base = {f"base_d5_D{L}_H{h}" for L in (10, 20) for h in (1, 2)} | {"base_d5_D10_H4"}
+    others = {f"{s.key}_d5_D10_H{h}" for s in SCENARIOS[1:] for h in (1, 2)}
+    dims = {f"base_d3_D10_H{h}" for h in (1, 2)}
+    assert set(plan) == {f"{p}/seed{s}" for p in base | others | dims for s in (0, 1)}
+    config = plan["prior_d5_D10_H2/seed1"]
+    assert config.model == "softmax_attention:heads=2,init=oppo_small_id,d=5"
+    assert plan["base_d5_D20_H1/seed0"].model == "softmax_attention:heads=1,init=small_id,d=5"
+    assert config.task == "gaussian:d=5,n=11,noise_std=0.316228,w_std=0.2,w_mean=0.4"
+    assert (config.train.seed, config.train.steps, config.train.loss) == (1, TOY.steps, "query")
+    assert config.run.checkpoint_every == TOY.steps and config.eval.samples == 64
+    # the scenarios and seeds at the scenario D share one ensemble per H; D = 20 has its own
+    keys = {group_key(plan[f"{s.key}_d5_D10_H1/seed{seed}"]) for s in SCENARIOS for seed in (0, 1)}
+    assert len(keys) == 1 and group_key(plan["base_d5_D20_H1/seed0"]) not in keys
+
+
+def test_quick_plan_has_the_old_runs():
+    """4 lengths x 2 heads, 5 more scenarios x 2, H = 4, d = 10 x 2: one seed each."""
+    plan = Multihead().plan(QUICK)
+    assert len(plan) == 21 and "toeplitz_d5_D40_H1/seed0" in plan and "base_d10_D40_H2/seed0" in plan
+
+
+def test_order_claims_accept_the_exact_constants_and_refuse_the_approximate_ones():
+    """Kernel excess risks exactly C_H / D: slopes -1, the single head's constant is our C_1;
+    with He et al.'s approximate constants the single head misses C_1 by 28%."""
+    sizes = replace(TOY, family_lengths=(10, 200, 500, 1000))
+    c = constants()
+    for kind, holds in (("exact", True), ("approximate", False)):
+        kernel = {h: {D: c[kind][h] / D for D in sizes.family_lengths} for h in (1, 2)}
+        order, constant, derivation = Multihead()._order_claims(kernel, sizes)
+        assert order.holds and all(v == pytest.approx(-1) for v in order.measured.values())
+        assert constant.holds is holds and derivation.holds is holds
+        assert constant.measured["single"] == pytest.approx(c[kind][1])
+    assert c["approximate"][1] / c["approximate"][2] == pytest.approx(math.e)
+
+
+def test_trained_claim_allows_15_percent():
+    kernel = {h: {10: 1.0, 20: 0.5} for h in (1, 2)}
+    near = Multihead._trained_claim({1: {10: 1.14, 20: 0.45}, 2: {10: 0.9, 20: 0.5}}, kernel)
+    far = Multihead._trained_claim({1: {10: 1.14, 20: 0.45}, 2: {10: 1.2, 20: 0.5}}, kernel)
+    assert near.holds and near.measured == {"single head": [1.14, 0.9], "two heads": [0.9, 1.0]}
+    assert not far.holds and "1-trained" == far.id
+
+
+def test_two_head_approximate_optimum_is_below_the_single_head():
+    for D in (10, 100, 1000):
+        assert approximate_optimum(D, 2) < approximate_optimum(D, 1)
+    assert approximate_optimum(1000, 2) * 1000 == pytest.approx(constants()["approximate"][2], rel=0.01)
+
+
+@pytest.mark.slow
+def test_quick_multihead_reproduction(tmp_path, capsys):
+    out = tmp_path / "mh"
+    assert main(["reproduce", "multihead", "--quick", "--out", str(out), "--json"]) == 0
+    claims = {c["id"]: c for c in json.loads(capsys.readouterr().out)["claims"]}
+    assert set(claims) == {"1-order", "1-constant", "1-derivation", "1-trained", "2-scenarios", "2-local",
+                           "3-heads", "3-dimension"}
+    assert all(c["holds"] for c in claims.values()), [c["reason"] for c in claims.values() if not c["holds"]]
+    for name in ("loss_vs_D.png", "scenarios.png", "dimension.png", "report.md"):
+        assert (out / name).stat().st_size > 500
+    assert (out / "runs" / "local_d5_D40_H2" / "seed0" / "config.yaml").is_file()
