@@ -17,7 +17,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from ..errors import UsageError, check
+from ..device import resolve_device
+from ..errors import check
 from ..resources import MAX_SAMPLES, check_fits, evaluation_bytes
 from ..tasks import Task
 from ..tasks.base import check_seed
@@ -26,19 +27,6 @@ log = logging.getLogger(__name__)
 
 CHUNK = 1024
 Predictor = Callable[[Tensor, Tensor], Tensor]
-
-
-def resolve_device(device: str) -> torch.device:
-    """Validate a device string, with an actionable error for an absent GPU."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"unknown device '{device}'; use cpu or cuda") from None
-    if dev.type == "cuda":
-        check(torch.cuda.is_available(), f"device '{device}' is not available; use --device cpu")
-    else:
-        check(dev.type == "cpu", f"unsupported device '{device}'; use cpu or cuda")
-    return dev
 
 
 def error_curves(

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import torch
 
-from ..analysis.compare import check_evaluation, resolve_device
+from ..analysis.compare import check_evaluation
+from ..device import DTYPES, resolve_device
 from ..errors import check
 from ..estimators import build as build_estimator
 from ..models import MODELS, Ensemble, Predictor, StackedPredictor
 from ..resources import MAX_SAMPLES, check_fits, nbytes, peak_bytes
 from ..tasks import TASKS, Task
 from .config import ExperimentConfig
-from .run import DTYPES
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation prompts never coincide with training prompts
 
@@ -77,7 +77,7 @@ def check_training(config: ExperimentConfig) -> None:
 
 def check_model_evaluation(model: torch.nn.Module, config: ExperimentConfig, task: Task, n: int,
                            samples: int, estimators: tuple[str, ...], device: str) -> None:
-    """What :func:`~iclreg.train.loop.evaluate` checks before it starts: the model and the
+    """What :func:`~iclreg.analysis.evaluate.evaluate` checks before it starts: the model and the
     estimators on prompts of ``n`` pairs, one chunk at a time."""
     predictors = {"model": model, **{s: build_estimator(s, task=task) for s in estimators}}
     check_evaluation(task, predictors, samples, eval_seed(config), n=n,

@@ -16,13 +16,11 @@ from pathlib import Path
 import torch
 import yaml
 
-from ..analysis.compare import resolve_device
+from ..device import DTYPES, resolve_device
 from ..errors import UsageError, check
 from ..models import MODELS, Predictor
 from .checkpoint import checkpoint_dirs, checkpoint_step, load_checkpoint
 from .config import ExperimentConfig, resolve
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def build_model(config: ExperimentConfig, device: torch.device | str = "cpu") -> Predictor:
