@@ -322,9 +322,9 @@ def test_a_full_disk_for_metrics_or_a_sweep_member_is_a_one_line_error(write_con
 
 def test_a_full_disk_while_creating_a_run_says_to_run_it_again(write_config, tmp_path, capsys,
                                                                monkeypatch):
-    import iclreg.train.loop as loop
+    import iclreg.train.runs as runs
 
-    monkeypatch.setattr(loop, "write_text", enospc)
+    monkeypatch.setattr(runs, "write_text", enospc)
     config, run = write_config({"train": {"steps": 5}}), tmp_path / "run"
     assert main(["train", str(config), "--out", str(run)]) == 1
     one_line_error(capsys, "config.yaml", "No space left on device", "run the command again")

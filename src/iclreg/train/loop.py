@@ -1,4 +1,4 @@
-"""The training loop: fresh prompts every step, checkpoints, resume, evaluation.
+"""The training loop: fresh prompts every step, checkpoints, resume, divergence.
 
 Prompts are a pure function of (seed, step) and sampled on the training device; the model
 is initialised from the seed without touching global RNG; checkpoints hold everything the
@@ -9,7 +9,9 @@ A trainer is its members' one writer (``lock.py``): it takes their locks, remove
 killed write left, and resumes each member from that member's latest checkpoint (members of
 one loop share it; ``sweep.py`` groups members by it). A member whose loss, weights or
 optimiser state turn non-finite is diverged: it is never checkpointed again, so its last
-checkpoint is always finite.
+checkpoint is always finite. How one step runs (eager, compiled, a CUDA graph; autocast) is
+``step.py``'s; the files of the final evaluation are written by the functions that train for
+users (``runs.py``: figures, then ``eval.json``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,77 +30,23 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..analysis.compare import compare, resolve_device
+from ..analysis.evaluate import evaluate
+from ..device import DTYPES, resolve_device
 from ..errors import TrainingError, UsageError, check
-from ..estimators import build as build_estimator
 from ..models import MODELS, Ensemble, Predictor, StackedPredictor
-from ..report import error_curves_figure, save_figure, write_text
-from ..report.figures import loss_figure
-from ..report.files import check_new_output_dir
 from ..tasks import TASKS, Task
-from .checkpoint import (
-    checkpoint_dirs,
-    join_lists,
-    join_states,
-    latest_step,
-    load_checkpoint,
-    member_lists,
-    member_state,
-    save_checkpoint,
-)
-from .config import ExperimentConfig, save_config
-from .durable import remove_temporaries, write_run_file, writing
-from .graph import GraphedStep
+from .checkpoint import checkpoint_dirs, latest_step, load_checkpoint, save_checkpoint
+from .config import ExperimentConfig
+from .durable import remove_temporaries
 from .lock import run_lock
-from .metrics import MetricsLog, read_metrics
+from .member_state import join_lists, join_states, member_lists, member_state
+from .metrics import MetricsLog
 from .optim import build_optimizer, build_scheduler
-from .preflight import check_training, eval_seed
-from .run import DTYPES, build_model, load_weights, read_run_config
+from .run import build_model, load_weights
+from .step import build_step
 
 log = logging.getLogger(__name__)
-FIGURES_UP_TO = 8  # members per loop that get their own figures (a sweep gets a summary)
-
-
-def prompt_losses(pred: Tensor, y: Tensor, kind: str) -> Tensor:
-    """Per-member mean squared error over every prefix (``all``) or at the last position
-    (``query``): (E, B, n[, K]) -> (E,)."""
-    err = (pred - y).square()
-    return (err[:, :, -1] if kind == "query" else err).flatten(1).mean(1)
-
-
-def evaluate(model: torch.nn.Module, config: ExperimentConfig, task: Task, n: int | None = None,
-             samples: int | None = None, estimators: tuple[str, ...] | None = None,
-             device: str = "cpu") -> dict[str, Any]:
-    """Error against k for the model and estimators on held-out prompts (``compare``'s shape).
-
-    ``n``, ``samples`` and ``estimators`` default to the config's (``eval.n`` or the task's n,
-    ``eval.samples``, ``eval.estimators``); a value given is used as it is, and checked, with
-    the model's and the memory's limits, before any prompt is drawn."""
-    specs = config.eval.estimators if estimators is None else estimators
-    n = (config.eval.n or task.n) if n is None else n
-    samples = config.eval.samples if samples is None else samples
-    predictors = {"model": _Autocast(model, config.run.amp == "bf16"),
-                  **{s: build_estimator(s, task=task) for s in specs}}
-    was_training = model.training
-    model.eval()
-    try:
-        return compare(task, predictors, samples, eval_seed(config), n=n, device=device,
-                       dtype=DTYPES[config.run.dtype])
-    finally:
-        model.train(was_training)
-
-
-class _Autocast(nn.Module):
-    """A model's predictions under bf16 autocast when ``amp`` (in the labels' dtype)."""
-
-    def __init__(self, model: nn.Module, amp: bool) -> None:
-        super().__init__()
-        self.model, self.amp = model, amp
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        amp = torch.autocast(x.device.type, torch.bfloat16) if self.amp and not x.is_meta else nullcontext()
-        with amp:
-            return self.model(x, y).to(y.dtype)
+Result = dict[str, Any]  # an evaluation: ``analysis.evaluate.evaluate``'s object
 
 
 def group_key(config: ExperimentConfig) -> str:
@@ -145,7 +92,8 @@ class Trainer:
 
     Each member has its own parameters, optimiser parameter group (its own learning rate and
     state), prompts from its own (seed, step) and run directory; a single run is E = 1. The
-    trainer holds its members' writer locks from construction to :meth:`close`.
+    trainer holds its members' writer locks from construction to :meth:`close` (or the end of
+    a ``with`` block).
     """
 
     def __init__(self, configs: Sequence[ExperimentConfig], run_dirs: Sequence[Path],
@@ -164,15 +112,12 @@ class Trainer:
         check(stacked or len(models) == 1,
               f"{type(models[0]).__name__} has no ensemble form: train its members one at a time")
         self.net = Ensemble(models) if stacked else _Solo(models[0])
-        self.forward = torch.compile(self.net) if cfg.run.compile else self.net
-        self.last_only = stacked and cfg.train.loss == "query"
         self.optimizer = build_optimizer(
             cfg.optimizer, [(m.model.parameters(), m.config.optimizer.lr) for m in self.members],
             capturable=cfg.run.cuda_graph)
         self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.train.steps)
-        self._graphed: GraphedStep | None = None
-        self.amp = (torch.autocast(self.device.type, torch.bfloat16)
-                    if cfg.run.amp == "bf16" else nullcontext())
+        self.update = build_step(cfg, self.net, self.optimizer, self.device,
+                                 last_only=stacked and cfg.train.loss == "query")
         self._locks = contextlib.ExitStack()
         try:
             for m in self.members:
@@ -188,6 +133,19 @@ class Trainer:
 
     def __len__(self) -> int:
         return len(self.members)
+
+    def __enter__(self) -> Trainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the metrics and release the members' locks."""
+        for m in self.members:
+            if m.metrics is not None:
+                m.metrics.close()
+        self._locks.close()
 
     # --- checkpoints ------------------------------------------------------------------------
     def _restore(self) -> int:
@@ -246,23 +204,6 @@ class Trainer:
                 save_checkpoint(m.run_dir, self.step, m.model, state, m.config.run.keep)
 
     # --- one step ---------------------------------------------------------------------------
-    def _update(self, x: Tensor, y: Tensor) -> Tensor:
-        """Forward, backward, clipping and optimiser step on (E, B, n, d); losses (E,)."""
-        cfg = self.config
-        with self.amp:
-            if self.last_only:  # the query's loss needs the last position only
-                pred, y = self.forward(x, y, last_only=True), y[:, :, -1:]
-            else:
-                pred = self.forward(x, y)
-            losses = prompt_losses(pred.float(), y.float(), cfg.train.loss)
-        self.optimizer.zero_grad(set_to_none=not cfg.run.cuda_graph)
-        losses.sum().backward()  # members share no parameter: each gets its own gradient
-        if cfg.optimizer.clip is not None:
-            for m in self.members:
-                torch.nn.utils.clip_grad_norm_(m.model.parameters(), cfg.optimizer.clip)
-        self.optimizer.step()
-        return losses.detach()
-
     def sample(self, step: int) -> tuple[Tensor, Tensor]:
         """Every member's prompts for ``step``, from its own (seed, step): (E, B, n, d), (E, B, n)."""
         cfg = self.config
@@ -273,43 +214,23 @@ class Trainer:
 
     def train_step(self, step: int) -> Tensor:
         """One optimiser step of every member on fresh prompts; losses (E,)."""
-        x, y = self.sample(step)
-        if self.config.run.cuda_graph:
-            if self._graphed is None:
-                self._graphed = GraphedStep(self._update, self.net, self.optimizer, x, y)
-            losses = self._graphed(x, y)
-        else:
-            losses = self._update(x, y)
+        losses = self.update(*self.sample(step))
         self.scheduler.step()
         return losses
 
     # --- the loop ---------------------------------------------------------------------------
-    def run(self, bar: tqdm | None = None) -> None:
-        """Train to ``train.steps``; then write each member's final evaluation and figures
-        (``eval.json`` last: it marks the member finished)."""
-        try:
-            results = self._loop(bar)
-            for m, result in zip(self.members, results, strict=True):
-                if m.diverged_at is None:
-                    result = result or evaluate(m.model, m.config, m.task, device=str(self.device))
-                    if len(self) <= FIGURES_UP_TO:
-                        self._figures(m, result)
-                    write_run_file(m.run_dir / "eval.json", json.dumps(result), m.run_dir)
-        finally:
-            self.close()
+    def run(self, bar: tqdm | None = None) -> list[tuple[Member, Result]]:
+        """Train to ``train.steps``; return each member's final evaluation, diverged members
+        left out (their files are the caller's to write: ``runs.finish``)."""
+        results = self._loop(bar)
+        return [(m, result or evaluate(m.model, m.config, m.task, device=str(self.device)))
+                for m, result in zip(self.members, results, strict=True) if m.diverged_at is None]
 
-    def close(self) -> None:
-        """Close the metrics and release the members' locks."""
-        for m in self.members:
-            if m.metrics is not None:
-                m.metrics.close()
-        self._locks.close()
-
-    def _loop(self, bar: tqdm | None) -> list[dict[str, Any] | None]:
+    def _loop(self, bar: tqdm | None) -> list[Result | None]:
         cfg = self.config
         total = cfg.train.steps
         window: list[Tensor] = []
-        results: list[dict[str, Any] | None] = [None] * len(self)
+        results: list[Result | None] = [None] * len(self)
         start = time.perf_counter()
         while self.step < total:
             window.append(self.train_step(self.step))
@@ -326,16 +247,20 @@ class Trainer:
                 if all(m.diverged_at is not None for m in self.members):
                     raise TrainingError(f"every member diverged by step {self.step}")
             if evaluating:
-                for e, m in enumerate(self.members):
-                    if m.diverged_at is None:
-                        results[e] = evaluate(m.model, m.config, m.task, device=str(self.device))
-                        m.metrics.write({"step": self.step, "eval": {
-                            k: c["mse"] for k, c in results[e]["results"].items()}})
+                self._evaluate(results)
             if saving:
                 self._save()
             if bar is not None:
                 bar.update(len(self))
         return results
+
+    def _evaluate(self, results: list[Result | None]) -> None:
+        """Evaluate every member still training into ``results``; log the errors."""
+        for e, m in enumerate(self.members):
+            if m.diverged_at is None:
+                results[e] = evaluate(m.model, m.config, m.task, device=str(self.device))
+                m.metrics.write({"step": self.step, "eval": {
+                    k: c["mse"] for k, c in results[e]["results"].items()}})
 
     def _log(self, means: list[float], start: float) -> None:
         seconds = round(time.perf_counter() - start, 3)
@@ -350,78 +275,3 @@ class Trainer:
             m.metrics.time(self.step, seconds)
         if all(m.diverged_at is not None for m in self.members):
             raise TrainingError(f"every member's loss diverged by step {self.step}")
-
-    def _figures(self, m: Member, result: dict[str, Any]) -> None:
-        with writing(m.run_dir / "eval.png", m.run_dir):
-            save_figure(error_curves_figure(result["k"], result["results"], result["noise_floor"],
-                                            f"{m.config.model} on {m.config.task}"),
-                        m.run_dir / "eval.png")
-        records = [r for r in read_metrics(m.run_dir / "metrics.jsonl") if "loss" in r]
-        with writing(m.run_dir / "loss.png", m.run_dir):
-            save_figure(loss_figure([r["step"] for r in records], [r["loss"] for r in records]),
-                        m.run_dir / "loss.png")
-
-
-def prepare_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
-    """Create a new run directory holding the resolved config; refuse to reuse a run.
-
-    Callers check the run itself first (``preflight.check_training``), so that a directory is
-    created only for a run that can start."""
-    check_run_dir(run_dir)
-    with writing(run_dir / "config.yaml", run_dir, new=True):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "config.yaml", save_config(config))
-
-
-def check_run_dir(run_dir: Path) -> None:
-    """Refuse a directory that already holds a run, is no directory, cannot be written, or
-    holds other files; creates nothing."""
-    check(
-        not (run_dir / "config.yaml").exists(),
-        f"'{run_dir}' already holds a run; resume it with --resume {run_dir} or choose another --out",
-    )
-    check_new_output_dir(run_dir, "run")
-
-
-def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
-    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled,
-                dynamic_ncols=True)
-
-
-def train(config: ExperimentConfig, run_dir: str | Path, progress: bool = False) -> Path:
-    """Train a new run of ``config`` in ``run_dir``."""
-    run_dir = Path(run_dir)
-    check_run_dir(run_dir)
-    check_training(config)
-    prepare_run_dir(run_dir, config)
-    trainer = Trainer([config], [run_dir], resume=False)
-    with progress_bar(config.train.steps, 0, progress) as bar:
-        trainer.run(bar)
-    return run_dir
-
-
-def train_or_resume(config: ExperimentConfig, run_dir: str | Path, progress: bool = False) -> Path:
-    """Train ``config`` in ``run_dir`` or carry on with the run already there: a finished run
-    of the same config is reused as it is, one stopped part way resumes from its latest
-    checkpoint (with its stored run settings), and a run of another config is refused."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
-        return train(config, run_dir, progress)
-    stored = read_run_config(run_dir)
-    mismatch = [k for k in ("task", "model", "optimizer", "schedule", "curriculum", "train", "eval")
-                if getattr(stored, k) != getattr(config, k)]
-    check(not mismatch, f"'{run_dir}' holds a run with another {', '.join(mismatch)}; "
-                        "remove it or keep these runs in another directory")
-    if (run_dir / "eval.json").is_file():
-        return run_dir
-    return resume(run_dir, progress)
-
-
-def resume(run_dir: str | Path, progress: bool = False) -> Path:
-    """Continue a run from its latest checkpoint with its stored config."""
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    trainer = Trainer([config], [run_dir], resume=True)
-    with progress_bar(config.train.steps, trainer.step, progress) as bar:
-        trainer.run(bar)
-    return run_dir

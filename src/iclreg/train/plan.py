@@ -20,8 +20,8 @@ from pathlib import Path
 
 from ..errors import check
 from .config import ExperimentConfig
-from .loop import check_run_dir, prepare_run_dir
 from .run import read_run_config
+from .runs import check_run_dir, prepare_run_dir
 from .sweep import check_members, diverged, train_groups
 
 COMPARED = ("task", "model", "optimizer", "schedule", "curriculum", "train", "eval")

@@ -41,13 +41,15 @@ from ..models import StackedPredictor
 from ..report import write_text
 from ..report.files import check_new_output_dir
 from ..spec import _split_top_level
+from .checkpoint import latest_step
 from .config import ExperimentConfig, _format_value, apply_overrides, load_file, resolve, save_config
 from .durable import remove_temporaries, write_run_file, writing
 from .lock import group_lock
-from .loop import Trainer, check_run_dir, group_key, latest_step, prepare_run_dir, progress_bar
+from .loop import Trainer, group_key
 from .metrics import read_metrics
 from .preflight import check_training, training_bytes
 from .run import build_model, read_run_config
+from .runs import check_run_dir, finish, prepare_run_dir, progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +175,14 @@ def train_groups(configs: list[ExperimentConfig], dirs: list[Path], resume: bool
                             len(members), count, chunk, why)
             for start in range(0, len(members), chunk):
                 part = members[start:start + chunk]
-                trainer = Trainer([configs[i] for i in part], [dirs[i] for i in part], resume)
-                bar.update(trainer.step * len(part))
-                try:
-                    trainer.run(bar)
-                except TrainingError as err:
-                    if len(configs) == 1:
-                        raise
-                    log.warning("%s", err)
+                with Trainer([configs[i] for i in part], [dirs[i] for i in part], resume) as trainer:
+                    bar.update(trainer.step * len(part))
+                    try:
+                        finish(trainer, trainer.run(bar))
+                    except TrainingError as err:
+                        if len(configs) == 1:
+                            raise
+                        log.warning("%s", err)
                 diverged += sum(m.diverged_at is not None for m in trainer.members)
     if not resume and diverged == len(configs) > 1:
         raise TrainingError(f"all {len(configs)} members diverged; see their metrics.jsonl")

@@ -1,0 +1,116 @@
+"""Training runs for users: a new run's directory, :func:`train`, :func:`resume`,
+:func:`train_or_resume`, and the files of a finished run.
+
+The trainer (``loop.py``) trains and evaluates; what a finished member leaves is written here,
+while the trainer still holds the member's lock: ``eval.png`` and ``loss.png`` (loops of at
+most ``FIGURES_UP_TO`` members; a sweep gets a summary), then ``eval.json``, which marks the
+run finished (``run.py`` lists a run directory's files).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..errors import check
+from ..report import error_curves_figure, save_figure, write_text
+from ..report.figures import loss_figure
+from ..report.files import check_new_output_dir
+from .config import ExperimentConfig, save_config
+from .durable import write_run_file, writing
+from .loop import Member, Result, Trainer
+from .metrics import read_metrics
+from .preflight import check_training
+from .run import read_run_config
+
+FIGURES_UP_TO = 8  # members per loop that get their own figures (a sweep gets a summary)
+
+
+def finish(trainer: Trainer, results: Sequence[tuple[Member, Result]]) -> None:
+    """Write each finished member's figures (a loop of at most ``FIGURES_UP_TO`` members), then
+    its ``eval.json``, last: it marks the member finished. Call it while ``trainer`` holds the
+    members' locks."""
+    for m, result in results:
+        if len(trainer) <= FIGURES_UP_TO:
+            write_figures(m, result)
+        write_run_file(m.run_dir / "eval.json", json.dumps(result), m.run_dir)
+
+
+def write_figures(m: Member, result: Result) -> None:
+    """``eval.png`` (error against k) and ``loss.png`` (the logged losses) of member ``m``."""
+    with writing(m.run_dir / "eval.png", m.run_dir):
+        save_figure(error_curves_figure(result["k"], result["results"], result["noise_floor"],
+                                        f"{m.config.model} on {m.config.task}"),
+                    m.run_dir / "eval.png")
+    records = [r for r in read_metrics(m.run_dir / "metrics.jsonl") if "loss" in r]
+    with writing(m.run_dir / "loss.png", m.run_dir):
+        save_figure(loss_figure([r["step"] for r in records], [r["loss"] for r in records]),
+                    m.run_dir / "loss.png")
+
+
+def prepare_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
+    """Create a new run directory holding the resolved config; refuse to reuse a run.
+
+    Callers check the run itself first (``preflight.check_training``), so that a directory is
+    created only for a run that can start."""
+    check_run_dir(run_dir)
+    with writing(run_dir / "config.yaml", run_dir, new=True):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "config.yaml", save_config(config))
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a directory that already holds a run, is no directory, cannot be written, or
+    holds other files; creates nothing."""
+    check(
+        not (run_dir / "config.yaml").exists(),
+        f"'{run_dir}' already holds a run; resume it with --resume {run_dir} or choose another --out",
+    )
+    check_new_output_dir(run_dir, "run")
+
+
+def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
+    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled,
+                dynamic_ncols=True)
+
+
+def train(config: ExperimentConfig, run_dir: str | Path, progress: bool = False) -> Path:
+    """Train a new run of ``config`` in ``run_dir``."""
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir)
+    check_training(config)
+    prepare_run_dir(run_dir, config)
+    with Trainer([config], [run_dir], resume=False) as trainer, \
+            progress_bar(config.train.steps, 0, progress) as bar:
+        finish(trainer, trainer.run(bar))
+    return run_dir
+
+
+def train_or_resume(config: ExperimentConfig, run_dir: str | Path, progress: bool = False) -> Path:
+    """Train ``config`` in ``run_dir`` or carry on with the run already there: a finished run
+    of the same config is reused as it is, one stopped part way resumes from its latest
+    checkpoint (with its stored run settings), and a run of another config is refused."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").exists():
+        return train(config, run_dir, progress)
+    stored = read_run_config(run_dir)
+    mismatch = [k for k in ("task", "model", "optimizer", "schedule", "curriculum", "train", "eval")
+                if getattr(stored, k) != getattr(config, k)]
+    check(not mismatch, f"'{run_dir}' holds a run with another {', '.join(mismatch)}; "
+                        "remove it or keep these runs in another directory")
+    if (run_dir / "eval.json").is_file():
+        return run_dir
+    return resume(run_dir, progress)
+
+
+def resume(run_dir: str | Path, progress: bool = False) -> Path:
+    """Continue a run from its latest checkpoint with its stored config."""
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    with Trainer([config], [run_dir], resume=True) as trainer, \
+            progress_bar(config.train.steps, trainer.step, progress) as bar:
+        finish(trainer, trainer.run(bar))
+    return run_dir
