@@ -28,10 +28,11 @@ from ..analysis.fit import growth_factor, loglog_slope, slope
 from ..analysis.probe import probe_model
 from ..estimators import build as build_estimator
 from ..report.figures import lines_figure, similarity_figure
+from ..report.format import format_value
 from ..tasks import build as build_task
 from ..train import ExperimentConfig
 from .base import REPRODUCTIONS, Experiment, Runs, Section
-from .claims import AtLeast, AtMost, Check, Claim, Rises
+from .claims import AtLeast, AtMost, Between, Check, Claim, Rises
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,7 @@ class Newton(Experiment):
                                  AtLeast(probes["floor"], strict=True)),
                            figure="similarity_newton.png")
         text = [f"Zero-predictor floor of the residual cosine against Newton-1: {probes['floor']:.3f}. "
-                f"Best GD steps per layer: {probes['gd']['best']}."]
+                f"Best GD steps per layer: {format_value(probes['gd']['best'])}."]
         return Section("Probes and similarity", text, [falls, similar], figures,
                        {"probe error/d at the last k": layer_err, "best newton": best,
                         "best gd": probes["gd"]["best"], "floor": probes["floor"]})
@@ -213,9 +214,9 @@ class Newton(Experiment):
                               "Newton k": (steps, newton_err)}, "layers l / Newton iterations k",
                              f"error/d at k = {last}", "error vs depth against Newton-k", logy=True)
         claims = [
-            Claim.in_range("4-newton-linear", f"best Newton step grows linearly with depth (slope over "
-                           f"layers {layers})", "about 3 iterations per layer", newton_slope, low=1, high=6,
-                           figure="similarity_newton.png"),
+            Claim.of("4-newton-linear", f"best Newton step grows linearly with depth (slope over layers "
+                     f"{layers})", "about 3 iterations per layer", newton_slope,
+                     Check("slope per layer", newton_slope, Between(1, 6)), figure="similarity_newton.png"),
             Claim.of("4-gd-exponential", "best GD step grows exponentially with depth (growth factor per "
                      f"layer over layers {layers})", "exponentially more GD steps per layer (doubling)",
                      gd_factor, Check("factor per layer", gd_factor, AtLeast(1.8)),
@@ -254,8 +255,9 @@ class Newton(Experiment):
                        {"similarity_newton_ill.png": figure})
 
     def _notes(self, sizes: Sizes) -> Section:
+        schedule = format_value(sizes.schedule) if sizes.schedule else "constant"
         lines = [f"- Training: `{sizes.model}`, d = {sizes.d}, n = {sizes.n}, Adam {sizes.lr} "
-                 f"(schedule {sizes.schedule or 'constant'}), batch {sizes.batch}, {sizes.steps} steps, "
+                 f"(schedule {schedule}), batch {sizes.batch}, {sizes.steps} steps, "
                  f"loss on every prefix, noiseless. LSTM `{sizes.lstm}` with {sizes.lstm_steps} steps.",
                  "- Probes are closed-form least-squares read-outs (Fu et al. train them with the "
                  "backbone frozen) of the hidden states Fu et al. read, Hugging Face's `hidden_states`: "
