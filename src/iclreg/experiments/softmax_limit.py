@@ -202,8 +202,10 @@ class SoftmaxLimit(Experiment):
     # --- 3. training at finite L against the infinite-L flow --------------------------------------
     @staticmethod
     def _flows(starts: list[dict], times: list[float], Sigma: Tensor) -> list[dict[str, Any]]:
-        """The infinite-L flow from each seed's start (the same at every L and activation), at
-        ``times`` and at a last time (the end point)."""
+        """The infinite-L flow from each seed's start (the same at every L and activation).
+
+        ``times``: the checkpoints' flow times (lr * step), then the end time; the risk is kept
+        at the checkpoints, ||A||_F^2 - b^2 and ||A||_F^2 at every time, (A, b) at the end."""
         flows = []
         for start in starts:
             A_t, b_t = gradient_flow(start["A"][0], start["b"][0], Sigma, times, w_var=W_VAR)
@@ -320,7 +322,7 @@ class SoftmaxLimit(Experiment):
                  "full V, K, Q matrices. Test risks are measured on "
                  f"{sizes.test_prompts} fixed prompts per L, averaged over seeds."]
         if self.quick:
-            lines.append(f"- Quick mode: L in {list(sizes.train_lengths)}, {sizes.steps} SGD steps at lr "
-                         f"{sizes.lr}, flow time {sizes.steps * sizes.lr:g} (full mode, as the authors: "
+            lines.append(f"- Quick mode: L = {format_value(sizes.train_lengths)}, {sizes.steps} SGD steps at "
+                         f"lr {sizes.lr}, flow time {sizes.steps * sizes.lr:g} (full mode, as the authors: "
                          f"{FULL.steps} steps at {FULL.lr:g}, flow time {FULL.steps * FULL.lr:g}).")
         return Section("Notes", lines)
