@@ -294,7 +294,6 @@ REPRODUCE = [
     (["reproduce", "newton", "--quick", "--out", "rep", "--runs", "afile"], "choose a directory for --runs"),
     (["reproduce", "newton", "--quick", "--out", "rep", "--runs", "/proc/x"], "cannot write '/proc/x'"),
     (["reproduce", "newton", "--quick", "--out", "rep", "--runs", "rep/runs"], "lies inside --out"),
-    (["reproduce", "demystified", "--quick", "--out", "rep", "--runs", "kept"], "--runs is not supported"),
     (["reproduce", "newton", "--quick", "--device", "tpu", "--out", "rep"], "device"),
     (["reproduce", "newton", "--bogus"], "unrecognized arguments"),
 ]

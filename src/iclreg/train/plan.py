@@ -61,16 +61,16 @@ def train_plan(plan: Mapping[str, ExperimentConfig], out: str | Path, progress: 
     new = [name for name in plan if not (dirs[name] / "config.yaml").exists()]
     for name in new:
         check_run_dir(dirs[name])
-    check_members([plan[name] for name in new])  # every new run can start, before any file exists
+    # every kept run is this plan's, and every new run can start, before any file is written
+    kept = {name: stored_config(dirs[name], config) for name, config in plan.items() if name not in new}
+    check_members([plan[name] for name in new])
     todo = []
     for name, config in plan.items():
         if name in new:
             prepare_run_dir(dirs[name], config)
             todo.append((config, dirs[name]))
-        else:
-            stored = stored_config(dirs[name], config)  # its own run settings (device, keep)
-            if not finished(dirs[name]):
-                todo.append((stored, dirs[name]))
+        elif not finished(dirs[name]):
+            todo.append((kept[name], dirs[name]))  # with its own stored run settings (device, keep)
     if todo:
         train_groups([c for c, _ in todo], [d for _, d in todo], resume=True, progress=progress,
                      max_members=max_members)
