@@ -42,8 +42,8 @@ def decide_from_text(text: str, values: list[float]) -> bool:
     raise AssertionError(f"unparsed tolerance text: {text!r}")
 
 
-BOUNDS = [AtMost(0.2), AtMost(0.01, strict=True), AtLeast(2.0), AtLeast(0.3, strict=True), Between(-1.2, -0.75),
-          Near(0.243, abs=0.02), Near(0.1145, se=0.0011, k=3), Near(1.0, rel=0.15),
+BOUNDS = [AtMost(0.2), AtMost(0.01, strict=True), AtLeast(2.0), AtLeast(0.3, strict=True),
+          Between(-1.2, -0.75), Near(0.243, abs=0.02), Near(0.1145, se=0.0011, k=3), Near(1.0, rel=0.15),
           Near(0.604, abs=0.02, se=0.008, k=5.88), Falls(), Falls(slack=0.05), Rises()]
 
 

@@ -49,7 +49,8 @@ def test_every_reproduction_runs_at_toy_size(paper, mode, tmp_path):
     _check_report(out, result)
     trained = set(kind(mode=mode, sizes=kind.toy).plan(kind.toy))
     for name in trained:
-        assert (out / "runs" / name / "eval.json").is_file() or (out / "runs" / name / "metrics.jsonl").is_file()
+        run = out / "runs" / name
+        assert (run / "eval.json").is_file() or (run / "metrics.jsonl").is_file()
 
 
 def _interrupt_after_first_run(monkeypatch):
