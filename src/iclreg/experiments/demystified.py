@@ -31,6 +31,7 @@ from ..analysis.patterns import HeadPatterns, head_patterns
 from ..estimators import build as build_estimator
 from ..report import error_curves_figure
 from ..report.figures import heads_figure, lines_figure
+from ..report.format import format_value
 from ..tasks import build as build_task
 from ..theory import optimal_mu, single_head_optimum
 from ..theory.demystified import figure_omega
@@ -246,8 +247,8 @@ class Demystified(Experiment):
             p = best(trained).patterns
             figures[f"heads_H{heads}.png"] = heads_figure(
                 p.kq.numpy(), p.ov.numpy(), f"H={heads}, best seed: KQ = K^T Q / sqrt(d+1), OV = O V")
-            text += [f"H = {heads}, best seed: omega_h = {[round(v, 3) for v in p.omega.tolist()]}, "
-                     f"mu_h = {[round(v, 3) for v in p.mu.tolist()]}", ""]
+            text += [f"H = {heads}, best seed: omega_h = {format_value(p.omega.tolist())}, "
+                     f"mu_h = {format_value(p.mu.tolist())}", ""]
         figures["trajectory_H2.png"] = self._trajectory(runs, f"H2/seed{best(stats[2]).seed}")
         text.append("The last figure: omega_h and mu_h of the best H = 2 seed at its checkpoints.")
         return Section("3. Emergent weight patterns", text, self._pattern_claims(stats), figures)

@@ -30,6 +30,7 @@ from ..analysis.fit import loglog_slope
 from ..analysis.kernel_family import best_heads
 from ..analysis.query import query_error
 from ..report.figures import bars_figure, lines_figure
+from ..report.format import format_value
 from ..tasks import Task
 from ..tasks import build as build_task
 from ..theory import approximate_loss, single_head_optimum
@@ -205,8 +206,8 @@ class Multihead(Experiment):
                 "drops the fluctuation of the softmax ratio's normaliser; the exact ratio tends to e only as "
                 "d -> infinity.", "",
                 f"Best kernel predictors at D = {Fs[-1]}: one head omega = "
-                f"{[round(float(v), 2) for v in best[1]['omega']]}, two heads omega = "
-                f"{[round(float(v), 2) for v in best[2]['omega']]} (the two-head constant is reached only as "
+                f"{format_value(best[1]['omega'])}, two heads omega = "
+                f"{format_value(best[2]['omega'])} (the two-head constant is reached only as "
                 "omega -> 0, so at finite D the best pair sits at a finite omega and D x excess stays above "
                 "C_2).", "",
                 "| excess risk | " + " | ".join(f"D = {D}" for D in Fs) + " |", "|---|" + "---:|" * len(Fs),
