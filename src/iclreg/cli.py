@@ -175,12 +175,21 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_reproduction_commands(sub: argparse._SubParsersAction) -> None:
-    """``reproduce`` (help lists the registry of reproductions) and ``demo``."""
+def _papers(argv: Sequence[str] | None) -> str:
+    """The help of ``reproduce PAPER``: the registry's names, imported for ``reproduce`` only
+    (importing every reproduction costs other commands a second)."""
+    argv = sys.argv[1:] if argv is None else argv
+    if list(argv[:1]) != ["reproduce"]:
+        return "which paper ('iclreg reproduce --help' lists them)"
     from .experiments import REPRODUCTIONS
 
+    return f"which paper: {', '.join(REPRODUCTIONS.names())}"
+
+
+def _add_reproduction_commands(sub: argparse._SubParsersAction, argv: Sequence[str] | None) -> None:
+    """``reproduce`` (its help lists the registry of reproductions) and ``demo``."""
     p = sub.add_parser("reproduce", help="reproduce a paper's results: claims, figures, report")
-    p.add_argument("paper", help=f"which paper: {', '.join(REPRODUCTIONS.names())}")
+    p.add_argument("paper", help=_papers(argv))
     p.add_argument("--quick", action="store_true", help="CPU-sized run of a few minutes")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--out", help="output directory (default runs/PAPER[-quick])")
@@ -198,7 +207,8 @@ def _add_reproduction_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_demo)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; ``argv`` only decides whether the reproductions are imported for the help."""
     parser = _Parser(prog="iclreg", description="In-context linear regression: prompts, estimators, "
                      "theory, models, training and paper reproductions.")
     parser.add_argument("--version", action="version", version=f"iclreg {__version__}")
@@ -250,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", help="probe figure; FILE_newton and FILE_gd heat maps beside it")
     p.set_defaults(handler=_cmd_probe)
 
-    _add_reproduction_commands(sub)
+    _add_reproduction_commands(sub, argv)
     return parser
 
 
@@ -279,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
-    args = parse_args(build_parser(), argv)
+    args = parse_args(build_parser(argv), argv)
     try:
         return args.handler(args)
     except UsageError as err:

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from iclreg.cli import main
 from iclreg.errors import TrainingError, UsageError
-from iclreg.train import Trainer, load_config, load_run, resume, train, train_or_resume
+from iclreg.train import Trainer, load_config, load_run, resume, train, train_plan
 from iclreg.train.metrics import read_metrics
 
 
@@ -86,12 +86,12 @@ def test_sigkill_then_resume_is_bit_identical(write_config, tmp_path):
     assert [r["step"] for r in read_metrics(killed / "timing.jsonl")] == list(range(10, 401, 10))
 
 
-def test_train_or_resume_carries_on_reuses_and_refuses(write_config, tmp_path, monkeypatch):
-    """Stopped at step 25 (checkpoint at 20), it resumes to the straight run's weights; a
+def test_train_plan_carries_on_reuses_and_refuses(write_config, tmp_path, monkeypatch):
+    """Stopped at step 25 (checkpoint at 20), a plan resumes to the straight run's weights; a
     finished run is reused untouched; a run of another config is refused."""
     cfg = load_config(write_config({"train": {"steps": 40}, "run": {"checkpoint_every": 10}}))
     straight = train(cfg, tmp_path / "straight")
-    stopped = tmp_path / "stopped"
+    stopped = tmp_path / "plan" / "run"
     step = Trainer.train_step
 
     def stop_at_25(self, i):
@@ -101,18 +101,18 @@ def test_train_or_resume_carries_on_reuses_and_refuses(write_config, tmp_path, m
 
     monkeypatch.setattr(Trainer, "train_step", stop_at_25)
     with pytest.raises(KeyboardInterrupt):
-        train_or_resume(cfg, stopped)
+        train_plan({"run": cfg}, tmp_path / "plan")
     monkeypatch.setattr(Trainer, "train_step", step)
     assert not (stopped / "eval.json").exists()
-    assert train_or_resume(cfg, stopped) == stopped
+    assert train_plan({"run": cfg}, tmp_path / "plan") == {"run": stopped}
     a, b = final_weights(straight), final_weights(stopped)
     assert all(torch.equal(a[k], b[k]) for k in a)
     before = (stopped / "eval.json").stat().st_mtime_ns
-    train_or_resume(cfg, stopped)  # finished: reused as it is
+    train_plan({"run": cfg}, tmp_path / "plan")  # finished: reused as it is
     assert (stopped / "eval.json").stat().st_mtime_ns == before
     other = load_config(write_config({"train": {"steps": 50}}, "other.yaml"))
     with pytest.raises(UsageError, match="holds a run with another train"):
-        train_or_resume(other, stopped)
+        train_plan({"run": other}, tmp_path / "plan")
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(write_config, tmp_path, capsys):

@@ -5,9 +5,9 @@ from .config import ExperimentConfig, load_config, resolve
 from .loop import Trainer
 from .plan import train_plan
 from .run import build_model, load_run, read_run_config
-from .runs import resume, train, train_or_resume
+from .runs import resume, train
 
 __all__ = [
     "ExperimentConfig", "Trainer", "build_model", "evaluate", "load_config", "load_run",
-    "read_run_config", "resolve", "resume", "train", "train_or_resume", "train_plan",
+    "read_run_config", "resolve", "resume", "train", "train_plan",
 ]

@@ -1,6 +1,6 @@
 """One writer per run directory: an exclusive ``flock`` on ``RUN_DIR/.lock``.
 
-Writers (``train``, ``--resume``, a sweep, ``train_members``, ``train_or_resume``) hold the
+Writers (``train``, ``--resume``, a sweep, ``train_members``, ``train_plan``) hold the
 lock for as long as they write; a second writer is refused with a one-line error naming the
 holder (pid, host and start time, which the holder notes in the file). The kernel releases a
 ``flock`` when its process exits, however it exits (SIGKILL included), so a lock never goes
@@ -13,7 +13,7 @@ directory's lock exclusively, which covers every member without a file handle pe
 ensemble of a thousand members holds one). A process writing one member alone (``--resume
 SWEEP/member``) holds the member's lock and a shared lock on the sweep's, so it excludes the
 sweep's writer and the sweep's writer excludes it, while two members may be resumed side by
-side. Locks are re-entrant within a process (``train_or_resume`` -> ``train`` -> ``Trainer``).
+side. Locks are re-entrant within a process (``train_plan`` -> ``train_groups`` -> ``Trainer``).
 """
 
 from __future__ import annotations

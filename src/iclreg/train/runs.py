@@ -1,5 +1,5 @@
-"""Training runs for users: a new run's directory, :func:`train`, :func:`resume`,
-:func:`train_or_resume`, and the files of a finished run.
+"""Training runs for users: a new run's directory, :func:`train`, :func:`resume` and the files
+of a finished run (``plan.train_plan`` trains the runs of a reproduction).
 
 The trainer (``loop.py``) trains and evaluates; what a finished member leaves is written here,
 while the trainer still holds the member's lock: ``eval.png`` and ``loss.png`` (loops of at
@@ -87,23 +87,6 @@ def train(config: ExperimentConfig, run_dir: str | Path, progress: bool = False)
             progress_bar(config.train.steps, 0, progress) as bar:
         finish(trainer, trainer.run(bar))
     return run_dir
-
-
-def train_or_resume(config: ExperimentConfig, run_dir: str | Path, progress: bool = False) -> Path:
-    """Train ``config`` in ``run_dir`` or carry on with the run already there: a finished run
-    of the same config is reused as it is, one stopped part way resumes from its latest
-    checkpoint (with its stored run settings), and a run of another config is refused."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.yaml").exists():
-        return train(config, run_dir, progress)
-    stored = read_run_config(run_dir)
-    mismatch = [k for k in ("task", "model", "optimizer", "schedule", "curriculum", "train", "eval")
-                if getattr(stored, k) != getattr(config, k)]
-    check(not mismatch, f"'{run_dir}' holds a run with another {', '.join(mismatch)}; "
-                        "remove it or keep these runs in another directory")
-    if (run_dir / "eval.json").is_file():
-        return run_dir
-    return resume(run_dir, progress)
 
 
 def resume(run_dir: str | Path, progress: bool = False) -> Path:
