@@ -81,8 +81,14 @@ def test_multiplicative_decodes_average_to_the_ridge_gd_trajectory(seed: int):
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
 def test_support_inclusion_moments(seed: int, temperature: float):
     """First and second moments of the 0/1 output are the single and pair inclusion
-    probabilities of sampling without replacement (enumerated in test_support_sampling)."""
-    _, _, _, fw, out = _one_step(f"support:k=2,temperature={temperature}", seed, lr=0.05)
+    probabilities of sampling without replacement (enumerated in test_support_sampling).
+    F(w) is fixed and positive so that no probability is too small to be seen in N draws (the
+    clip is checked there)."""
+    fw = torch.tensor([[0.5, 0.2, 2.0], [1.0, 0.3, 0.8]], dtype=torch.float64)  # (B, d)
+    noise = NOISES.build(f"support:k=2,temperature={temperature}")
+    shape = torch.Size((N, 2, 3))
+    draw = noise.draw(shape, torch.Generator().manual_seed(seed), torch.float64, fw.device)
+    out = noise.apply(fw.expand(shape), fw.expand(shape), 0.05, draw)
     for b in range(2):
         single, pair = inclusion(fw[b].tolist(), 2, temperature)
         cov = pair - single.unsqueeze(-1) * single.unsqueeze(-2)
