@@ -175,6 +175,54 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_test_time(args: argparse.Namespace) -> int:
+    from .report import save_figure
+    from .report.figures import lines_figure
+    from .report.files import check_writable_file
+    from .testtime.run import run_test_time
+
+    if args.run:
+        raise UsageError("--run needs a chain-of-thought transformer run, which iclreg does not train "
+                         "yet; use --decoder gd:lr=... (the idealised decoder)")
+    plot = check_writable_file(args.plot) if args.plot else None
+    result = run_test_time(args.task, args.decoder, args.noise, args.technique, args.steps, args.samples,
+                           args.prompts, args.seed, args.device)
+    metric, (label, curve) = result["metric"], next(iter(result["results"].items()))
+    if plot:
+        save_figure(lines_figure({label: (result["N"], curve[metric])}, "samples N", metric,
+                                 f"{args.task}, {args.noise}, T = {args.steps}", logx=True), plot)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{label} over {args.prompts} prompts, T = {args.steps}: {metric} (95% interval)")
+    for n, value, (low, high) in zip(result["N"], curve[metric], curve["ci95"], strict=True):
+        print(f"{n:8d}  {value:.5g}  [{low:.5g}, {high:.5g}]")
+    if plot:
+        print(f"figure written to {plot}")
+    return 0
+
+
+def _add_test_time_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("test-time", help="sample N chains of thought per prompt and combine them "
+                       "(Chen et al., arXiv 2508.07571): error or recovery against N")
+    p.add_argument("--task", required=True, help="task SPEC, e.g. gaussian:d=10,n=20,noise_std=0.3 "
+                   "or binary01:d=10,n=15,k=3")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--decoder", help="idealised decoder SPEC, e.g. gd:lr=0.01")
+    source.add_argument("--run", metavar="RUN_DIR", help="a trained chain-of-thought run (not yet)")
+    p.add_argument("--steps", type=int, required=True, help="decoding steps T")
+    p.add_argument("--noise", default="greedy", help="greedy, additive:std=S, multiplicative:std=S "
+                   "or support:k=K,temperature=T (default greedy)")
+    p.add_argument("--technique", default="mean", help="mean, vote or best:reward=norm2|norm1|residual")
+    p.add_argument("--samples", default="1,4,16", help="list of N, e.g. 1,4,16,64 (default 1,4,16)")
+    p.add_argument("--prompts", type=int, default=1024, help="number of prompts (default 1024)")
+    p.add_argument("--seed", type=int, default=0, help="seed of prompts and decodes (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (compare's shape, N for k)")
+    p.add_argument("--plot", metavar="FILE", help="write a figure (.png, .pdf or .svg)")
+    p.set_defaults(handler=_cmd_test_time)
+
+
 def _papers(argv: Sequence[str] | None) -> str:
     """The help of ``reproduce PAPER``: the registry's names, imported for ``reproduce`` only
     (importing every reproduction costs other commands a second)."""
@@ -260,6 +308,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE", help="probe figure; FILE_newton and FILE_gd heat maps beside it")
     p.set_defaults(handler=_cmd_probe)
 
+    _add_test_time_command(sub)
     _add_reproduction_commands(sub, argv)
     return parser
 

@@ -1,0 +1,85 @@
+"""``iclreg test-time`` through the real entry point: its numbers against independent GD loops
+on the same prompts, and its bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from iclreg.cli import main
+from iclreg.tasks import build as build_task
+
+TASK = "gaussian:d=4,n=8,noise_std=0.3"
+
+
+def _prompts(task_spec: str, prompts: int, seed: int):
+    """The prompts evaluate draws: chunks of 256 from (seed, chunk), n + 1 pairs, the last the query."""
+    task = build_task(task_spec)
+    out = []
+    for chunk in range(-(-prompts // 256)):
+        batch = min(256, prompts - 256 * chunk)
+        out.append(task.sample(batch, seed, chunk, n=task.n + 1, dtype=torch.float64))
+    x = np.concatenate([p.x.numpy() for p in out])
+    y = np.concatenate([p.y.numpy() for p in out])
+    return x[:, :-1], y[:, :-1], x[:, -1], y[:, -1]
+
+
+def _gd_errors(x, y, x_q, y_q, lr: float, steps: int, lam: float = 0.0) -> np.ndarray:
+    """Squared query errors of GD (ridge-GD with ``lam``) from w = 0, one prompt at a time."""
+    errors = []
+    for xi, yi, xq, yq in zip(x, y, x_q, y_q, strict=True):
+        w = np.zeros(xi.shape[1])
+        for _ in range(steps):
+            w = w - lr * (xi.T @ (xi @ w - yi) + lam * w)
+        errors.append((w @ xq - yq) ** 2)
+    return np.array(errors)
+
+
+def _run(capsys, *args: str) -> dict:
+    assert main(["test-time", "--task", TASK, "--json", *args]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_greedy_decoding_is_gradient_descent(capsys):
+    result = _run(capsys, "--decoder", "gd:lr=0.05", "--steps", "12", "--samples", "1,4",
+                  "--prompts", "300", "--seed", "3")
+    assert result["N"] == [1, 4] and result["metric"] == "mse"
+    (curve,) = result["results"].values()
+    expected = _gd_errors(*_prompts(TASK, 300, 3), lr=0.05, steps=12).mean()
+    assert curve["mse"] == pytest.approx([expected, expected], rel=1e-9)  # greedy: N changes nothing
+    low, high = curve["ci95"][0]
+    assert low < expected < high
+
+
+def test_the_average_of_multiplicative_noise_decodes_tends_to_ridge_gd(capsys):
+    """sigma = 0.7: E zeta = sigma^2 w, so the N-average follows ridge-GD with lambda = 0.49."""
+    result = _run(capsys, "--decoder", "gd:lr=0.05", "--steps", "20", "--noise", "multiplicative:std=0.7",
+                  "--samples", "1,256", "--prompts", "400", "--seed", "1")
+    (curve,) = result["results"].values()
+    data = _prompts(TASK, 400, 1)
+    ridge = _gd_errors(*data, lr=0.05, steps=20, lam=0.49).mean()
+    gd = _gd_errors(*data, lr=0.05, steps=20).mean()
+    one, many = curve["mse"]
+    assert abs(many - ridge) < 0.2 * abs(one - ridge) and abs(many - ridge) < 0.25 * abs(gd - ridge)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--decoder", "gd:lr=0.01", "--samples", "0"], "--samples values must lie in [1,"),
+    (["--decoder", "gd:lr=0.01", "--samples", "1,x"], "comma-separated list of integers"),
+    (["--decoder", "gd:lr=0.01", "--steps", "0"], "--steps must lie in [1,"),
+    (["--run", "somewhere"], "does not train yet"),
+    (["--decoder", "gd:lr=0.01", "--noise", "bogus"], "unknown noise 'bogus'"),
+    (["--decoder", "gd:lr=0.01", "--technique", "best:reward=l3"], "reward"),
+    (["--decoder", "gd:lr=0.01", "--samples", "100000000"], "of memory"),
+    (["--decoder", "gd:lr=0.01", "--prompts", "1"], "--prompts must lie in [2,"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+    plot = tmp_path / "fig.png"
+    steps = [] if "--steps" in args else ["--steps", "5"]
+    assert main(["test-time", "--task", TASK, *steps, *args, "--plot", str(plot)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not plot.exists()
