@@ -66,7 +66,7 @@ def test_compare_table_lists_every_estimator(capsys):
 @pytest.mark.slow
 def test_demo_writes_report_and_figures(tmp_path):
     out = tmp_path / "demo"
-    proc = run_cli("demo", "--out", str(out), "--samples", "1500", timeout=900)  # reproductions too
+    proc = run_cli("demo", "--out", str(out), "--samples", "1500", timeout=1800)  # reproductions too
     assert proc.returncode == 0, proc.stderr
     index = (out / "index.html").read_text()
     assert "tour/he_estimators.png" in index and "demystified/report.md" in index
