@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..analysis.fit import loglog_slope
+from ..device import resolve_device
 from ..tasks import build as build_task
 from ..testtime import NOISES, TECHNIQUES, GDDecoder
 from ..theory import testtime as theory
@@ -67,7 +68,7 @@ def chains(x: Tensor, y: Tensor, lr: float, noise: str, record: list[int], sampl
     """N decodes of every prompt, the iterate at each T of ``record``: {T: (N, B, d)}."""
     decoder, rule = GDDecoder(lr=lr), NOISES.build(noise)
     shape = torch.Size((samples, x.shape[0], x.shape[-1]))
-    w, out = torch.zeros(shape, dtype=x.dtype), {}
+    w, out = torch.zeros(shape, dtype=x.dtype, device=x.device), {}
     for t in range(max(record) + 1):
         if t in record:
             out[t] = w
@@ -138,12 +139,16 @@ class TestTime(Experiment):
     modes = {"quick": QUICK, "full": FULL}
     toy = TOY
 
+    def gen(self, seed: int) -> torch.Generator:
+        """A generator on this reproduction's device, seeded with ``seed``."""
+        return torch.Generator(device=resolve_device(self.device)).manual_seed(seed)
+
     def prompts(self, d: int, n: int, noise: float, prompts: int, seed: int,
                 extra: str = "") -> tuple[Tensor, Tensor, Tensor]:
         """x (P, n, d), y (P, n), w* (P, d) in float64; ``extra``: e.g. ``binary01`` options."""
         task = f"binary01:d={d},n={n},noise_std={noise},{extra}" if extra else \
             f"gaussian:d={d},n={n},noise_std={noise}"
-        p = build_task(task).sample(prompts, seed, 0, dtype=torch.float64)
+        p = build_task(task).sample(prompts, seed, 0, device=resolve_device(self.device), dtype=torch.float64)
         return p.x, p.y, p.w
 
     def analyse(self, runs: Runs, sizes: Sizes) -> list[Section]:
@@ -159,7 +164,7 @@ class TestTime(Experiment):
     def _averaging(self, s: Sizes) -> Section:
         x, y, w = self.prompts(s.d, s.n, NOISE_AVG, s.prompts, seed=2)
         ws = chains(x, y, s.eta, f"multiplicative:std={SIGMA}", [s.steps], max(s.samples),
-                    torch.Generator().manual_seed(2))[s.steps]
+                    self.gen(2))[s.steps]
         ridge, cov = theory.noisy_decode_covariance(x, y, s.steps, s.eta, SIGMA)
         v_t = cov.diagonal(dim1=-2, dim2=-1).sum(-1)  # (P,)
         excess, err = {}, {}
@@ -206,8 +211,8 @@ class TestTime(Experiment):
         x, y, w = self.prompts(s.d, s.n_over, NOISE_OVER, s.prompts, seed=3)
         ts = list(s.thoughts)
         nn = min(16, max(s.samples))
-        ws = chains(x, y, s.eta_over, f"multiplicative:std={SIGMA}", ts, nn, torch.Generator().manual_seed(3))
-        gs = chains(x, y, s.eta_over, "greedy", ts, 1, torch.Generator())
+        ws = chains(x, y, s.eta_over, f"multiplicative:std={SIGMA}", ts, nn, self.gen(3))
+        gs = chains(x, y, s.eta_over, "greedy", ts, 1, self.gen(0))
         greedy = [(gs[t][0] - w).square().sum(-1).mean().item() for t in ts]
         noisy = [(ws[t].mean(0) - w).square().sum(-1).mean().item() for t in ts]
         exact = [theory.gd_weight_risk(x, t, s.eta_over, 0.0, 1.0, NOISE_OVER).mean().item() for t in ts]
@@ -242,7 +247,7 @@ class TestTime(Experiment):
         gain, errs = {}, {}
         for label, noise in (("multiplicative", f"multiplicative:std={NOISE_BEST}"),
                              ("additive", f"additive:std={s.eta * NOISE_BEST}")):
-            ws = chains(x, y, s.eta, noise, [s.steps], max(ns), torch.Generator().manual_seed(4))[s.steps]
+            ws = chains(x, y, s.eta, noise, [s.steps], max(ns), self.gen(4))[s.steps]
             errs[label] = [(best(ws[:n_], x, y) - w).norm(dim=-1).mean().item() for n_ in ns]
             gain[label] = (errs[label][0] - errs[label][-1]) / errs[label][0]
         claim = Claim.of(
@@ -268,13 +273,13 @@ class TestTime(Experiment):
         x, y, w = self.prompts(s.d_bin, s.n_bin, 0.01, s.prompts, seed=5, extra=f"k={s.k_bin}")
         lr, steps, ns = 1.0 / s.n_bin, 50, list(s.votes)
         vote = TECHNIQUES.build("vote")
-        greedy = chains(x, y, lr, f"support:k={s.k_bin},temperature=0", [steps], 1, torch.Generator())
+        greedy = chains(x, y, lr, f"support:k={s.k_bin},temperature=0", [steps], 1, self.gen(0))
         greedy = greedy[steps]
         greedy_rate = (greedy[0] == w).all(-1).double().mean().item()
-        ws = chains(x, y, lr, f"support:k={s.k_bin}", [steps], max(ns), torch.Generator().manual_seed(5))
+        ws = chains(x, y, lr, f"support:k={s.k_bin}", [steps], max(ns), self.gen(5))
         ws = ws[steps]
         rates = [(vote(ws[:n_], x, y) == w).all(-1).double().mean().item() for n_ in ns]
-        est = chains(x, y, lr, f"support:k={s.k_bin}", [steps], max(ns), torch.Generator().manual_seed(6))
+        est = chains(x, y, lr, f"support:k={s.k_bin}", [steps], max(ns), self.gen(6))
         est = est[steps]
         cut = THEORY_PROMPTS
         predicted = support_vote_theory(est[:, :cut], w[:cut], [n_ for n_ in ns if n_ <= 16])
@@ -314,7 +319,7 @@ class TestTime(Experiment):
         meas, theo = {}, {}
         for sigma in s.sigmas:
             ws = chains(x, y, s.eta_over, f"multiplicative:std={sigma}", [steps], nn,
-                        torch.Generator().manual_seed(7))[steps]
+                        self.gen(7))[steps]
             meas[sigma] = mean_se((ws.mean(0) - w).square().sum(-1))
             theo[sigma] = noisy_average_risk(x, steps, s.eta_over, sigma, NOISE_OVER, nn)
         keys = [f"sigma={g}" for g in s.sigmas]
@@ -335,7 +340,7 @@ class TestTime(Experiment):
         x, y, w = self.prompts(s.d, s.n_over, NOISE_OVER, s.prompts, seed=8)
         splits = [n_ for n_ in (1, 2, 4, 8, 16) if s.budget // n_ >= 1]
         ws = chains(x, y, s.eta_over, f"multiplicative:std={SIGMA}", [s.budget // n_ for n_ in splits],
-                    max(splits), torch.Generator().manual_seed(8))
+                    max(splits), self.gen(8))
         meas = {n_: mean_se((ws[s.budget // n_][:n_].mean(0) - w).square().sum(-1)) for n_ in splits}
         theo = {n_: noisy_average_risk(x, s.budget // n_, s.eta_over, SIGMA, NOISE_OVER, n_) for n_ in splits}
         best_m = min(splits, key=lambda n_: meas[n_][0])
