@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import torch
+from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..analysis.fit import loglog_slope
@@ -183,7 +183,8 @@ class TestTime(Experiment):
             *(Check(f"N={n_}", excess[n_][0], Near(theory_excess[n_], se=excess[n_][1]))
               for n_ in s.samples), Check("slope", slope, Between(-1.2, -0.8)), figure="averaging.png")
         claim8 = self._extrapolate(s, err)
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.subplots()
         ax.loglog(s.samples, [excess[n_][0] for n_ in s.samples], "o", label="measured")
         ax.loglog(s.samples, list(theory_excess.values()), "-", label="theory V_T / N")
         ax.set(xlabel="N", ylabel="E||avg_N - ridge||^2", title="Averaging noisy decodes")
@@ -227,7 +228,8 @@ class TestTime(Experiment):
             Check("greedy: interior minimum", float(interior_min(greedy)), AtLeast(1.0)),
             Check("noisy average at the largest T / its minimum", noisy[-1] / min(noisy), AtMost(1.05)),
             figure="thoughts.png")
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.subplots()
         ax.semilogx(ts, greedy, "o", label="greedy (measured)")
         ax.semilogx(ts, exact, "-", label="GD (exact)")
         ax.semilogx(ts, noisy, "s", label=f"{nn}-average (measured)")
@@ -298,7 +300,8 @@ class TestTime(Experiment):
              "crossing N": measured_cross},
             Check("vote from N=4 to the largest N", rates[1:], Rises(grows=True)),
             Check("measured crossing equals predicted", same, AtLeast(1.0)), figure="vote.png")
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+        fig = Figure(figsize=(5, 3.5))
+        ax = fig.subplots()
         ax.semilogx(ns, rates, "o-", label="vote (measured)")
         ax.semilogx(list(predicted), list(predicted.values()), "s--", label="vote (theory, plug-in)")
         ax.axhline(greedy_rate, color="k", ls=":", label="greedy top-k")
