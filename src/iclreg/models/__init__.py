@@ -3,7 +3,7 @@
 ``build(SPEC)`` returns an ``nn.Module`` with ``forward(x (B, n, d), y (B, n)) -> (B, n)``.
 """
 
-from . import gpt2, linear_attention, lstm, reduced_attention, softmax_attention  # noqa: F401  (register the models)
+from . import cot, gpt2, linear_attention, lstm, reduced_attention, softmax_attention  # noqa: F401  (register the models)
 from .base import MODELS, ModelConfig, Predictor, StackedPredictor, build
 from .ensemble import Ensemble
 from .garg import load_garg_checkpoint

@@ -34,6 +34,7 @@ class ModelConfig:
 
     name: ClassVar[str]
     member_fields: ClassVar[tuple[str, ...]] = ()
+    chain: ClassVar[bool] = False  # trained on its own chain-of-thought loss (``train.loss: chain``)
     d: int = 5
 
     def build(self, generator: torch.Generator | None = None) -> Predictor:
@@ -66,6 +67,11 @@ class StackedPredictor(Predictor):
         """(E, B, n, d), (E, B, n[, K]) -> (E, B, n[, K]) for parameters stacked along E;
         with ``last_only`` only the last position is predicted: (E, B, 1[, K]) (training on
         the query's loss needs no other)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def stacked_chain_loss(config: Any, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        """Per-member teacher-forced chain-of-thought loss (E,), for configs with ``chain``."""
         raise NotImplementedError
 
     def forward(self, x: Tensor, y: Tensor) -> Tensor:

@@ -47,9 +47,12 @@ class Ensemble(nn.Module):
         per_member = [dict(m.named_parameters()) for m in self.members]
         return {name: torch.stack([p[name] for p in per_member]) for name in self.names}
 
-    def forward(self, x: Tensor, y: Tensor, last_only: bool = False) -> Tensor:
+    def forward(self, x: Tensor, y: Tensor, last_only: bool = False, chain: bool = False) -> Tensor:
         """(E, B, n, d), (E, B, n[, K]) -> (E, B, n[, K]); member e sees x[e], y[e].
-        ``last_only`` predicts the last position only: (E, B, 1[, K])."""
+        ``last_only`` predicts the last position only: (E, B, 1[, K]); ``chain`` returns the
+        members' teacher-forced chain-of-thought losses instead (E,) (``stacked_chain_loss``)."""
         check(x.shape[0] == len(self), f"x has {x.shape[0]} ensemble slices for {len(self)} members")
         first = self.members[0]
+        if chain:
+            return first.stacked_chain_loss(first.config, self.stacked_parameters(), x, y)
         return first.stacked_forward(first.config, self.stacked_parameters(), x, y, last_only)

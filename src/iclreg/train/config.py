@@ -82,13 +82,14 @@ class TrainConfig:
     """Attributes:
     steps: optimiser steps.
     batch: prompts per step (fresh prompts every step, drawn from (seed, step)).
-    loss: ``all`` (mean over every prefix, Garg et al.) or ``query`` (last position only).
+    loss: ``all`` (mean over every prefix, Garg et al.), ``query`` (last position only) or
+        ``chain`` (teacher-forced chain of thought, for models that emit iterates: ``cot``).
     seed: seed of the initialisation and of the prompts.
     """
 
     steps: int = 1000
     batch: int = 64
-    loss: Literal["all", "query"] = "all"
+    loss: Literal["all", "query", "chain"] = "all"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -182,6 +183,9 @@ class ExperimentConfig:
             not self.run.cuda_graph or self.optimizer.name != "sgd" or self.schedule.name == "constant",
             "run.cuda_graph with sgd needs schedule.name=constant (or use adam/adamw)",
         )
+        check((self.train.loss == "chain") == model.chain,
+              f"train.loss=chain is for chain-of-thought models (cot) and they train only on it; "
+              f"got train.loss={self.train.loss} with model {model.name}")
         for ramp, limit, what in ((self.curriculum.d, task.d, "d"), (self.curriculum.n, task.n, "n")):
             check(
                 ramp is None or ramp.end <= limit,

@@ -57,14 +57,19 @@ class EagerStep:
         """What runs the forward pass."""
         return net
 
+    def losses(self, x: Tensor, y: Tensor) -> Tensor:
+        """The members' losses (E,) on (E, B, n, d), (E, B, n), under autocast if asked."""
+        with self.amp:
+            if self.loss == "chain":  # the model's own teacher-forced chain-of-thought loss
+                return self.forward(x, y, chain=True).float()
+            if self.last_only:  # the query's loss needs the last position only
+                return prompt_losses(self.forward(x, y, last_only=True).float(), y[:, :, -1:].float(),
+                                     self.loss)
+            return prompt_losses(self.forward(x, y).float(), y.float(), self.loss)
+
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
         """Forward, backward, clipping and optimiser step on (E, B, n, d); losses (E,)."""
-        with self.amp:
-            if self.last_only:  # the query's loss needs the last position only
-                pred, y = self.forward(x, y, last_only=True), y[:, :, -1:]
-            else:
-                pred = self.forward(x, y)
-            losses = prompt_losses(pred.float(), y.float(), self.loss)
+        losses = self.losses(x, y)
         self.optimizer.zero_grad(set_to_none=self.set_to_none)
         losses.sum().backward()  # members share no parameter: each gets its own gradient
         if self.clip is not None:
