@@ -218,3 +218,35 @@ def test_fit_inverse_n_recovers_law_and_extrapolates():
     coef = tt.fit_inverse_n(n, 1.3 + 0.8 / n + noise)
     pred = tt.predict_inverse_n(coef, [256.0, 1024.0])
     assert torch.allclose(pred, 1.3 + 0.8 / torch.tensor([256.0, 1024.0], dtype=F64), atol=3e-3)
+
+
+def test_affine_moments_match_simulation_of_a_nonsymmetric_step():
+    """A trained model's emitted map F(w) = P w + b need not be a symmetric GD step: sample the
+    noisy decode of a random (P, b) directly and compare mean, covariance and its trace."""
+    d, steps, eta, sigma, reps = 3, 25, 0.05, 0.8, 40000
+    gen = _gen(11)
+    p = torch.eye(d, dtype=F64) - 0.08 * torch.randn(d, d, generator=gen, dtype=F64)
+    b = 0.1 * torch.randn(d, generator=gen, dtype=F64)
+    w = torch.zeros(reps, d, dtype=F64)
+    for _ in range(steps):
+        xi = sigma * torch.randn(reps, d, generator=gen, dtype=F64)
+        w = w @ p.T + b - eta * (xi * w).sum(-1, keepdim=True) * xi
+    m, cov = tt.affine_noisy_decode_moments(p[None], b[None], steps, eta, sigma)
+    se_mean = w.std(0) / math.sqrt(reps)
+    assert ((w.mean(0) - m[0]).abs() < Z * se_mean).all()
+    centred = w - m[0]
+    sample_cov = centred.T @ centred / reps
+    prods = centred.unsqueeze(-1) * centred.unsqueeze(-2)
+    se_cov = prods.std(0) / math.sqrt(reps)
+    assert ((sample_cov - cov[0]).abs() < Z * se_cov).all()
+    assert Z * se_cov.diagonal().sum() < 0.05 * cov[0].trace()  # the check would catch a 5% error
+
+
+def test_affine_moments_of_the_gd_step_are_the_eigenbasis_recursion():
+    x, y = _design(7, 4, 12)[None], torch.randn(1, 7, generator=_gen(13), dtype=F64)
+    eta, sigma, steps = 0.03, 0.7, 30
+    s = x.transpose(-1, -2) @ x
+    g = (x.transpose(-1, -2) @ y.unsqueeze(-1)).squeeze(-1)
+    m, cov = tt.affine_noisy_decode_moments(torch.eye(4, dtype=F64) - eta * s, eta * g, steps, eta, sigma)
+    m_ref, cov_ref = tt.noisy_decode_covariance(x, y, steps, eta, sigma)
+    assert torch.allclose(m, m_ref, atol=1e-13) and torch.allclose(cov, cov_ref, atol=1e-13)

@@ -51,6 +51,7 @@ from collections.abc import Sequence
 import torch
 
 __all__ = [
+    "affine_noisy_decode_moments",
     "fit_inverse_n",
     "gd_filter",
     "gd_query_risk",
@@ -155,6 +156,36 @@ def noisy_decode_covariance(
         m = b * m + eta * g
     m_out = (u @ m.unsqueeze(-1)).squeeze(-1)
     return m_out, u @ cov @ u.transpose(-1, -2)
+
+
+def affine_noisy_decode_moments(
+    p: torch.Tensor, b: torch.Tensor, steps: int, eta: float, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact mean and covariance of a multiplicative-noise decode of any affine step.
+
+    w_{t+1} = P w_t + b - eta zeta_t, zeta_t = (xi^T w_t) xi, w_0 = 0 (a trained chain-of-thought
+    transformer's emitted map is affine, ``iclreg.models.cot``). As in item 2 of the module
+    docstring, with P' = P - eta sigma^2 I and M_t = Sigma_t + m_t m_t^T:
+
+        m_{t+1} = P' m_t + b,   Sigma_{t+1} = P' Sigma_t P'^T + eta^2 sigma^4 (tr(M_t) I + M_t).
+
+    For P = I - eta X^T X, b = eta X^T y this is ``noisy_decode_covariance``.
+
+    Args:
+        p: (B, d, d); b: (B, d).
+    Returns:
+        m_T (B, d), Sigma_T (B, d, d).
+    """
+    eye = torch.eye(p.shape[-1], dtype=p.dtype, device=p.device)
+    shrunk = p - eta * sigma**2 * eye
+    m = torch.zeros_like(b)
+    cov = torch.zeros_like(p)
+    for _ in range(steps):
+        mom = cov + m.unsqueeze(-1) * m.unsqueeze(-2)
+        tr = mom.diagonal(dim1=-2, dim2=-1).sum(-1)[:, None, None]
+        cov = shrunk @ cov @ shrunk.transpose(-1, -2) + eta**2 * sigma**4 * (tr * eye + mom)
+        m = (shrunk @ m.unsqueeze(-1)).squeeze(-1) + b
+    return m, cov
 
 
 def noisy_decode_variance(
