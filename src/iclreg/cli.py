@@ -181,12 +181,9 @@ def _cmd_test_time(args: argparse.Namespace) -> int:
     from .report.files import check_writable_file
     from .testtime.run import run_test_time
 
-    if args.run:
-        raise UsageError("--run needs a chain-of-thought transformer run, which iclreg does not train "
-                         "yet; use --decoder gd:lr=... (the idealised decoder)")
     plot = check_writable_file(args.plot) if args.plot else None
     result = run_test_time(args.task, args.decoder, args.noise, args.technique, args.steps, args.samples,
-                           args.prompts, args.seed, args.device)
+                           args.prompts, args.seed, args.device, run=args.run)
     metric, (label, curve) = result["metric"], next(iter(result["results"].items()))
     if plot:
         save_figure(lines_figure({label: (result["N"], curve[metric])}, "samples N", metric,
@@ -209,7 +206,8 @@ def _add_test_time_command(sub: argparse._SubParsersAction) -> None:
                    "or binary01:d=10,n=15,k=3")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--decoder", help="idealised decoder SPEC, e.g. gd:lr=0.01")
-    source.add_argument("--run", metavar="RUN_DIR", help="a trained chain-of-thought run (not yet)")
+    source.add_argument("--run", metavar="RUN_DIR",
+                        help="a trained chain-of-thought run (model cot, train.loss chain)")
     p.add_argument("--steps", type=int, required=True, help="decoding steps T")
     p.add_argument("--noise", default="greedy", help="greedy, additive:std=S, multiplicative:std=S "
                    "or support:k=K,temperature=T (default greedy)")

@@ -70,7 +70,7 @@ def test_the_average_of_multiplicative_noise_decodes_tends_to_ridge_gd(capsys):
     (["--decoder", "gd:lr=0.01", "--samples", "0"], "--samples values must lie in [1,"),
     (["--decoder", "gd:lr=0.01", "--samples", "1,x"], "comma-separated list of integers"),
     (["--decoder", "gd:lr=0.01", "--steps", "0"], "--steps must lie in [1,"),
-    (["--run", "somewhere"], "does not train yet"),
+    (["--run", "somewhere"], "run directory 'somewhere' does not exist"),
     (["--decoder", "gd:lr=0.01", "--noise", "bogus"], "unknown noise 'bogus'"),
     (["--decoder", "gd:lr=0.01", "--technique", "best:reward=l3"], "reward"),
     (["--decoder", "gd:lr=0.01", "--samples", "100000000"], "of memory"),
@@ -83,3 +83,40 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, messag
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not plot.exists()
+
+
+@pytest.fixture(scope="module")
+def cot_run(tmp_path_factory):
+    """A short real chain-of-thought run on TASK's dimension (mean-gradient lr 0.4 at n = 8)."""
+    from iclreg.train.config import resolve
+    from iclreg.train.plan import train_plan
+
+    config = resolve({"task": TASK, "model": "cot:d=4,lr=0.4,steps=5",
+                      "optimizer": {"name": "adam", "lr": 0.01, "clip": 1.0}, "schedule": {"name": "cosine"},
+                      "train": {"steps": 500, "batch": 256, "loss": "chain"}, "eval": {"samples": 64}})
+    return train_plan({"cot": config}, tmp_path_factory.mktemp("runs"))["cot"]
+
+
+def test_a_trained_run_decodes_like_gradient_descent(capsys, cot_run):
+    """The run emits mean-gradient GD with lr 0.4, i.e. sum-form GD with lr 0.05 at n = 8: its
+    greedy decode 4x beyond its chain matches an explicit GD loop on the same prompts."""
+    result = _run(capsys, "--run", str(cot_run), "--steps", "20", "--samples", "1", "--prompts", "300")
+    assert result["decoder"]["name"] == "cot" and result["decoder"]["lr"] == pytest.approx(0.05)
+    (curve,) = result["results"].values()
+    expected = _gd_errors(*_prompts(TASK, 300, 0), lr=0.05, steps=20).mean()
+    assert curve["mse"][0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_a_run_of_another_dimension_or_model_is_refused(tmp_path, capsys, cot_run):
+    args = ["--run", str(cot_run), "--steps", "5"]
+    assert main(["test-time", "--task", "gaussian:d=3,n=8", *args]) == 2
+    assert "the task has d=3 but the decoder emits d=4" in capsys.readouterr().err
+    from iclreg.train.config import resolve
+    from iclreg.train.plan import train_plan
+
+    other = resolve({"task": TASK, "model": "linear_attention:d=4", "train": {"steps": 2, "batch": 8},
+                     "eval": {"samples": 8}})
+    run = train_plan({"lsa": other}, tmp_path)["lsa"]
+    assert main(["test-time", "--task", TASK, "--run", str(run), "--steps", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "trained a linear_attention model, not a chain-of-thought" in err[0], err

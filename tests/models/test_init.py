@@ -18,6 +18,7 @@ from iclreg.train.run import build_model
 
 # One small (task, model) per registered model: a new model must be added here.
 TINY = {
+    "cot": ("gaussian:d=3,n=6", "cot:init_scale=0.3"),
     "gpt2": ("gaussian:d=3,n=6", "gpt2:preset=tiny,layers=2,width=16,heads=2,max_n=6"),
     "linear_attention": ("gaussian:d=3,n=6", "linear_attention:layers=2,init_scale=0.3"),
     "lstm": ("gaussian:d=3,n=6", "lstm:hidden=8,layers=2"),
@@ -28,7 +29,8 @@ TINY = {
 
 def weights(name: str, seed: int) -> dict[str, torch.Tensor]:
     task, model = TINY[name]
-    config = resolve({"task": task, "model": model, "train": {"seed": seed}})
+    loss = "chain" if MODELS.build(model).chain else "all"
+    config = resolve({"task": task, "model": model, "train": {"seed": seed, "loss": loss}})
     return {k: v.detach() for k, v in build_model(config).state_dict().items()}
 
 
@@ -67,6 +69,14 @@ def test_linear_attention_weights_are_the_generator_stream() -> None:
     kq = 0.3 * torch.randn(2, 4, 4, generator=g)
     pv = 0.3 * torch.randn(2, 4, 4, generator=g)
     assert torch.equal(w["W_kq"], kq) and torch.equal(w["W_pv"], pv)
+
+
+def test_cot_weights_are_the_generator_stream() -> None:
+    w = weights("cot", 17)  # d=3: width 2d + 2 = 8, init_scale=0.3
+    g = stream(17)
+    qk = 0.3 * torch.randn(8, 8, generator=g)
+    ov = 0.3 * torch.randn(8, 8, generator=g)
+    assert torch.equal(w["W_qk"], qk) and torch.equal(w["W_ov"], ov)
 
 
 def test_softmax_attention_weights_are_the_generator_stream() -> None:

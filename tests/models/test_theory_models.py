@@ -135,6 +135,7 @@ def test_small_identity_initialisations():
 
 
 SMALL_SPECS = {
+    "cot": "cot:d=3,steps=3,lr=0.2,init_scale=0.3",
     "linear_attention": "linear_attention:d=3,layers=2,init_scale=0.3",
     "softmax_attention": "softmax_attention:d=3,heads=2",
     "lstm": "lstm:d=3,hidden=8,layers=2",
@@ -212,7 +213,7 @@ def test_single_head_attention_learns_on_he_task():
     "softmax_attention:d=3,heads=2", "softmax_attention:d=3,heads=3,activation=linear",
     "softmax_attention:d=3,heads=2,labels=2", "linear_attention:d=3,layers=1",
     "linear_attention:d=3,layers=3,init_scale=0.3", "reduced_attention:d=3",
-    "reduced_attention:d=3,activation=linear",
+    "reduced_attention:d=3,activation=linear", "cot:d=3,steps=3,init_scale=0.3",
 ])
 def test_ensemble_equals_members_and_last_only_equals_the_last_row(spec):
     from iclreg.models import Ensemble

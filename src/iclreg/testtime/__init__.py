@@ -7,7 +7,7 @@ draws N chains for each of B prompts at once, techniques combine the N answers, 
 """
 
 from .decode import decode
-from .decoders import DECODERS, Decoder, GDDecoder, gradient
+from .decoders import DECODERS, ChainOfThoughtDecoder, Decoder, GDDecoder, gradient
 from .evaluate import evaluate
 from .noises import NOISES, Additive, Greedy, Multiplicative, Noise, Support
 from .techniques import TECHNIQUES, Best, Mean, Technique, Vote, vote_index
@@ -18,6 +18,7 @@ __all__ = [
     "TECHNIQUES",
     "Additive",
     "Best",
+    "ChainOfThoughtDecoder",
     "Decoder",
     "GDDecoder",
     "Greedy",

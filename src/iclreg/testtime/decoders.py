@@ -7,14 +7,21 @@ emits exact gradient-descent iterates on the prompt's least-squares objective, f
     w_{t+1} = w_t - lr X^T (X w_t - y)          (mean=false, the sum form; the default)
     w_{t+1} = w_t - (lr / n) X^T (X w_t - y)    (mean=true, the mean-gradient form)
 
+The decoder ``cot:run=RUN_DIR`` is a trained chain-of-thought transformer
+(:mod:`iclreg.models.cot`) decoded autoregressively: it emits w_{t+1} = w_t + [w_t, 1] Q, with Q
+computed once per prompt from the prompt's pairs, for any number of steps (beyond the chain
+length it was trained on too).
+
 A decoder maps (x (B, n, d), y (B, n), w_t (N, B, d)) to F(w_t) (N, B, d), for N samples of
-each of B prompts at once, and exposes ``lr``, the step size through which multiplicative
-noise enters (see :mod:`iclreg.testtime.noises`).
+each of B prompts at once; ``bind(x, y)`` returns that map for fixed prompts (what a decode
+calls T times), and ``lr`` is the step size through which multiplicative noise enters (see
+:mod:`iclreg.testtime.noises`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -22,6 +29,7 @@ from torch import Tensor
 
 from ..errors import check
 from ..registry import Registry
+from ..tasks import TASKS
 
 DECODERS: Registry[Decoder] = Registry("decoder")
 
@@ -47,6 +55,15 @@ class Decoder:
         Returns:
             (N, B, d) next iterates before noise.
         """
+        return self.bind(x, y)(w)
+
+    @property
+    def d(self) -> int | None:
+        """The dimension the decoder emits (None: any)."""
+        return None
+
+    def bind(self, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
+        """The step for fixed prompts, w (N, B, d) -> F(w) (N, B, d)."""
         raise NotImplementedError
 
     def describe(self) -> dict[str, Any]:
@@ -75,9 +92,53 @@ class GDDecoder(Decoder):
     def __post_init__(self) -> None:
         check(self.lr > 0, f"gd: lr must be > 0, got {self.lr}")
 
-    def __call__(self, x: Tensor, y: Tensor, w: Tensor) -> Tensor:
+    def bind(self, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
         step = self.lr / x.shape[1] if self.mean else self.lr
-        return w - step * gradient(x, y, w)
+        return lambda w: w - step * gradient(x, y, w)
+
+
+@DECODERS.register("cot")
+@dataclass(frozen=True)
+class ChainOfThoughtDecoder(Decoder):
+    """A trained ``cot`` model (its run's latest checkpoint, or ``step``) as the decoder.
+
+    Attributes:
+        run: the run directory.
+        step: the checkpoint (none: the latest).
+        lr: (resolved, not set) the model's mean-gradient step over the n of its training
+            task, i.e. its sum-form step on prompts of that length: multiplicative noise enters
+            the decode through it as through ``gd:lr=...``.
+    """
+
+    run: str = ""
+    step: int | None = None
+    lr: float = field(default=0.0, init=False)
+    model: Any = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        from ..models.cot import ChainOfThought
+        from ..train.run import load_run
+
+        check(bool(self.run), "cot: give the trained run's directory, e.g. cot:run=runs/cot")
+        model, config = load_run(self.run, step=self.step)
+        check(isinstance(model, ChainOfThought),
+              f"cot: run '{self.run}' trained a {config.model.split(':')[0]} model, not a "
+              "chain-of-thought transformer (model cot)")
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "lr", model.config.lr / TASKS.build(config.task).n)
+
+    @property
+    def d(self) -> int:
+        return self.model.config.d
+
+    def bind(self, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
+        from ..models.cot import emit
+
+        q = self.model.thought_map(x, y)  # (B, d+1, d), once per prompt
+        return lambda w: emit(w, q)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "run": self.run, "step": self.step, "lr": self.lr}
 
 
 def build(spec: str) -> Decoder:

@@ -15,6 +15,7 @@ from ..device import resolve_device
 from ..errors import UsageError, check
 from ..resources import MAX_SAMPLES, MAX_STEPS, check_fits
 from ..tasks import build as build_task
+from .decoders import ChainOfThoughtDecoder
 from .decoders import build as build_decoder
 from .evaluate import CHUNK, evaluate
 from .noises import build as build_noise
@@ -35,13 +36,19 @@ def parse_samples(text: str) -> list[int]:
     return values
 
 
-def run_test_time(task: str, decoder: str, noise: str, technique: str, steps: int, samples: str,
-              prompts: int = 1024, seed: int = 0, device: str = "cpu") -> dict[str, Any]:
-    """Evaluate a decoder with a noise and a technique against N (``evaluate``'s object)."""
+def run_test_time(task: str, decoder: str | None, noise: str, technique: str, steps: int, samples: str,
+                  prompts: int = 1024, seed: int = 0, device: str = "cpu",
+                  run: str | None = None) -> dict[str, Any]:
+    """Evaluate a decoder (a SPEC, or the trained chain-of-thought ``run``) with a noise and a
+    technique against N (``evaluate``'s object)."""
     sizes = parse_samples(samples)
     check(1 <= steps <= MAX_STEPS, f"--steps must lie in [1, {MAX_STEPS:,}], got {steps}")
     check(2 <= prompts <= MAX_SAMPLES, f"--prompts must lie in [2, {MAX_SAMPLES:,}], got {prompts}")
-    built = build_task(task), build_decoder(decoder), build_noise(noise), build_technique(technique)
+    check((decoder is None) != (run is None), "give either --decoder SPEC or --run RUN_DIR")
+    chosen = ChainOfThoughtDecoder(run=run) if run is not None else build_decoder(decoder)
+    built = build_task(task), chosen, build_noise(noise), build_technique(technique)
+    check(chosen.d in (None, built[0].d), f"the task has d={built[0].d} but the decoder emits d={chosen.d}; "
+                                  "use a task of the decoder's dimension")
     dev = resolve_device(device)
     need = WORKING_COPIES * max(sizes) * min(prompts, CHUNK) * built[0].d * 8
     check_fits(need, dev, f"--samples up to {max(sizes):,}", "use fewer samples")
