@@ -191,9 +191,11 @@ def _cmd_test_time(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{label} over {args.prompts} prompts, T = {args.steps}: {metric} (95% interval)")
-    for n, value, (low, high) in zip(result["N"], curve[metric], curve["ci95"], strict=True):
-        print(f"{n:8d}  {value:.5g}  [{low:.5g}, {high:.5g}]")
+    print(f"{label} over {args.prompts} prompts, T = {args.steps}: {metric} (95% interval) against N "
+          "and the decoded tokens N x T")
+    for n, tokens, value, (low, high) in zip(result["N"], result["compute"], curve[metric], curve["ci95"],
+                                             strict=True):
+        print(f"{n:8d}  {tokens:10d}  {value:.5g}  [{low:.5g}, {high:.5g}]")
     if plot:
         print(f"figure written to {plot}")
     return 0

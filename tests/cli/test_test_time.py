@@ -46,7 +46,7 @@ def _run(capsys, *args: str) -> dict:
 def test_greedy_decoding_is_gradient_descent(capsys):
     result = _run(capsys, "--decoder", "gd:lr=0.05", "--steps", "12", "--samples", "1,4",
                   "--prompts", "300", "--seed", "3")
-    assert result["N"] == [1, 4] and result["metric"] == "mse"
+    assert result["N"] == [1, 4] and result["metric"] == "mse" and result["compute"] == [12, 48]
     (curve,) = result["results"].values()
     expected = _gd_errors(*_prompts(TASK, 300, 3), lr=0.05, steps=12).mean()
     assert curve["mse"] == pytest.approx([expected, expected], rel=1e-9)  # greedy: N changes nothing

@@ -71,8 +71,8 @@ def evaluate(
 
     Returns:
         {"task", "decoder", "noise", "technique", "steps", "prompts", "seed", "metric"
-        ("mse" or "recovery"), "N": [...], "results": {technique label: {metric: [per N],
-        "ci95": [[low, high] per N]}}}.
+        ("mse" or "recovery"), "N": [...], "compute": [decoded tokens N x T per N],
+        "results": {technique label: {metric: [per N], "ci95": [[low, high] per N]}}}.
     """
     check(len(samples) >= 1 and all(s >= 1 for s in samples),
           f"samples must be a non-empty list of positive integers, got {list(samples)}")
@@ -105,5 +105,6 @@ def evaluate(
         "seed": seed,
         "metric": metric,
         "N": sizes,
+        "compute": [n * steps for n in sizes],  # decoded tokens N x T
         "results": {label: {metric: [m for m, _ in stats], "ci95": [c for _, c in stats]}},
     }
