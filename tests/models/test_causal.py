@@ -10,8 +10,10 @@ import torch
 from iclreg.models.causal import causal_mask, causal_weights, example_counts
 
 
-def slow_weights(scores: torch.Tensor, normalisation: str, positions: list[int]) -> torch.Tensor:
-    """a_ij over the examples j < i, one query and one example at a time; (n_q, n) scores."""
+def slow_weights(scores: torch.Tensor, normalisation: str, positions: list[int],
+                 scale: float | None = None) -> torch.Tensor:
+    """a_ij over the examples j < i, one query and one example at a time; (n_q, n) scores;
+    ``scale``: linear weights divided by this fixed number instead of max(i, 1)."""
     n_q, n = scores.shape
     out = torch.zeros(n_q, n, dtype=scores.dtype)
     for q, i in enumerate(positions):
@@ -21,7 +23,7 @@ def slow_weights(scores: torch.Tensor, normalisation: str, positions: list[int])
                 out[q, j] = math.exp(scores[q, j].item()) / total
         else:
             for j in range(i):
-                out[q, j] = scores[q, j] / max(i, 1)
+                out[q, j] = scores[q, j] / (max(i, 1) if scale is None else scale)
     return out
 
 
@@ -39,6 +41,29 @@ def test_weights_match_the_explicit_loop(normalisation: str, rows) -> None:
         for h in range(3):
             expected = slow_weights(scores[b, h], normalisation, positions)
             torch.testing.assert_close(got[b, h], expected, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("rows", [None, slice(6, 7), torch.tensor([0, 3, 6])])
+@pytest.mark.parametrize("scale", [1, 4, 40])
+def test_fixed_linear_scale_matches_the_explicit_loop(rows, scale: int) -> None:
+    """Linear weights divided by a fixed number (the training length) at every position."""
+    n = 7
+    positions = list(range(n))[rows] if isinstance(rows, slice) else (
+        list(range(n)) if rows is None else rows.tolist())
+    gen = torch.Generator().manual_seed(2)
+    scores = torch.randn(2, len(positions), n, generator=gen, dtype=torch.float64)
+    got = causal_weights(scores, "linear", rows, scale)
+    for b in range(2):
+        expected = slow_weights(scores[b], "linear", positions, scale)
+        torch.testing.assert_close(got[b], expected, rtol=1e-12, atol=0)
+    last = positions.index(6)  # at k = 6 = scale the two linear normalisations agree bitwise
+    fixed, by_k = causal_weights(scores, "linear", rows, 6), causal_weights(scores, "linear", rows)
+    assert torch.equal(fixed[:, last], by_k[:, last])
+
+
+def test_fixed_scale_is_refused_for_softmax() -> None:
+    with pytest.raises(ValueError, match="linear weights"):
+        causal_weights(torch.zeros(3, 3), "softmax", scale=3)
 
 
 def test_later_scores_never_reach_a_query() -> None:

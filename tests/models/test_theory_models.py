@@ -72,8 +72,9 @@ def test_one_layer_fast_path_equals_general_path():
                                rtol=1e-12, atol=1e-12)
 
 
-def he_reference(model, x, y, activation="softmax"):
-    """TF(Z, z_q) = sum_h O_h V_h Z softmax(Z^T K_h^T Q_h z_q / sqrt(p)), one query at a time."""
+def he_reference(model, x, y, activation="softmax", scale=None):
+    """TF(Z, z_q) = sum_h O_h V_h Z softmax(Z^T K_h^T Q_h z_q / sqrt(p)), one query at a time;
+    ``linear``: the scores over the number of examples i, or over a fixed ``scale``."""
     labels = y.unsqueeze(-1) if y.dim() == 2 else y
     B, n, d = x.shape
     K = labels.shape[-1]
@@ -85,7 +86,7 @@ def he_reference(model, x, y, activation="softmax"):
             zq = torch.cat([x[b, i], torch.zeros(K, dtype=x.dtype)])
             for h in range(model.config.heads):
                 s = Z.T @ model.K[h].T @ model.Q[h] @ zq / math.sqrt(p)
-                a = torch.softmax(s, 0) if activation == "softmax" else s / i
+                a = torch.softmax(s, 0) if activation == "softmax" else s / (i if scale is None else scale)
                 out[b, i] += model.O[:, h] @ (model.V[h] @ Z @ a)
     return out.squeeze(-1) if y.dim() == 2 else out
 
@@ -97,6 +98,31 @@ def test_softmax_attention_matches_he_formula(heads, activation):
     x, y = prompts(n=7, d=3)
     model = build(f"softmax_attention:d=3,heads={heads},activation={activation}").double()
     torch.testing.assert_close(model(x, y), he_reference(model, x, y, activation), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1, 4, 40])
+def test_linear_attention_with_a_fixed_scale_matches_he_formula(scale):
+    """linear_scale=c divides the scores by c at every prefix; at k = c it equals scores / k."""
+    torch.manual_seed(11)
+    x, y = prompts(n=7, d=3)
+    model = build(f"softmax_attention:d=3,heads=2,activation=linear,linear_scale={scale}").double()
+    reference = he_reference(model, x, y, "linear", scale)
+    torch.testing.assert_close(model(x, y), reference, rtol=1e-12, atol=1e-12)
+    by_k = build("softmax_attention:d=3,heads=2,activation=linear").double()
+    by_k.load_state_dict(model.state_dict())
+    fixed, scaled = model(x, y), by_k(x, y)
+    if scale < 7:  # the same parameters, bitwise the same prediction where k = scale
+        assert torch.equal(fixed[:, scale], scaled[:, scale])
+    torch.testing.assert_close(fixed[:, 1:], scaled[:, 1:] * torch.arange(1, 7, dtype=x.dtype) / scale,
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_linear_scale_is_checked():
+    from iclreg.errors import UsageError
+
+    for bad in ("activation=linear,linear_scale=0", "linear_scale=40"):
+        with pytest.raises(UsageError, match="linear_scale"):
+            build(f"softmax_attention:d=3,{bad}")
 
 
 def test_multitask_attention_matches_formula_with_k_slots():
@@ -211,6 +237,7 @@ def test_single_head_attention_learns_on_he_task():
 
 @pytest.mark.parametrize("spec", [
     "softmax_attention:d=3,heads=2", "softmax_attention:d=3,heads=3,activation=linear",
+    "softmax_attention:d=3,heads=2,activation=linear,linear_scale=4",
     "softmax_attention:d=3,heads=2,labels=2", "linear_attention:d=3,layers=1",
     "linear_attention:d=3,layers=3,init_scale=0.3", "reduced_attention:d=3",
     "reduced_attention:d=3,activation=linear", "cot:d=3,steps=3,init_scale=0.3",

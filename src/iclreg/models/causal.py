@@ -6,11 +6,13 @@ s_ij (query i, example j), the attention weights are
 
     softmax:  a_ij = exp(s_ij) / sum_{j' < i} exp(s_ij')   for j < i, else 0
     linear:   a_ij = s_ij / max(k_i, 1)                     for j < i, else 0
+    linear with a fixed scale c:  a_ij = s_ij / c           for j < i, else 0
 
-(He et al., arXiv 2503.12734; Boursier & Boyer's linear attention, arXiv 2512.11784). Position
-0 has no example: its weights are all 0, so it predicts 0. The models and the kernel
-estimators use these functions; unnormalised sums over j < i use :func:`causal_mask` and
-:func:`example_counts` directly.
+(He et al., arXiv 2503.12734; Boursier & Boyer's linear attention, arXiv 2512.11784). With a
+fixed scale (c = the training length) the sum over examples is not renormalised at other
+lengths, so the output grows like k / c. Position 0 has no example: its weights are all 0, so
+it predicts 0. The models and the kernel estimators use these functions; unnormalised sums
+over j < i use :func:`causal_mask` and :func:`example_counts` directly.
 """
 
 from __future__ import annotations
@@ -52,7 +54,9 @@ def example_counts(
     return counts.to(dtype or torch.get_default_dtype())
 
 
-def causal_weights(scores: Tensor, normalisation: Normalisation, rows: Rows = None) -> Tensor:
+def causal_weights(
+    scores: Tensor, normalisation: Normalisation, rows: Rows = None, scale: float | None = None
+) -> Tensor:
     """Attention weights of each query over the examples before it (module docstring).
 
     Args:
@@ -61,14 +65,19 @@ def causal_weights(scores: Tensor, normalisation: Normalisation, rows: Rows = No
             (they may be anything, inf or nan included).
         normalisation: ``softmax`` over the examples j < i, or ``linear`` (divided by k_i).
         rows: the query positions of the rows of ``scores``.
+        scale: ``linear`` only: divide by this fixed number instead of k_i.
     Returns:
         (..., n_q, n) weights, 0 at j >= i; rows without an example are all 0.
     """
     n = scores.shape[-1]
     mask = causal_mask(n, scores.device, rows)  # (n_q, n)
+    if scale is not None and normalisation != "linear":
+        raise ValueError(f"causal_weights: a fixed scale needs linear weights, not '{normalisation}'")
     if normalisation == "softmax":
         attn = torch.softmax(scores.masked_fill(~mask, float("-inf")), -1)  # nan in empty rows
         return torch.where(mask.any(-1, keepdim=True), attn, 0.0)
+    if normalisation == "linear" and scale is not None:
+        return torch.where(mask, scores, 0.0) / scale
     if normalisation == "linear":
         counts = example_counts(n, scores.device, scores.dtype, rows).view(-1, 1)  # (n_q, 1)
         return torch.where(mask, scores, 0.0) / counts

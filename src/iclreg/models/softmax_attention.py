@@ -8,8 +8,9 @@ the query token z_q = (x_q, 0),
 Q_h, K_h, V_h in R^{(d+K)x(d+K)}, O = (O_1 .. O_H) in R^{K x H(d+K)} mapping all heads to the
 K outputs; no bias, no residual, no positions; the query does not attend to itself. With
 ``activation=linear`` the softmax is replaced by the scores divided by the number of
-examples k (Boursier & Boyer's linear attention, arXiv 2512.11784). Without positions the
-model runs at any prompt length (length generalisation).
+examples k (Boursier & Boyer's linear attention, arXiv 2512.11784), or with ``linear_scale=c``
+by a fixed c (the training length: not renormalised at other lengths, so the output grows like
+k / c). Without positions the model runs at any prompt length (length generalisation).
 
 Initialisations, as in the authors' code: ``default`` (PyTorch's Linear init,
 U(-1/sqrt(d+K), 1/sqrt(d+K))); ``small_id`` (Q_h = K_h = V_h = s I, s = ``init_scale``, O
@@ -40,6 +41,8 @@ class SoftmaxAttentionConfig(ModelConfig):
         heads: number of heads H.
         labels: number of label slots K (multi-task when K > 1; y is then (B, n, K)).
         activation: ``softmax`` or ``linear`` (scores / k).
+        linear_scale: ``linear`` only: divide the scores by this fixed number instead of the
+            number of examples k (None: by k).
         init: ``default``, ``small_id`` or ``oppo_small_id``.
         init_scale: s of the small-identity initialisations.
     """
@@ -48,6 +51,7 @@ class SoftmaxAttentionConfig(ModelConfig):
     heads: int = 1
     labels: int = 1
     activation: Literal["softmax", "linear"] = "softmax"
+    linear_scale: int | None = None
     init: Literal["default", "small_id", "oppo_small_id"] = "default"
     init_scale: float = 0.1
 
@@ -56,6 +60,10 @@ class SoftmaxAttentionConfig(ModelConfig):
         check(self.heads >= 1, f"softmax_attention: heads must be at least 1, got {self.heads}")
         check(self.labels >= 1, f"softmax_attention: labels must be at least 1, got {self.labels}")
         check(self.init_scale > 0, f"softmax_attention: init_scale must be positive, got {self.init_scale}")
+        check(self.linear_scale is None or self.linear_scale >= 1,
+              f"softmax_attention: linear_scale must be at least 1 (or none), got {self.linear_scale}")
+        check(self.linear_scale is None or self.activation == "linear",
+              "softmax_attention: linear_scale needs activation=linear (softmax weights are not scaled)")
 
     @property
     def width(self) -> int:
@@ -119,7 +127,8 @@ class SoftmaxAttention(StackedPredictor):
         k = tokens.unsqueeze(2) @ params["K"].transpose(-1, -2).unsqueeze(1)  # (E, B, H, n, p)
         v = tokens.unsqueeze(2) @ params["V"].transpose(-1, -2).unsqueeze(1)
         scores = q @ k.transpose(-1, -2) / math.sqrt(config.width)  # (E, B, H, n_q, n)
-        attn = causal_weights(scores, config.activation, rows)  # over the examples j < i
+        # over the examples j < i, linear weights divided by k or by the fixed linear_scale
+        attn = causal_weights(scores, config.activation, rows, config.linear_scale)
         heads = attn @ v  # (E, B, H, n, p)
         E, B, H, n_q, p = heads.shape
         flat = heads.permute(0, 1, 3, 2, 4).reshape(E, B, n_q, H * p)  # (E, B, n_q, H p)
