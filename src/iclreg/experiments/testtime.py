@@ -276,7 +276,8 @@ class TestTime(Experiment):
                for label, dec in decoders.items()}
         claims, fig = [], Figure(figsize=(5, 3.5))
         ax = fig.subplots()
-        for (label, r), color in zip(res.items(), ("C0", "C1"), strict=True):
+        styles = (("C0", "o-", "s--"), ("C1", "x-", "+--"))  # the curves coincide when the model is GD
+        for (label, r), (color, *marks) in zip(res.items(), styles, strict=True):
             same = float(r["crossing"] is not None and r["crossing"] == r["theory crossing"])
             claims.append(Claim.of(
                 f"5-vote-overtakes-greedy{DECODERS[label]}", f"{label}, binary w*: majority-vote recovery "
@@ -290,8 +291,8 @@ class TestTime(Experiment):
                  "crossing N": r["crossing"]},
                 Check("vote from the second N to the largest", r["vote"][1:], Rises(grows=True)),
                 Check("measured crossing equals predicted", same, AtLeast(1.0)), figure="vote.png"))
-            ax.semilogx(ns, r["vote"], "o-", color=color, label=f"{label} vote")
-            ax.semilogx(list(r["theory"]), list(r["theory"].values()), "s--", color=color,
+            ax.semilogx(ns, r["vote"], marks[0], color=color, label=f"{label} vote")
+            ax.semilogx(list(r["theory"]), list(r["theory"].values()), marks[1], color=color,
                         label=f"{label} theory")
             ax.axhline(r["greedy"], color=color, ls=":", label=f"{label} greedy top-k")
         ax.set(xlabel="N", ylabel="exact support recovery", title="Binary coefficients")
