@@ -7,6 +7,7 @@
 - ``bayes_risk``: the exact finite-k Bayes risk of the isotropic Gaussian task.
 """
 
+from . import debiased_gd as debiased_gd  # exact risks of one-step GD and debiased GD (arXiv 2503.12734)
 from . import testtime as testtime  # test-time computing theory (arXiv 2508.07571, ours)
 from .demystified import approximate_loss, asymptotic_ridge_risk, optimal_mu, single_head_optimum
 from .exact_bayes import bayes_risk, expected_resolvent_trace, wishart_linear_statistic
