@@ -58,9 +58,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import load_config, resume, train
+    from .train.backends import Backend
     from .train.sweep import config_sweeps, is_sweep, resume_sweep, run_sweep
 
     progress = sys.stderr.isatty()
+    backend = Backend(args.backend, args.address)
     if args.max_members is not None and args.max_members < 1:
         raise UsageError(f"--max-members must be at least 1, got {args.max_members}")
     if args.resume:
@@ -68,8 +70,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise UsageError("--resume continues a run with its stored config; give no CONFIG, "
                              "overrides or --sweep")
         if is_sweep(args.resume):
-            run_dir = resume_sweep(args.resume, progress, args.max_members)
+            run_dir = resume_sweep(args.resume, progress, args.max_members, backend)
         else:
+            backend.check_single_run()
             run_dir = resume(args.resume, progress=progress)
     else:
         if not args.config:
@@ -80,8 +83,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
             raise UsageError(f"'{bad[0]}' is not a key=value override")
         out = args.out or f"runs/{Path(args.config).stem}"
         if args.sweep or config_sweeps(args.config):
-            run_dir = run_sweep(args.config, overrides, args.sweep, out, progress, args.max_members)
+            run_dir = run_sweep(args.config, overrides, args.sweep, out, progress, args.max_members, backend)
         else:
+            backend.check_single_run()
             run_dir = train(load_config(args.config, overrides), out, progress=progress)
     print(f"run written to {run_dir}")
     return 0
@@ -146,10 +150,12 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from .device import resolve_device
     from .experiments import runner
+    from .train.backends import Backend, as_backend
 
+    backend = as_backend(Backend(args.backend, args.address))
     result = runner.reproduce(args.paper, args.out, "quick" if args.quick else "full",
                               str(resolve_device(args.device)), args.runs,
-                              progress=not args.json and sys.stderr.isatty())
+                              progress=not args.json and sys.stderr.isatty(), backend=backend)
     if args.json:
         print(json.dumps(result.to_json()))
     else:
@@ -234,6 +240,13 @@ def _papers(argv: Sequence[str] | None) -> str:
     return f"which paper: {', '.join(REPRODUCTIONS.names())}"
 
 
+def _add_backend_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["local", "ray"], default="local",
+                   help="where the ensembles train: local (this process, default) or ray (one Ray "
+                        "task per ensemble chunk; pip install 'iclreg[ray]')")
+    p.add_argument("--address", help="the Ray cluster (default RAY_ADDRESS, else a local Ray for the run)")
+
+
 def _add_reproduction_commands(sub: argparse._SubParsersAction, argv: Sequence[str] | None) -> None:
     """``reproduce`` (its help lists the registry of reproductions) and ``demo``."""
     p = sub.add_parser("reproduce", help="reproduce a paper's results: claims, figures, report")
@@ -246,6 +259,7 @@ def _add_reproduction_commands(sub: argparse._SubParsersAction, argv: Sequence[s
                    help="keep the training runs in DIR: run again with the same DIR and a "
                         "reproduction stopped part way reuses the finished runs and continues the "
                         "others from their last checkpoints")
+    _add_backend_options(p)
     p.set_defaults(handler=_cmd_reproduce)
 
     p = sub.add_parser("demo", help="the estimator tour and every reproduction in quick mode "
@@ -284,6 +298,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--sweep", action="append", metavar="KEY=V1,V2",
                    help="train a grid over this key as ensembles (repeatable)")
     p.add_argument("--max-members", type=int, help="at most this many ensemble members at once")
+    _add_backend_options(p)
     p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("eval", help="error vs number of examples of a trained run")

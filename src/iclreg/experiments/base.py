@@ -113,6 +113,7 @@ class Experiment:
     device: str = "cpu"
     runs: str | None = None
     progress: bool = False
+    backend: Any = "local"  # where the plan's ensembles train: train.backends.Backend or its name
 
     @property
     def quick(self) -> bool:
@@ -142,7 +143,7 @@ class Experiment:
         """Train the plan, analyse it and save the figures into ``out``."""
         start = time.perf_counter()
         sizes = self.resolved_sizes
-        dirs = train_plan(self.plan(sizes), self.runs_dir(out), progress=self.progress)
+        dirs = train_plan(self.plan(sizes), self.runs_dir(out), progress=self.progress, backend=self.backend)
         sections = self.analyse(Runs(dirs, self.device), sizes)
         result = Reproduction(paper=self.name, title=self.title, mode=self.mode, sections=sections)
         for section in sections:

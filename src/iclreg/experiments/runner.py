@@ -37,8 +37,10 @@ def default_out(paper: str, mode: str) -> Path:
 
 
 def reproduce(paper: str, out: str | Path | None = None, mode: str = "quick", device: str = "cpu",
-              runs: str | None = None, sizes: Any = None, progress: bool = False) -> Reproduction:
-    """Run reproduction ``paper`` and write its report into ``out`` (replaced atomically)."""
+              runs: str | None = None, sizes: Any = None, progress: bool = False,
+              backend: Any = "local") -> Reproduction:
+    """Run reproduction ``paper`` and write its report into ``out`` (replaced atomically);
+    its runs train on ``backend`` (``train.backends``: ``local`` or ``ray``)."""
     kind = REPRODUCTIONS.get(paper)
     out = Path(out) if out is not None else default_out(paper, mode)
     if runs:
@@ -46,7 +48,7 @@ def reproduce(paper: str, out: str | Path | None = None, mode: str = "quick", de
         if Path(runs).resolve().is_relative_to(out.resolve()):
             raise UsageError(f"--runs {runs} lies inside --out {out}, which a new report replaces; "
                              "keep the runs outside it")
-    experiment = kind(mode=mode, sizes=sizes, device=device, runs=runs, progress=progress)
+    experiment = kind(mode=mode, sizes=sizes, device=device, runs=runs, progress=progress, backend=backend)
     with atomic_output_dir(out) as tmp:
         result = experiment.run(tmp)
         write_report(result, tmp)

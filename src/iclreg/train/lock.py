@@ -140,6 +140,19 @@ def group_lock(directory: str | Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def shared_group_lock(directory: str | Path) -> Iterator[None]:
+    """Hold a shared lock on a sweep's directory for the block: the driver of a sweep whose
+    members other processes write (Ray workers, each holding its members' locks), which keeps
+    out any writer of the whole sweep.
+
+    Raises:
+        UsageError: another process writes the whole directory.
+    """
+    with _locked(Path(directory), shared=True):
+        yield
+
+
+@contextlib.contextmanager
 def run_lock(run_dir: str | Path) -> Iterator[None]:
     """Hold the writer's lock of one run directory for the block: nothing more when this
     process holds the lock of the directory around it, else the run's own lock and, when the

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..errors import check
+from .backends import Backend, as_backend
 from .config import ExperimentConfig
 from .run import read_run_config
 from .runs import check_run_dir, prepare_run_dir
@@ -48,13 +49,14 @@ def stored_config(run_dir: Path, config: ExperimentConfig) -> ExperimentConfig:
 
 
 def train_plan(plan: Mapping[str, ExperimentConfig], out: str | Path, progress: bool = False,
-               max_members: int | None = None) -> dict[str, Path]:
-    """Train (or reuse, or resume) every run of ``plan`` into ``out/<name>``.
+               max_members: int | None = None, backend: str | Backend = "local") -> dict[str, Path]:
+    """Train (or reuse, or resume) every run of ``plan`` into ``out/<name>``, on ``backend``
+    (``backends.py``: in this process, or as Ray tasks).
 
     Returns:
         name -> run directory, in the plan's order.
     """
-    out = Path(out)
+    out, backend = Path(out), as_backend(backend)
     for name in plan:
         _check_name(name)
     dirs = {name: out / name for name in plan}
@@ -73,5 +75,5 @@ def train_plan(plan: Mapping[str, ExperimentConfig], out: str | Path, progress: 
             todo.append((kept[name], dirs[name]))  # with its own stored run settings (device, keep)
     if todo:
         train_groups([c for c, _ in todo], [d for _, d in todo], resume=True, progress=progress,
-                     max_members=max_members)
+                     max_members=max_members, backend=backend)
     return dirs

@@ -21,7 +21,6 @@ directory's lock (``lock.py``) throughout.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import itertools
@@ -41,15 +40,16 @@ from ..models import StackedPredictor
 from ..report import write_text
 from ..report.files import check_new_output_dir
 from ..spec import _split_top_level
+from .backends import Backend, Chunk, as_backend, run_chunks
 from .checkpoint import latest_step
 from .config import ExperimentConfig, _format_value, apply_overrides, load_file, resolve, save_config
 from .durable import remove_temporaries, write_run_file, writing
 from .lock import group_lock
-from .loop import Trainer, group_key
+from .loop import group_key
 from .metrics import read_metrics
 from .preflight import check_training, training_bytes
 from .run import build_model, read_run_config
-from .runs import check_run_dir, finish, prepare_run_dir, progress_bar
+from .runs import check_run_dir, prepare_run_dir
 
 log = logging.getLogger(__name__)
 
@@ -142,56 +142,58 @@ def plan_chunks(size: int, per_member: int, budget: int, max_members: int | None
 
 
 # --- running --------------------------------------------------------------------------------
-def train_groups(configs: list[ExperimentConfig], dirs: list[Path], resume: bool, progress: bool,
-           max_members: int | None) -> None:
-    """Train (or resume) members in loops of members that share shapes and, on resume, the step
-    of their latest checkpoint, holding the lock of the directory around them. A loop whose
-    members all diverge does not stop the others.
-
-    Raises:
-        TrainingError: the one member, or every member of a new sweep, diverged.
-    """
+def plan_loops(configs: list[ExperimentConfig], dirs: list[Path], resume: bool,
+               max_members: int | None) -> list[Chunk]:
+    """The training loops of members that share shapes and, on resume, the step of their latest
+    checkpoint, each group split into chunks that fit in memory (or ``max_members``)."""
     groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i, config in enumerate(configs):
         stacked = isinstance(build_model(config), StackedPredictor)
         start = latest_step(dirs[i]) if resume else 0
         groups[(group_key(config) if stacked else f"solo-{i}", start)].append(i)
-    total = sum(c.train.steps for c in configs)
-    diverged = 0
-    with contextlib.ExitStack() as locks, progress_bar(total, 0, progress) as bar:
-        for parent in sorted({d.parent for d in dirs}):
-            locks.enter_context(group_lock(parent))
-        for members in groups.values():
-            first = configs[members[0]]
-            per, budget = member_bytes(first), available_bytes(torch.device(first.run.device))
-            chunk = plan_chunks(len(members), per, budget, max_members)
-            if chunk < len(members):
-                count = math.ceil(len(members) / chunk)
-                capped = max_members and chunk == max_members and per * len(members) <= budget
-                why = ("--max-members" if capped
-                       else f"about {len(members) * per / 2**30:.2f} GiB needed ({per / 2**20:.1f} MiB "
-                            f"per member), {budget / 2**30:.2f} GiB free")
-                log.warning("an ensemble of %d members is trained in %d chunks of at most %d members (%s)",
-                            len(members), count, chunk, why)
-            for start in range(0, len(members), chunk):
-                part = members[start:start + chunk]
-                with Trainer([configs[i] for i in part], [dirs[i] for i in part], resume) as trainer:
-                    bar.update(trainer.step * len(part))
-                    try:
-                        finish(trainer, trainer.run(bar))
-                    except TrainingError as err:
-                        if len(configs) == 1:
-                            raise
-                        log.warning("%s", err)
-                diverged += sum(m.diverged_at is not None for m in trainer.members)
+    chunks = []
+    for members in groups.values():
+        first = configs[members[0]]
+        per, budget = member_bytes(first), available_bytes(torch.device(first.run.device))
+        chunk = plan_chunks(len(members), per, budget, max_members)
+        if chunk < len(members):
+            count = math.ceil(len(members) / chunk)
+            capped = max_members and chunk == max_members and per * len(members) <= budget
+            why = ("--max-members" if capped
+                   else f"about {len(members) * per / 2**30:.2f} GiB needed ({per / 2**20:.1f} MiB "
+                        f"per member), {budget / 2**30:.2f} GiB free")
+            log.warning("an ensemble of %d members is trained in %d chunks of at most %d members (%s)",
+                        len(members), count, chunk, why)
+        for start in range(0, len(members), chunk):
+            part = members[start:start + chunk]
+            chunks.append(([configs[i] for i in part], [dirs[i] for i in part]))
+    return chunks
+
+
+def train_groups(configs: list[ExperimentConfig], dirs: list[Path], resume: bool, progress: bool,
+                 max_members: int | None, backend: str | Backend = "local") -> None:
+    """Train (or resume) members in loops of members that share shapes and, on resume, the step
+    of their latest checkpoint (:func:`plan_loops`), on ``backend`` (``backends.py``: in this
+    process, holding the lock of the directory around them, or as Ray tasks). A loop whose
+    members all diverge does not stop the others.
+
+    Raises:
+        TrainingError: the one member, or every member of a new sweep, diverged; (ray) a chunk
+            failed, once the others finished.
+    """
+    backend = as_backend(backend)
+    diverged = run_chunks(backend, plan_loops(configs, dirs, resume, max_members), resume, progress)
     if not resume and diverged == len(configs) > 1:
         raise TrainingError(f"all {len(configs)} members diverged; see their metrics.jsonl")
 
 
 def run_sweep(path: str | Path, overrides: list[str], sweeps: list[str], out: str | Path,
-              progress: bool = False, max_members: int | None = None) -> Path:
-    """Train the grid of ``sweeps`` over the config at ``path``; returns the sweep directory."""
+              progress: bool = False, max_members: int | None = None,
+              backend: str | Backend = "local") -> Path:
+    """Train the grid of ``sweeps`` over the config at ``path`` on ``backend`` (``backends.py``);
+    returns the sweep directory."""
     out = Path(out)
+    backend = as_backend(backend)
     members = expand(path, overrides, sweeps)
     check(not (out / "sweep.yaml").exists(),
           f"'{out}' already holds a sweep; resume it with --resume {out} or choose another --out")
@@ -205,24 +207,24 @@ def run_sweep(path: str | Path, overrides: list[str], sweeps: list[str], out: st
         write_text(out / "sweep.yaml", yaml.safe_dump(
             {"config": str(path), "overrides": overrides, "sweep": sweeps,
              "members": [name for name, _ in members], "base": base, "grid": every}, sort_keys=False))
-    train_members(members, out, progress, max_members)
+    train_members(members, out, progress, max_members, backend)
     write_summary(out)
     return out
 
 
 def train_members(members: list[tuple[str, ExperimentConfig]], out: str | Path, progress: bool = False,
-                  max_members: int | None = None) -> list[Path]:
+                  max_members: int | None = None, backend: str | Backend = "local") -> list[Path]:
     """Train named configs into ``out/<name>``: members that share a model shape and a prompt
     shape (``group_key``) train together as one ensemble, whatever else differs (the task's
     values, covariance or kind, the seed, the learning rate). Returns the run directories."""
-    out = Path(out)
+    out, backend = Path(out), as_backend(backend)
     dirs = [out / name for name, _ in members]
     for path in dirs:
         check_run_dir(path)
     check_members([c for _, c in members])
     for path, (_, config) in zip(dirs, members, strict=True):
         prepare_run_dir(path, config)
-    train_groups([c for _, c in members], dirs, False, progress, max_members)
+    train_groups([c for _, c in members], dirs, False, progress, max_members, backend)
     return dirs
 
 
@@ -264,18 +266,27 @@ def diverged(run_dir: Path) -> bool:
     return any("diverged" in r for r in read_metrics(run_dir / "metrics.jsonl"))
 
 
-def resume_sweep(out: str | Path, progress: bool = False, max_members: int | None = None) -> Path:
-    """Continue every unfinished member of a sweep from its own latest checkpoint."""
-    out = Path(out)
+def resume_sweep(out: str | Path, progress: bool = False, max_members: int | None = None,
+                 backend: str | Backend = "local") -> Path:
+    """Continue every unfinished member of a sweep from its own latest checkpoint, on
+    ``backend``: Ray workers lock their members themselves, so this process keeps the sweep's
+    lock only to prepare the members and write the summary."""
+    out, backend = Path(out), as_backend(backend)
     spec = read_sweep(out)
     with group_lock(out):
         remove_temporaries(out)
         members = [(name, _member_config(out, name, spec)) for name in spec["members"]]
         todo = [(config, out / name) for name, config in members
                 if not ((out / name / "eval.json").is_file() or diverged(out / name))]
-        if todo:
-            train_groups([c for c, _ in todo], [d for _, d in todo], True, progress, max_members)
-        write_summary(out)
+        here = backend.name == "local" or not todo
+        if here:
+            if todo:
+                train_groups([c for c, _ in todo], [d for _, d in todo], True, progress, max_members)
+            write_summary(out)
+    if not here:
+        train_groups([c for c, _ in todo], [d for _, d in todo], True, progress, max_members, backend)
+        with group_lock(out):
+            write_summary(out)
     if len(members) > 1 and all(diverged(out / name) for name, _ in members):
         raise TrainingError(f"all {len(members)} members diverged; see their metrics.jsonl")
     return out
