@@ -59,12 +59,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_train(args: argparse.Namespace) -> int:
     from .train import load_config, resume, train
     from .train.backends import Backend
+    from .train.distributed import check_one_run
     from .train.sweep import config_sweeps, is_sweep, resume_sweep, run_sweep
 
     progress = sys.stderr.isatty()
     backend = Backend(args.backend, args.address)
     if args.max_members is not None and args.max_members < 1:
         raise UsageError(f"--max-members must be at least 1, got {args.max_members}")
+    check_one_run(args.sweep, args.resume, args.config)  # torchrun (DDP) trains one model
     if args.resume:
         if args.config or args.overrides or args.sweep:
             raise UsageError("--resume continues a run with its stored config; give no CONFIG, "

@@ -37,6 +37,7 @@ from ..models import MODELS, Ensemble, Predictor, StackedPredictor
 from ..tasks import TASKS, Task
 from .checkpoint import checkpoint_dirs, latest_step, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig
+from .distributed import Group, NoMetrics, synchronize
 from .durable import remove_temporaries
 from .lock import run_lock
 from .member_state import join_lists, join_states, member_lists, member_state
@@ -94,16 +95,24 @@ class Trainer:
     state), prompts from its own (seed, step) and run directory; a single run is E = 1. The
     trainer holds its members' writer locks from construction to :meth:`close` (or the end of
     a ``with`` block).
+
+    With a ``group`` (a run launched by torchrun: ``distributed.py``), this process is one
+    rank of a DistributedDataParallel run of one model: it trains on its rows of each step's
+    global batch, and only rank 0 takes the lock and writes checkpoints, metrics and
+    evaluations.
     """
 
     def __init__(self, configs: Sequence[ExperimentConfig], run_dirs: Sequence[Path],
-                 resume: bool) -> None:
+                 resume: bool, group: Group | None = None) -> None:
         check(len(configs) == len(run_dirs) >= 1, "a trainer needs one run directory per member")
         key = group_key(configs[0])
         check(all(group_key(c) == key for c in configs),
               "members of one training loop must share shapes, schedule and run settings")
+        check(group is None or len(configs) == 1, "DDP (torchrun) trains one model: train an ensemble "
+                                                   "in one process")
         self.config = cfg = configs[0]
-        self.device = resolve_device(cfg.run.device)
+        self.group = group
+        self.device = resolve_device(cfg.run.device) if group is None else group.device(cfg.run.device)
         self.dtype = DTYPES[cfg.run.dtype]
         self.members = [Member(c, Path(r), TASKS.build(c.task), build_model(c, self.device))
                         for c, r in zip(configs, run_dirs, strict=True)]
@@ -116,23 +125,31 @@ class Trainer:
             cfg.optimizer, [(m.model.parameters(), m.config.optimizer.lr) for m in self.members],
             capturable=cfg.run.cuda_graph)
         self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.train.steps)
-        self.update = build_step(cfg, self.net, self.optimizer, self.device,
-                                 last_only=stacked and cfg.train.loss == "query")
+        make_step = build_step if group is None else group.build_step
+        self.update = make_step(cfg, self.net, self.optimizer, self.device,
+                                last_only=stacked and cfg.train.loss == "query")
         self._locks = contextlib.ExitStack()
         try:
-            for m in self.members:
+            for m in self.members if self.writes else []:
                 self._locks.enter_context(run_lock(m.run_dir))
                 remove_temporaries(m.run_dir)
+            synchronize(group)  # other ranks read the run once rank 0 has cleaned it
             self.step = self._restore() if resume else 0
             for m in self.members:
-                m.metrics = MetricsLog(m.run_dir / "metrics.jsonl", self.step if resume else None,
-                                       tensorboard=len(self.members) == 1)
+                m.metrics = NoMetrics() if not self.writes else MetricsLog(
+                    m.run_dir / "metrics.jsonl", self.step if resume else None,
+                    tensorboard=len(self.members) == 1)
         except BaseException:
             self.close()
             raise
 
     def __len__(self) -> int:
         return len(self.members)
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run directories (all but ranks > 0 of a DDP run)."""
+        return self.group is None or self.group.writes
 
     def __enter__(self) -> Trainer:
         return self
@@ -196,6 +213,8 @@ class Trainer:
         log.warning("member %s: %s", m.run_dir.name, message)
 
     def _save(self) -> None:
+        if not self.writes:
+            return
         optimizer, scheduler = self.optimizer.state_dict(), self.scheduler.state_dict()
         for e, m in enumerate(self.members):
             if m.diverged_at is None:
@@ -214,7 +233,11 @@ class Trainer:
 
     def train_step(self, step: int) -> Tensor:
         """One optimiser step of every member on fresh prompts; losses (E,)."""
-        losses = self.update(*self.sample(step))
+        x, y = self.sample(step)
+        if self.group is not None:  # DDP: this rank's rows; the loss logged is the global batch's
+            losses = self.group.mean(self.update(self.group.shard(x), self.group.shard(y)))
+        else:
+            losses = self.update(x, y)
         self.scheduler.step()
         return losses
 
@@ -223,6 +246,8 @@ class Trainer:
         """Train to ``train.steps``; return each member's final evaluation, diverged members
         left out (their files are the caller's to write: ``runs.finish``)."""
         results = self._loop(bar)
+        if not self.writes:
+            return []
         return [(m, result or evaluate(m.model, m.config, m.task, device=str(self.device)))
                 for m, result in zip(self.members, results, strict=True) if m.diverged_at is None]
 
@@ -256,6 +281,8 @@ class Trainer:
 
     def _evaluate(self, results: list[Result | None]) -> None:
         """Evaluate every member still training into ``results``; log the errors."""
+        if not self.writes:
+            return
         for e, m in enumerate(self.members):
             if m.diverged_at is None:
                 results[e] = evaluate(m.model, m.config, m.task, device=str(self.device))

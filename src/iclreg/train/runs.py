@@ -20,6 +20,7 @@ from ..report import error_curves_figure, save_figure, write_text
 from ..report.figures import loss_figure
 from ..report.files import check_new_output_dir
 from .config import ExperimentConfig, save_config
+from .distributed import process_group, synchronize, writes
 from .durable import write_run_file, writing
 from .loop import Member, Result, Trainer
 from .metrics import read_metrics
@@ -78,22 +79,32 @@ def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
 
 
 def train(config: ExperimentConfig, run_dir: str | Path, progress: bool = False) -> Path:
-    """Train a new run of ``config`` in ``run_dir``."""
+    """Train a new run of ``config`` in ``run_dir`` (with DDP when launched by torchrun:
+    ``distributed.py``)."""
     run_dir = Path(run_dir)
-    check_run_dir(run_dir)
-    check_training(config)
-    prepare_run_dir(run_dir, config)
-    with Trainer([config], [run_dir], resume=False) as trainer, \
-            progress_bar(config.train.steps, 0, progress) as bar:
-        finish(trainer, trainer.run(bar))
+    with process_group(config.run.device) as group:
+        check_run_dir(run_dir)
+        check_training(config)
+        if group is not None:
+            group.check(config)
+        synchronize(group)  # every rank has checked the directory before rank 0 creates it
+        if writes(group):
+            prepare_run_dir(run_dir, config)
+        with Trainer([config], [run_dir], resume=False, group=group) as trainer, \
+                progress_bar(config.train.steps, 0, progress and writes(group)) as bar:
+            finish(trainer, trainer.run(bar))
     return run_dir
 
 
 def resume(run_dir: str | Path, progress: bool = False) -> Path:
-    """Continue a run from its latest checkpoint with its stored config."""
+    """Continue a run from its latest checkpoint with its stored config (with DDP when
+    launched by torchrun, every rank loading the checkpoint)."""
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
-    with Trainer([config], [run_dir], resume=True) as trainer, \
-            progress_bar(config.train.steps, trainer.step, progress) as bar:
-        finish(trainer, trainer.run(bar))
+    with process_group(config.run.device) as group:
+        if group is not None:
+            group.check(config)
+        with Trainer([config], [run_dir], resume=True, group=group) as trainer, \
+                progress_bar(config.train.steps, trainer.step, progress and writes(group)) as bar:
+            finish(trainer, trainer.run(bar))
     return run_dir
