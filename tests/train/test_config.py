@@ -121,4 +121,4 @@ def test_ramp_and_schedule_values():
                          ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     cfg = load_config(path)
-    assert cfg.model.split(":")[0] in ("gpt2", "softmax_attention", "linear_attention", "lstm")
+    assert cfg.model.split(":")[0] in ("gpt2", "softmax_attention", "linear_attention", "lstm", "cot")
