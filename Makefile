@@ -26,6 +26,11 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/estimators.py
 
+# The one GPU check (< 9 min on one H100/H200): runs/gpu/gpu.json + gpu.txt. CPU: GPU_ARGS=--dry
+.PHONY: bench-gpu
+bench-gpu: $(STAMP)
+	ICLREG_PYTHON=$(PY) bash benchmarks/gpu.sh $(GPU_ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 

@@ -9,11 +9,16 @@ gradients and Adam moments). Targets: >= 300x at E = 256 on an H100 (with --cuda
 on the CPU an ensemble must not be slower per model than separate runs (ratio >= 1).
 
     python benchmarks/ensemble.py [--device cuda] [--cuda-graph] [--members 1 16 64 256 1024]
+        [--json FILE]
+
+``--json FILE`` also writes the numbers as one JSON object, rewritten after every E (so a run
+stopped part way keeps the finished rows; ``benchmarks/gpu.sh`` reads it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -76,6 +81,7 @@ def main() -> None:
     parser.add_argument("--seconds-per-point", type=float, default=4.0,
                         help="rough CPU budget per point (steps scale down with E)")
     parser.add_argument("--cuda-graph", action="store_true")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers to FILE as JSON")
     args = parser.parse_args()
     members = args.members or ([1, 16, 64, 256, 1024] if args.device == "cuda" else [1, 4, 16, 64])
     single, _ = rate(1, args, graph=False)
@@ -83,9 +89,17 @@ def main() -> None:
           f"cuda_graph={args.cuda_graph}; {torch.get_num_threads()} CPU threads")
     print(f"one model alone, eager: {single:.1f} steps/s")
     print(f"{'E':>6s} {'steps/s':>10s} {'model-steps/s':>14s} {'vs alone':>9s} {'MiB/member':>11s}")
+    record = {"device": args.device, "batch": args.batch, "heads": args.heads,
+              "cuda_graph": args.cuda_graph, "single_steps_per_s": single,
+              "memory": "peak CUDA memory / E" if args.device.startswith("cuda") else "estimate (CPU)",
+              "rows": []}
     for E in members:
         steps, per = rate(E, args, graph=args.cuda_graph)
         print(f"{E:6d} {steps:10.1f} {E * steps:14.1f} {E * steps / single:8.1f}x {per / 2**20:11.2f}")
+        record["rows"].append({"E": E, "steps_per_s": steps, "model_steps_per_s": E * steps,
+                               "ratio": E * steps / single, "bytes_per_member": per})
+        if args.json:
+            Path(args.json).write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

@@ -11,11 +11,16 @@ GPT-2 against an eager step with CPU-side sampling and the full forward pass.
 
     python benchmarks/train_step.py [--device cuda] [--batch 64] [--preset standard]
         [--amp bf16] [--compile] [--cuda-graph] [--model softmax_attention:heads=2]
+        [--warmup 3] [--json FILE]
+
+``--json FILE`` also writes the measured numbers as one JSON object (``benchmarks/gpu.sh``
+reads it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -53,21 +58,21 @@ class HFReference(nn.Module):
         return self.read_out(x_positions(h)).squeeze(-1)
 
 
-def time_steps(step, steps: int, device: torch.device) -> float:
-    for i in range(3):
+def time_steps(step, steps: int, device: torch.device, warmup: int = 3) -> float:
+    for i in range(warmup):
         step(i)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for i in range(steps):
-        step(3 + i)
+        step(warmup + i)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return steps / (time.perf_counter() - start)
 
 
 def reference_rate(model: nn.Module, task, batch: int, steps: int, device: torch.device,
-                   query_only: bool = False) -> float:
+                   query_only: bool = False, warmup: int = 3) -> float:
     model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
 
@@ -80,13 +85,14 @@ def reference_rate(model: nn.Module, task, batch: int, steps: int, device: torch
         loss.backward()
         opt.step()
 
-    return time_steps(step, steps, device)
+    return time_steps(step, steps, device, warmup)
 
 
-def engine_rate(config: dict, steps: int, device: torch.device) -> tuple[float, Trainer]:
+def engine_rate(config: dict, steps: int, device: torch.device,
+                warmup: int = 3) -> tuple[float, Trainer]:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer([resolve(config)], [Path(tmp)], resume=False)
-        rate = time_steps(lambda i: trainer.train_step(i), steps, device)
+        rate = time_steps(lambda i: trainer.train_step(i), steps, device, warmup)
         trainer.close()
     return rate, trainer
 
@@ -98,6 +104,16 @@ def gpt2_flops(layers: int, width: int, tokens: int, batch: int) -> float:
     return batch * (6 * params * tokens + 3 * attn)
 
 
+def mfu(device: torch.device, amp: str, flops_per_s: float) -> tuple[float | None, float | None, str]:
+    """(MFU, peak FLOP/s, device name); MFU and peak are None where the peak is not known."""
+    if device.type != "cuda":
+        return None, None, "cpu"
+    name = torch.cuda.get_device_name(device)
+    kind = next((k for k in ("H100", "H200", "A100") if k in name), None)
+    peak = PEAK_FLOPS.get((kind, "bf16" if amp == "bf16" else "fp32"))
+    return (flops_per_s / peak if peak else None), peak, name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -106,11 +122,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=41)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the timed ones")
     parser.add_argument("--amp", default="none", choices=["none", "bf16"])
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--cuda-graph", action="store_true")
     parser.add_argument("--model", action="append", default=[],
                         help="also time a theory model SPEC (engine vs CPU-side sampling)")
+    parser.add_argument("--json", metavar="FILE", help="also write the numbers to FILE as JSON")
     args = parser.parse_args()
     device = torch.device(args.device)
     layers, width, heads = {"tiny": (3, 64, 2), "small": (6, 128, 4), "standard": (12, 256, 8)}[args.preset]
@@ -121,20 +139,23 @@ def main() -> None:
     print(f"{args.preset} GPT-2 ({layers}/{width}/{heads}), d={args.d}, n={args.n}, batch "
           f"{args.batch}, {device}, options {run}")
     ref = reference_rate(HFReference(args.d, width, layers, heads, args.n), task, args.batch,
-                         args.steps, device)
+                         args.steps, device, warmup=args.warmup)
     config = {"task": task_spec, "model": f"gpt2:preset={args.preset},max_n={args.n}",
               "optimizer": {"lr": 1e-4}, "train": {"batch": args.batch}, "run": run}
-    ours, _ = engine_rate(config, args.steps, device)
+    ours, _ = engine_rate(config, args.steps, device, args.warmup)
     print(f"reference (HF GPT2Model, fp32, eager, CPU sampling): {ref:8.2f} steps/s")
     print(f"iclreg engine:                                       {ours:8.2f} steps/s")
     print(f"ratio: {ours / ref:.2f}x")
-    if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-        kind = next((k for k in ("H100", "H200", "A100") if k in name), None)
-        peak = PEAK_FLOPS.get((kind, "bf16" if args.amp == "bf16" else "fp32"))
-        flops = gpt2_flops(layers, width, 2 * args.n, args.batch) * ours
-        if peak:
-            print(f"MFU: {100 * flops / peak:.1f}% of {peak / 1e12:.0f} TFLOP/s ({name})")
+    flops = gpt2_flops(layers, width, 2 * args.n, args.batch) * ours
+    util, peak, name = mfu(device, args.amp, flops)
+    if util is not None:
+        print(f"MFU: {100 * util:.1f}% of {peak / 1e12:.0f} TFLOP/s ({name})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({
+            "preset": args.preset, "batch": args.batch, "d": args.d, "n": args.n, "steps": args.steps,
+            "options": run, "device_name": name, "reference_steps_per_s": ref,
+            "engine_steps_per_s": ours, "ratio": ours / ref, "flops_per_s": flops, "mfu": util,
+            "peak_flops": peak}, indent=1))
     for spec in args.model:
         model_task = f"gaussian:d=5,n={args.n}"
         cfg = {"task": model_task, "model": spec, "train": {"batch": args.batch, "loss": "query"},
