@@ -25,7 +25,7 @@ from ..models import MODELS
 from ..registry import _type_name, coerce
 from ..resources import MAX_SAMPLES
 from ..spec import Spec, parse_spec, parse_value
-from ..tasks import TASKS
+from ..tasks import TASKS, counter
 from ..tasks.base import check_seed
 from .curriculum import CurriculumConfig, Ramp
 
@@ -85,12 +85,17 @@ class TrainConfig:
     loss: ``all`` (mean over every prefix, Garg et al.), ``query`` (last position only) or
         ``chain`` (teacher-forced chain of thought, for models that emit iterates: ``cot``).
     seed: seed of the initialisation and of the prompts.
+    sampler: how an ensemble draws its members' prompts: ``stream`` (one ``task.sample`` per
+        member, from a generator seeded by (seed, step)) or ``counter`` (every member in one
+        vectorised draw keyed by (seed, step): ``tasks/counter.py``; gaussian and sparse tasks).
+        Either way a member's prompts do not depend on the ensemble; the two give different ones.
     """
 
     steps: int = 1000
     batch: int = 64
     loss: Literal["all", "query", "chain"] = "all"
     seed: int = 0
+    sampler: Literal["stream", "counter"] = "stream"
 
     def __post_init__(self) -> None:
         check(self.steps >= 1, f"train.steps must be at least 1, got {self.steps}")
@@ -191,6 +196,9 @@ class ExperimentConfig:
                 ramp is None or ramp.end <= limit,
                 f"curriculum.{what}.end={ramp.end if ramp else ''} exceeds the task's {what}={limit}",
             )
+        check(self.train.sampler == "stream" or counter.supports(task),
+              f"train.sampler=counter draws only the tasks {', '.join(counter.SUPPORTED)}; task "
+              f"{task.name} needs train.sampler=stream")
         for spec in self.eval.estimators:  # found now, not at the first evaluation
             try:
                 ESTIMATORS.build(spec, task=task)
@@ -198,8 +206,12 @@ class ExperimentConfig:
                 raise UsageError(f"eval.estimators: {err}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (lists for tuples), ready for YAML or JSON."""
-        return _plain(dataclasses.asdict(self))
+        """Plain data (lists for tuples), ready for YAML or JSON. ``train.sampler`` appears only
+        when it is not ``stream``, so runs written before it existed still match their config."""
+        data = _plain(dataclasses.asdict(self))
+        if data["train"]["sampler"] == "stream":
+            del data["train"]["sampler"]
+        return data
 
 
 def _plain(value: Any) -> Any:

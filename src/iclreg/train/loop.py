@@ -34,7 +34,7 @@ from ..analysis.evaluate import evaluate
 from ..device import DTYPES, resolve_device
 from ..errors import TrainingError, UsageError, check
 from ..models import MODELS, Ensemble, Predictor, StackedPredictor
-from ..tasks import TASKS, Task
+from ..tasks import TASKS, Task, counter
 from .checkpoint import checkpoint_dirs, latest_step, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig
 from .distributed import Group, NoMetrics, synchronize
@@ -227,6 +227,10 @@ class Trainer:
         """Every member's prompts for ``step``, from its own (seed, step): (E, B, n, d), (E, B, n)."""
         cfg = self.config
         d_active, n = cfg.curriculum.dims(step, self.members[0].task.d, self.members[0].task.n)
+        if cfg.train.sampler == "counter":  # every member in one draw keyed by (seed, step)
+            return counter.sample_members([m.task for m in self.members],
+                                          [m.config.train.seed for m in self.members], cfg.train.batch,
+                                          step, n=n, d_active=d_active, device=self.device, dtype=self.dtype)
         prompts = [m.task.sample(cfg.train.batch, m.config.train.seed, step, n=n, d_active=d_active,
                                  device=self.device, dtype=self.dtype) for m in self.members]
         return torch.stack([p.x for p in prompts]), torch.stack([p.y for p in prompts])
