@@ -52,8 +52,9 @@ def test_uniforms_have_the_uniform_moments_and_cdf():
     assert ks < 1.95 / math.sqrt(N)  # Kolmogorov-Smirnov at the 0.1% level
 
 
-def test_normals_have_the_normal_moments_and_cdf():
-    z = normals(keys([11], 4, 1), N)[0]
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_normals_have_the_normal_moments_and_cdf(dtype):
+    z = normals(keys([11], 4, 1), N, dtype)[0].double()
     se = 1 / math.sqrt(N)
     assert abs(z.mean().item()) < 4 * se
     assert abs(z.var().item() - 1) < 4 * se * math.sqrt(2)
@@ -74,6 +75,18 @@ def test_neighbouring_keys_and_positions_are_uncorrelated():
     z = normals(keys([9], 0, 1), N + 1)[0]
     assert abs(torch.corrcoef(torch.stack([z[:-1], z[1:]]))[0, 1].item()) < bound  # a Box-Muller pair
     assert abs(torch.corrcoef(torch.stack([z[:-1:2] ** 2, z[1::2] ** 2]))[0, 1].item()) < bound * 1.5
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_elements_do_not_depend_on_the_tiling_or_simd_position(dtype):
+    key = keys([1, 2, 3], 0, 1)
+    z = normals(key, 1001, dtype)
+    for tile in (1, 7, 300, 10**6):
+        assert torch.equal(normals(key, 1001, dtype, tile=tile), z)
+    assert torch.equal(normals(key[1:2], 601, dtype)[0], z[1, :601])
+    x = torch.rand(20_000, dtype=dtype, generator=torch.Generator().manual_seed(0)) + 0.01
+    for f in (torch.log, torch.log1p, torch.cos, torch.sin, torch.sqrt):  # vector body vs tails
+        assert torch.equal(f(x), torch.cat([f(c.clone()) for c in x.split(3)]))
 
 
 TASK_SPECS = ["gaussian:d=4,n=7,noise_std=0.3,w_mean=0.5,w_std=0.7", "sparse:d=4,n=7,s=2",

@@ -11,10 +11,13 @@ Ours is SplitMix64 (Steele, Lea & Flood, OOPSLA 2014) written in torch int64 ops
     mix(z) = z ^ (z >> 31) after z <- (z ^ (z >> 30)) m1, z <- (z ^ (z >> 27)) m2,
 
 u = (h >> 11) 2^-53 is uniform on [0, 1), and Box-Muller turns the pair (u_2c, u_2c+1) into
-two standard normals sqrt(-2 ln(1 - u_2c)) (cos, sin)(2 pi u_2c+1), computed in float64 and
-rounded to the prompts' dtype. Each element depends only on its member's (seed, step) and its
-position in that member's block, never on E or the member's place, so a member of an
-ensemble sees exactly the prompts it sees trained alone (with ``train.sampler=counter``).
+two standard normals sqrt(-2 ln(1 - u_2c)) (cos, sin)(2 pi u_2c+1) (float64 prompts; float32
+prompts take one hash per pair: 40 bits for the radius, 24 for the angle, in float32). Each
+element depends only on its member's (seed, step) and its position in that member's block,
+never on E or the member's place, so a member of an ensemble sees exactly the prompts it sees
+trained alone (with ``train.sampler=counter``). This needs elementwise functions that give
+the same bits wherever an element falls (a SIMD body or tail): integer ops, +, *, sqrt and,
+in torch's CPU kernels, log, log1p, cos and sin (checked by the tests).
 
 The prompts follow the tasks' distributions (``gaussian``, ``sparse``: their w prior, label
 noise and covariance of x) but not their streams: ``counter`` and ``stream`` runs differ.
@@ -76,9 +79,9 @@ def keys(seeds: Sequence[int], step: int, stream: int, device: torch.device | st
     return mix(mix(mix(s) + int(step)) + int(stream))  # (E,)
 
 
-def bits(key: Tensor, count: int) -> Tensor:
-    """h(k, c) for c < count: (E, count) int64, 64 random bits each."""
-    c = torch.arange(1, count + 1, dtype=torch.int64, device=key.device) * GAMMA
+def bits(key: Tensor, count: int, start: int = 0) -> Tensor:
+    """h(k, c) for start <= c < start + count: (E, count) int64, 64 random bits each."""
+    c = torch.arange(start + 1, start + count + 1, dtype=torch.int64, device=key.device) * GAMMA
     return mix(c + key[:, None])
 
 
@@ -87,14 +90,44 @@ def uniforms(key: Tensor, count: int) -> Tensor:
     return _srl(bits(key, count), 11).to(torch.float64) * 2.0**-53
 
 
-def normals(key: Tensor, count: int) -> Tensor:
-    """(E, count) float64 standard normals by Box-Muller; element c depends on (k, c) only."""
-    pairs = (count + 1) // 2
-    u = uniforms(key, 2 * pairs).view(-1, pairs, 2)  # (E, P, 2)
-    r = (-2.0 * torch.log1p(-u[..., 0])).sqrt()  # 1 - u in (0, 1]: r finite
-    theta = (2.0 * math.pi) * u[..., 1]
-    z = torch.stack([r * torch.cos(theta), r * torch.sin(theta)], -1)  # (E, P, 2)
-    return z.view(-1, 2 * pairs)[:, :count]
+def _box_muller(key: Tensor, start: int, pairs: int, out: Tensor) -> None:
+    """Pairs ``start <= p < start + pairs`` of normals into ``out`` (m, pairs, 2).
+
+    float64: two hashes per pair (counters 2p, 2p + 1), 53 bits each. float32: one hash per
+    pair, 40 bits for the radius (tails to 7.4 sigma) and 24 for the angle, in float32.
+    """
+    if out.dtype == torch.float64:
+        u = _srl(bits(key, 2 * pairs, 2 * start), 11).to(torch.float64).mul_(2.0**-53)
+        u = u.view(-1, pairs, 2)
+        r = (-2.0 * torch.log1p(-u[..., 0])).sqrt()  # 1 - u in (0, 1]: r finite
+        theta = (2.0 * math.pi) * u[..., 1]
+    else:
+        h = bits(key, pairs, start)
+        v = (_srl(h, 24) + 1).to(torch.float64).mul_(2.0**-40).to(torch.float32)  # (0, 1], exact
+        r = (-2.0 * torch.log(v)).sqrt()
+        theta = (h & 0xFFFFFF).to(torch.float32).mul_(2.0 * math.pi * 2.0**-24)
+    torch.mul(r, torch.cos(theta), out=out[..., 0])
+    torch.mul(r, torch.sin(theta), out=out[..., 1])
+
+
+def normals(key: Tensor, count: int, dtype: torch.dtype = torch.float64, tile: int | None = None) -> Tensor:
+    """(E, count) standard normals (float64, or float32 for any other dtype) by Box-Muller;
+    element c depends on (k, c) only.
+
+    On the CPU the work goes in tiles of about ``tile`` pairs (default 2^16), whose
+    intermediates stay in cache; each element is the same whatever the tiling.
+    """
+    dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    E, pairs = key.shape[0], (count + 1) // 2
+    out = torch.empty(E, pairs, 2, dtype=dtype, device=key.device)  # (E, P, 2)
+    tile = tile or (2**16 if key.device.type == "cpu" else E * pairs)
+    cols = max(1, min(pairs, tile))
+    rows = max(1, tile // cols)
+    for p0 in range(0, pairs, cols):
+        for r0 in range(0, E, rows):
+            w = min(cols, pairs - p0)
+            _box_muller(key[r0:r0 + rows], p0, w, out[r0:r0 + rows, p0:p0 + w])
+    return out.view(E, 2 * pairs)[:, :count]
 
 
 def _column(values: Sequence[float], dtype: torch.dtype, device: torch.device | str) -> Tensor:
@@ -114,7 +147,7 @@ def sample_members(
     d, n = first.d, first.n if n is None else n
     assert all(supports(t) and t.d == d for t in tasks), "counter sampling: unsupported tasks"
     E, B = len(tasks), batch
-    z = normals(keys(seeds, step, STREAM_NORMAL, device), B * d + B * n * d + B * n).to(dtype)
+    z = normals(keys(seeds, step, STREAM_NORMAL, device), B * d + B * n * d + B * n, dtype).to(dtype)
     g_w = z[:, :B * d].reshape(E, B, d)
     x = z[:, B * d:B * d + B * n * d].reshape(E, B, n, d)
     eps = z[:, B * d + B * n * d:].reshape(E, B, n)
