@@ -17,6 +17,7 @@ from iclreg.experiments.demystified import (
     PLATEAU,
     QUICK,
     TASK,
+    D,
     Demystified,
     Trained,
     magnitude_claim,
@@ -32,15 +33,15 @@ FACTOR = (7 / 6) ** 0.5  # sqrt((d+2)/(d+1)) at d = 5: ours / theirs
 def test_demystified_omega_is_compared_in_the_published_normalisation():
     """The published |omega| 0.13 is read off figures of K^T Q / sqrt(d+2); ours is K^T Q / sqrt(d+1)."""
     ours = 0.13 * FACTOR
-    claim = magnitude_claim([[-ours, ours], [ours, -ours]], [[-3.5, 3.5], [3.4, -3.6]])
+    claim = magnitude_claim([[-ours, ours], [ours, -ours]], [[-3.5, 3.5], [3.4, -3.6]], D)
     assert claim.measured == {"omega (figures)": pytest.approx(0.13, abs=1e-12),
                               "omega (ours)": pytest.approx(ours, abs=1e-12), "mu": pytest.approx(3.5)}
     assert claim.holds and "sqrt(d+2)" in claim.statement
-    low = magnitude_claim([[0.09 * FACTOR, -0.09 * FACTOR]], [[3.5, -3.5]])  # 0.09 in their figures
+    low = magnitude_claim([[0.09 * FACTOR, -0.09 * FACTOR]], [[3.5, -3.5]], D)  # 0.09 in their figures
     assert low.measured["omega (figures)"] == pytest.approx(0.09) and not low.holds  # beyond 25% of 0.13
-    high = magnitude_claim([[0.17, -0.17]], [[3.5, -3.5]])  # 0.17 ours (> 1.25 x 0.13) is 0.157 theirs
+    high = magnitude_claim([[0.17, -0.17]], [[3.5, -3.5]], D)  # 0.17 ours (> 1.25 x 0.13) is 0.157 theirs
     assert high.holds and high.measured["omega (figures)"] == pytest.approx(0.17 / FACTOR)
-    far_mu = magnitude_claim([[-ours, ours]], [[-4.5, 4.5]])  # |mu| 4.5 > 1.25 x 3.5
+    far_mu = magnitude_claim([[-ours, ours]], [[-4.5, 4.5]], D)  # |mu| 4.5 > 1.25 x 3.5
     assert not far_mu.holds and "mu" in far_mu.reason
 
 
@@ -82,7 +83,7 @@ def test_plan_is_the_old_sweep(tmp_path):
            "run": {"device": "cpu", "checkpoint_every": 200, "keep": 11, "log_every": 20}}
     path = tmp_path / "train_config.yaml"
     path.write_text(yaml.safe_dump(old, sort_keys=False))
-    plan = Demystified().plan(QUICK)
+    plan = {name: c for name, c in Demystified().plan(QUICK).items() if name.startswith("H")}
     assert list(plan) == [f"H{h}/seed{s}" for h, n in QUICK.seeds.items() for s in range(n)]
     for heads, seeds in QUICK.seeds.items():
         swept = expand(path, [f"model.heads={heads}"], ["train.seed=" + ",".join(map(str, range(seeds)))])
@@ -143,3 +144,14 @@ def test_quick_demystified_reproduction(tmp_path):
                  "lengths.png"):
         assert (out / name).stat().st_size > 1000
     assert "demystified" in REPRODUCTIONS
+
+
+def test_split_trend_claim_reads_the_distance_to_the_published_split():
+    from iclreg.experiments.demystified_heads import split_trend_claim
+
+    towards = {1: [(0, 0.30, 1.0), (500, 0.25, 1.6), (1000, 0.17, 2.4)]}  # nearer 0.13 and 3.5
+    claim = split_trend_claim(towards)
+    assert claim.holds and claim.measured["(|omega|, |mu|)"]["seed 1"]["step 1000"] == [0.17, 2.4]
+    away = {1: [(0, 0.30, 1.0), (500, 0.25, 1.6), (1000, 0.27, 1.7)]}  # omega moved away, mu towards
+    assert not split_trend_claim(away).holds and "omega" in split_trend_claim(away).reason
+    assert not split_trend_claim({}).holds  # nothing measured is a miss

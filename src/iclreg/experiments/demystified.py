@@ -20,6 +20,7 @@ w ~ N(0, I/d); one softmax attention layer with H heads in the paper's parameter
 
 from __future__ import annotations
 
+import importlib
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,14 @@ from ..theory.demystified import figure_omega
 from ..train import ExperimentConfig
 from .base import REPRODUCTIONS, Experiment, Runs, Section
 from .claims import AtLeast, AtMost, Check, Claim, Near
+from .demystified_heads import (
+    PUBLISHED_OMEGA,
+    head_split,
+    magnitude_claim,
+    opposite_claim,
+    split_trend_claim,
+    theory_h1_claim,
+)
 
 D, L, NOISE_VAR = 5, 40, 0.1
 TASK = f"gaussian:d={D},n={L + 1},noise_std={math.sqrt(NOISE_VAR):.6f},w_std={1 / math.sqrt(D):.6f}"
@@ -56,57 +65,15 @@ PUBLISHED = {  # papers.md section 5: estimator MSE with the noise floor, at L =
 }
 PUBLISHED_LENGTHS = {1: (0.847, 0.574, 0.406, 0.281), 2: (0.579, 0.366, 0.241, 0.168)}
 LENGTHS = (10, 20, 40, 100)
+LONGEST = 200  # trained models are evaluated at every k <= LONGEST (the length claims)
 PLATEAU = 0.33  # between the single-head plateau (~0.40) and the multi-head optimum (~0.24)
-PUBLISHED_OMEGA, PUBLISHED_MU = 0.13, 3.5  # H = 2, read off their figures (KQ / sqrt(d+2))
 K_SE = 1.5 * 2 * 1.96  # the estimator table's allowance: 1.5 x the 95% CI width, in standard errors
 AGREE = "mean (f - g)^2 / mean g^2"  # f: the model, g: the estimator, at L = 40
 
 
-def magnitude_claim(omegas: list[list[float]], mus: list[list[float]]) -> Claim:
-    """|omega| and |mu| of the H = 2 heads (per seed, per head) against the published values.
-
-    Our omegas (KQ / sqrt(d+1)) are converted to the published figures' normalisation
-    (KQ / sqrt(d+2)) with ``figure_omega`` before the comparison; mu needs no conversion.
-    """
-    ours = sum(abs(v) for o in omegas for v in o) / sum(len(o) for o in omegas)
-    theirs = figure_omega(ours, D)
-    mu = sum(abs(v) for m in mus for v in m) / sum(len(m) for m in mus)
-    return Claim.of("3-magnitude", "|omega| and |mu| of the H=2 heads; omega in the published figures' "
-                    "normalisation (KQ / sqrt(d+2): ours, KQ / sqrt(d+1), times sqrt((d+1)/(d+2)))",
-                    {"omega": PUBLISHED_OMEGA, "mu": PUBLISHED_MU},
-                    {"omega (figures)": theirs, "omega (ours)": ours, "mu": mu},
-                    Check("omega (figures)", theirs, Near(PUBLISHED_OMEGA, rel=0.25)),
-                    Check("mu", mu, Near(PUBLISHED_MU, rel=0.25)), figure="heads_H2.png")
-
-
-def opposite_claim(omegas: list[list[float]], mus: list[list[float]]) -> Claim:
-    """The two heads of each H = 2 seed have opposite signs (smaller x larger < 0) and cancel:
-    |sum| < 10% of the sum of magnitudes, for omega and for mu. ``omegas``, ``mus``: (seeds, 2)."""
-    checks = []
-    for what, values in (("omega", omegas), ("mu", mus)):
-        checks += [Check(f"{what}: smaller x larger", [min(v) * max(v) for v in values], AtMost(0, True)),
-                   Check(f"{what}: |sum| / sum of |.|",
-                         [abs(sum(v)) / sum(abs(x) for x in v) for v in values], AtMost(0.1, True))]
-    return Claim.of("3-opposite", "the two heads have opposite signs summing to ~0 (omega: ours, "
-                    "KQ / sqrt(d+1))", "omega ~ +-0.13 (KQ / sqrt(d+2)), mu ~ +-3.5",
-                    {"omega": omegas, "mu": mus}, *checks, figure="heads_H2.png")
-
-
-def theory_h1_claim(extracted: list[tuple[float, float]], omega1: float, mu1: float) -> Claim:
-    """Each H = 1 run's (omega, mu): same signs, |omega| and |mu| within 15% (strictly) of the
-    approximate-loss optimum (omega1, mu1) (the loss is symmetric under a joint sign flip)."""
-    return Claim.of(
-        "4-theory-H1", "H=1 extracted (omega, mu) vs the approximate-loss optimum, up to the sign symmetry",
-        [omega1, mu1], [list(e) for e in extracted],
-        Check("omega x mu", [w * m for w, m in extracted], AtLeast(0, True)),
-        Check("||omega| - omega*| / omega*", [abs(abs(w) - omega1) / omega1 for w, _ in extracted],
-              AtMost(0.15, True)),
-        Check("||mu| - mu*| / mu*", [abs(abs(m) - mu1) / mu1 for _, m in extracted], AtMost(0.15, True)))
-
-
 @dataclass(frozen=True)
 class Trained:
-    """One trained run, evaluated on the long prompts (k = 0..100, seed 12)."""
+    """One trained run, evaluated on the long prompts (k = 0..LONGEST, seed 12)."""
 
     heads: int
     seed: int
@@ -137,15 +104,25 @@ class Sizes:
     lr: float
     schedule: dict[str, Any]
     seeds: dict[int, int]  # heads -> number of seeds
+    scale: str = "quick"  # the sizes of the other parts (PARTS): their QUICK, FULL or TOY
 
 
 QUICK = Sizes(mc_samples=20_000, eval_samples=8_000, steps=2_000, batch=256, lr=0.03,
               schedule={"name": "cosine", "min_lr_ratio": 0.03},
               seeds={1: 2, 2: 4, 4: 2, 8: 2})
 FULL = Sizes(mc_samples=200_000, eval_samples=50_000, steps=500_000, batch=256, lr=1e-3,
-             schedule={"name": "constant"}, seeds={1: 8, 2: 8, 4: 8, 8: 8})
+             schedule={"name": "constant"}, seeds={1: 8, 2: 8, 4: 8, 8: 8}, scale="full")
 TOY = Sizes(mc_samples=500, eval_samples=200, steps=20, batch=32, lr=0.03,
-            schedule={"name": "cosine", "min_lr_ratio": 0.03}, seeds={1: 1, 2: 2, 4: 1})
+            schedule={"name": "cosine", "min_lr_ratio": 0.03}, seeds={1: 1, 2: 2, 4: 1}, scale="toy")
+PARTS = ("demystified_length", "demystified_aniso", "demystified_multitask")  # modules of the second half
+
+
+def parts(sizes: Sizes) -> list[tuple[Any, Any]]:
+    """(module, its sizes) of every part of the second half: linear attention in length and
+    near-Bayes, anisotropic covariates, multi-task superposition. Imported here, not at the top:
+    each reads this module's constants as it loads."""
+    modules = [importlib.import_module(f"{__package__}.{name}") for name in PARTS]
+    return [(m, getattr(m, sizes.scale.upper())) for m in modules]
 
 
 @REPRODUCTIONS.register("demystified")
@@ -158,17 +135,21 @@ class Demystified(Experiment):
     toy = TOY
 
     def plan(self, sizes: Sizes) -> dict[str, ExperimentConfig]:
-        """One run per (H, seed); the seeds of one H share a shape and train as one ensemble."""
-        return {f"H{heads}/seed{seed}": self.config(
+        """One run per (H, seed); the seeds of one H share a shape and train as one ensemble; then
+        the runs of the second half's parts."""
+        runs = {f"H{heads}/seed{seed}": self.config(
             TASK, f"softmax_attention:heads={heads}",
             optimizer={"name": "adam", "lr": sizes.lr}, schedule=sizes.schedule,
             train={"steps": sizes.steps, "batch": sizes.batch, "loss": "query", "seed": seed},
             eval={"samples": 2000, "estimators": []},
             run={"checkpoint_every": sizes.steps // 10, "keep": 11, "log_every": max(sizes.steps // 100, 1)})
             for heads, seeds in sizes.seeds.items() for seed in range(seeds)}
+        for module, part_sizes in parts(sizes):
+            runs.update(module.plan(self, part_sizes))
+        return runs
 
     def analyse(self, runs: Runs, sizes: Sizes) -> list[Section]:
-        long_task = build_task(TASK.replace(f"n={L + 1}", f"n={max(LENGTHS) + 1}"))
+        long_task = build_task(TASK.replace(f"n={L + 1}", f"n={LONGEST + 1}"))
         stats: dict[int, list[Trained]] = {}
         for heads, seeds in sizes.seeds.items():  # the same prompts as the references (seed 12)
             stats[heads] = []
@@ -177,8 +158,12 @@ class Demystified(Experiment):
                 curves = error_curves(long_task, {"model": model}, sizes.eval_samples, seed=12,
                                       device=self.device, dtype=torch.float32)
                 stats[heads].append(Trained(heads, seed, model, curves["model"]["mse"], head_patterns(model)))
+        softmax = {"softmax H=2": best(stats[2]).curve}
+        extra = [section for module, part_sizes in parts(sizes)
+                 for section in module.sections(self, runs, part_sizes, softmax_curves=softmax)]
         return [self._estimators(sizes), self._training(runs, stats), self._patterns(runs, stats),
-                self._mechanism(sizes, stats), self._lengths(long_task, sizes, stats), self._notes(sizes)]
+                self._mechanism(sizes, stats), self._lengths(long_task, sizes, stats), *extra,
+                self._notes(sizes)]
 
     # --- 1. the estimator table -------------------------------------------------------------
     def _estimators(self, sizes: Sizes) -> Section:
@@ -251,7 +236,10 @@ class Demystified(Experiment):
                      f"mu_h = {format_value(p.mu.tolist())}", ""]
         figures["trajectory_H2.png"] = self._trajectory(runs, f"H2/seed{best(stats[2]).seed}")
         text.append("The last figure: omega_h and mu_h of the best H = 2 seed at its checkpoints.")
-        return Section("3. Emergent weight patterns", text, self._pattern_claims(stats), figures)
+        splits = {r.seed: [(step, *head_split(model, D)) for step, model in
+                           runs.checkpoints(f"H2/seed{r.seed}")] for r in stats[2] if r.escaped}
+        claims = [*self._pattern_claims(stats), split_trend_claim(splits)]
+        return Section("3. Emergent weight patterns", text, claims, figures)
 
     def _pattern_claims(self, stats: dict[int, list[Trained]]) -> list[Claim]:
         dominant = [r.patterns for r in stats[2] if r.escaped]
@@ -274,7 +262,7 @@ class Demystified(Experiment):
             Claim.of("3-OV", "OV keeps only the last (label) entry (H=2)", "only the last entry", ov,
                      Check("max |x entries| / |label entry|", ov, AtMost(0.1, True)), figure="heads_H2.png"),
             opposite_claim(omegas, mus),
-            magnitude_claim(omegas, mus),
+            magnitude_claim(omegas, mus, D),
             Claim.of("3-dummies", "heads beyond two become dummies (H=4, 8; seeds off the plateau)",
                      "two active heads", dummies,
                      Check("heads carrying > 10% of sum |omega mu|", dummies, AtMost(2)),
@@ -346,7 +334,7 @@ class Demystified(Experiment):
                                   dtype=torch.float32)
         series = {}
         rows = ["| H | L | published | ours (best seed) |", "|---:|---:|---:|---:|"]
-        ks = list(range(1, max(LENGTHS) + 1))
+        ks = list(range(1, LONGEST + 1))
         for heads, trained in stats.items():
             curve = best(trained).curve
             series[f"trained H={heads}"] = (ks, curve[1:])

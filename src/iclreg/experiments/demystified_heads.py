@@ -1,0 +1,85 @@
+"""Claims on the learned heads of He et al.'s multi-head attention (arXiv 2503.12734): their
+magnitudes against the published values, their opposite signs, and the H = 1 optimum."""
+
+from __future__ import annotations
+
+import torch
+
+from ..analysis.patterns import head_patterns
+from ..theory.demystified import figure_omega
+from .claims import AtLeast, AtMost, Check, Claim, Near
+
+PUBLISHED_OMEGA, PUBLISHED_MU = 0.13, 3.5  # H = 2, read off their figures (KQ / sqrt(d+2))
+
+
+def magnitude_claim(omegas: list[list[float]], mus: list[list[float]], d: int) -> Claim:
+    """|omega| and |mu| of the H = 2 heads (per seed, per head) against the published values.
+
+    Our omegas (KQ / sqrt(d+1)) are converted to the published figures' normalisation
+    (KQ / sqrt(d+2)) with ``figure_omega`` before the comparison; mu needs no conversion.
+    """
+    ours = sum(abs(v) for o in omegas for v in o) / sum(len(o) for o in omegas)
+    theirs = figure_omega(ours, d)
+    mu = sum(abs(v) for m in mus for v in m) / sum(len(m) for m in mus)
+    return Claim.of("3-magnitude", "|omega| and |mu| of the H=2 heads; omega in the published figures' "
+                    "normalisation (KQ / sqrt(d+2): ours, KQ / sqrt(d+1), times sqrt((d+1)/(d+2)))",
+                    {"omega": PUBLISHED_OMEGA, "mu": PUBLISHED_MU},
+                    {"omega (figures)": theirs, "omega (ours)": ours, "mu": mu},
+                    Check("omega (figures)", theirs, Near(PUBLISHED_OMEGA, rel=0.25)),
+                    Check("mu", mu, Near(PUBLISHED_MU, rel=0.25)), figure="heads_H2.png")
+
+
+def opposite_claim(omegas: list[list[float]], mus: list[list[float]]) -> Claim:
+    """The two heads of each H = 2 seed have opposite signs (smaller x larger < 0) and cancel:
+    |sum| < 10% of the sum of magnitudes, for omega and for mu. ``omegas``, ``mus``: (seeds, 2)."""
+    checks = []
+    for what, values in (("omega", omegas), ("mu", mus)):
+        checks += [Check(f"{what}: smaller x larger", [min(v) * max(v) for v in values], AtMost(0, True)),
+                   Check(f"{what}: |sum| / sum of |.|",
+                         [abs(sum(v)) / sum(abs(x) for x in v) for v in values], AtMost(0.1, True))]
+    return Claim.of("3-opposite", "the two heads have opposite signs summing to ~0 (omega: ours, "
+                    "KQ / sqrt(d+1))", "omega ~ +-0.13 (KQ / sqrt(d+2)), mu ~ +-3.5",
+                    {"omega": omegas, "mu": mus}, *checks, figure="heads_H2.png")
+
+
+def theory_h1_claim(extracted: list[tuple[float, float]], omega1: float, mu1: float) -> Claim:
+    """Each H = 1 run's (omega, mu): same signs, |omega| and |mu| within 15% (strictly) of the
+    approximate-loss optimum (omega1, mu1) (the loss is symmetric under a joint sign flip)."""
+    return Claim.of(
+        "4-theory-H1", "H=1 extracted (omega, mu) vs the approximate-loss optimum, up to the sign symmetry",
+        [omega1, mu1], [list(e) for e in extracted],
+        Check("omega x mu", [w * m for w, m in extracted], AtLeast(0, True)),
+        Check("||omega| - omega*| / omega*", [abs(abs(w) - omega1) / omega1 for w, _ in extracted],
+              AtMost(0.15, True)),
+        Check("||mu| - mu*| / mu*", [abs(abs(m) - mu1) / mu1 for _, m in extracted], AtMost(0.15, True)))
+
+
+def head_split(model: torch.nn.Module, d: int) -> tuple[float, float]:
+    """Mean |omega_h| in the published figures' normalisation and mean |mu_h| of a model's heads."""
+    p = head_patterns(model)
+    return figure_omega(p.omega.abs().mean().item(), d), p.mu.abs().mean().item()
+
+
+def split_trend_claim(splits: dict[int, list[tuple[int, float, float]]]) -> Claim:
+    """Over the second half of training, each escaped H = 2 seed's (|omega|, |mu|) moves towards the
+    published (0.13, 3.5): the distance to each at the last checkpoint is below that at the first
+    checkpoint past the middle. ``splits``: seed -> [(step, |omega| (figures), |mu|)] by step."""
+    moved: dict[str, dict[str, float]] = {"omega": {}, "mu": {}}
+    shown = {}
+    for seed, rows in splits.items():
+        middle = next(r for r in rows if r[0] >= rows[-1][0] / 2)
+        last = rows[-1]
+        shown[f"seed {seed}"] = {f"step {middle[0]}": [middle[1], middle[2]],
+                                 f"step {last[0]}": [last[1], last[2]]}
+        moved["omega"][f"seed {seed}"] = abs(last[1] - PUBLISHED_OMEGA) - abs(middle[1] - PUBLISHED_OMEGA)
+        moved["mu"][f"seed {seed}"] = abs(last[2] - PUBLISHED_MU) - abs(middle[2] - PUBLISHED_MU)
+    statement = ("the H=2 split moves towards the published |omega| (figures' normalisation) and |mu| over "
+                 "the second half of training (each seed off the plateau): the long-training trend full "
+                 "mode relies on")
+    if not splits:
+        return Claim.unmeasured("3-split-trend", statement, [PUBLISHED_OMEGA, PUBLISHED_MU],
+                                "no H=2 seed left the plateau")
+    return Claim.of("3-split-trend", statement, {"omega": PUBLISHED_OMEGA, "mu": PUBLISHED_MU},
+                    {"(|omega|, |mu|)": shown},
+                    Check("change of ||omega| - 0.13|", moved["omega"], AtMost(0, True)),
+                    Check("change of ||mu| - 3.5|", moved["mu"], AtMost(0, True)), figure="trajectory_H2.png")
