@@ -3,6 +3,7 @@ toy run end to end, and the claims' rules on synthetic softmax curves."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -19,7 +20,10 @@ SIGMA2, TAU2, D, L = 0.1, 0.2, 5, 40
 
 
 def test_plan_uses_the_softmax_budget_and_one_ensemble_per_variant():
-    plan = part.plan(Demystified(), part.QUICK)
+    """Full trains both variants; quick trains the scaled one only (the fixed one takes its weights)."""
+    assert list(part.plan(Demystified(), part.QUICK)) == ["linear/scaled/seed0", "linear/scaled/seed1"]
+    sizes = dataclasses.replace(part.QUICK, train_fixed=True)
+    plan = part.plan(Demystified(), sizes)
     softmax = Demystified().plan(QUICK)["H2/seed0"].to_dict()
     assert list(plan) == [f"linear/{v}/seed{s}" for v in ("scaled", "fixed") for s in range(2)]
     for name, config in plan.items():
@@ -95,6 +99,17 @@ def test_fixed_and_scaled_variants_train_alike(toy):
     x, y = torch.randn(3, 201, 5), torch.randn(3, 201)
     with torch.no_grad():  # at k = 200 the fixed variant predicts 200/40 = 5 times the scaled one
         torch.testing.assert_close(fixed(x, y)[:, 200], 5 * scaled(x, y)[:, 200], rtol=1e-5, atol=1e-6)
+
+
+def test_fixed_variant_from_the_scaled_weights_equals_the_trained_one(toy):
+    """Quick evaluates linear / 40 with the scaled run's weights: the same numbers as training it."""
+    exp, runs = toy
+    curves = {"softmax H=2": _softmax_like_debiased_gd(1.0)}
+    trained = part.sections(exp, runs, part.TOY, softmax_curves=curves)[0]
+    reuse = dataclasses.replace(part.TOY, train_fixed=False)
+    reused = part.sections(exp, runs, reuse, softmax_curves=curves)[0]
+    assert trained.claims[0].measured == reused.claims[0].measured
+    assert "linear / 40, seed 0" in reused.claims[0].measured and "not trained again" in " ".join(reused.text)
 
 
 def test_claim_rules_on_synthetic_curves(toy):

@@ -4,8 +4,10 @@ softmax attention beyond the training length, and the trained error against the 
 1. Linear attention, H = 2 heads, trained at L = 40 on the same task and budget as the softmax
    models, in two normalisations of its scores: divided by the number of examples L at the
    evaluation length (``activation=linear``), or by the training length 40 at every length
-   (``linear_scale=40``). Both read only k = 40 in training (the query loss), so they train
-   alike; they differ in the estimator they implement at other lengths. One linear layer
+   (``linear_scale=40``). Both read only k = 40 in training (the query loss), where both divide
+   by 40: they train to the same weights, bit for bit (full and toy sizes train both and show
+   it; quick trains the first and evaluates its weights under both normalisations, which halves
+   its cost). They differ in the estimator they implement at other lengths. One linear layer
    computes (1/L) sum_j (v^T z_j)(z_j^T A x_q); its useful part is a GD step
    (c/L) sum_i y_i x_i^T x_q (a product of two sums, x_bar times y_bar, is out of its reach, so
    no debiasing), consistent as L grows. Divided by 40 instead, the same sum is GD with step
@@ -18,6 +20,7 @@ softmax attention beyond the training length, and the trained error against the 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -52,7 +55,9 @@ SIGMA, TAU = math.sqrt(NOISE_VAR), 1 / math.sqrt(D)
 
 @dataclass(frozen=True)
 class LengthSizes:
-    """The softmax models' training budget, seeds per linear variant, evaluation prompts."""
+    """The softmax models' training budget, seeds per linear variant, evaluation prompts, and
+    whether the fixed-scale variant trains on its own (``train_fixed``) or takes the weights of
+    the scaled run of the same seed (the same weights: module docstring)."""
 
     steps: int
     batch: int
@@ -60,24 +65,30 @@ class LengthSizes:
     schedule: dict[str, Any]
     seeds: int
     eval_samples: int
+    train_fixed: bool = True
 
 
-def _sizes(he: Any, seeds: int) -> LengthSizes:
-    return LengthSizes(he.steps, he.batch, he.lr, he.schedule, seeds, he.eval_samples)
+def _sizes(he: Any, seeds: int, train_fixed: bool, eval_samples: int | None = None) -> LengthSizes:
+    samples = he.eval_samples if eval_samples is None else eval_samples
+    return LengthSizes(he.steps, he.batch, he.lr, he.schedule, seeds, samples, train_fixed)
 
 
-QUICK, FULL, TOY = _sizes(HE_QUICK, 2), _sizes(HE_FULL, 4), _sizes(HE_TOY, 1)
+# quick: 4 x 1024 prompts, the first four chunks of the softmax models' 8000 (analysis.compare.CHUNK)
+QUICK = _sizes(HE_QUICK, 2, train_fixed=False, eval_samples=4096)
+FULL, TOY = _sizes(HE_FULL, 4, train_fixed=True), _sizes(HE_TOY, 1, train_fixed=True)
 
 
 def plan(exp: Experiment, sizes: LengthSizes) -> dict[str, ExperimentConfig]:
-    """``linear/<variant>/seed<s>``: the seeds of one variant train as one ensemble."""
+    """``linear/<variant>/seed<s>`` (``fixed`` only with ``train_fixed``): the seeds of one variant
+    train as one ensemble."""
     return {f"linear/{variant}/seed{seed}": exp.config(
         TASK, spec, optimizer={"name": "adam", "lr": sizes.lr}, schedule=sizes.schedule,
         train={"steps": sizes.steps, "batch": sizes.batch, "loss": "query", "seed": seed},
         eval={"samples": 2000, "estimators": []},
         run={"checkpoint_every": max(sizes.steps // 10, 1), "keep": 2,
              "log_every": max(sizes.steps // 100, 1)})
-        for variant, (_, spec) in VARIANTS.items() for seed in range(sizes.seeds)}
+        for variant, (_, spec) in VARIANTS.items() for seed in range(sizes.seeds)
+        if variant == "scaled" or sizes.train_fixed}
 
 
 @dataclass(frozen=True)
@@ -109,12 +120,24 @@ def sections(exp: Experiment, runs: Runs, sizes: LengthSizes,
     check(len(softmax) > k_max, f"demystified_length: softmax_curves['{SOFTMAX}'] must give the MSE at "
           f"k = 0..{k_max} (got {len(softmax)} values): evaluate the H=2 model on n = {k_max + 1}")
     long_task = build_task(TASK.replace(f"n={L + 1}", f"n={k_max + 1}"))
-    models = {name: runs.model(name) for name in runs if name.startswith("linear/")}
+    models = {}
+    for seed in range(sizes.seeds):
+        scaled = models[f"linear/scaled/seed{seed}"] = runs.model(f"linear/scaled/seed{seed}")
+        models[f"linear/fixed/seed{seed}"] = (runs.model(f"linear/fixed/seed{seed}") if sizes.train_fixed
+                                              else with_fixed_scale(scaled, L))
     curves = error_curves(long_task, models, sizes.eval_samples, seed=12, device=exp.device,
                           dtype=torch.float32)
     linear = {name: curves[name]["mse"] for name in models}
     theory = Theory.at(k_max)
     return [_linear_section(linear, softmax, theory, sizes), _bayes_section(softmax, theory)]
+
+
+def with_fixed_scale(model: torch.nn.Module, scale: int) -> torch.nn.Module:
+    """The same weights with the linear scores divided by ``scale`` at every length."""
+    config = dataclasses.replace(model.config, linear_scale=scale)
+    fixed = config.build(torch.Generator()).to(next(model.parameters()).device)  # weights replaced below
+    fixed.load_state_dict(model.state_dict())
+    return fixed.eval()
 
 
 def _label(name: str) -> str:
@@ -167,7 +190,9 @@ def _linear_section(linear: dict[str, list[float]], softmax: list[float], theory
             f"too small below {L}, too large beyond ({big // L}x at L = {big}); exact risk in the "
             f"'GD, c* L/{L}' column.",
             f"- Both normalisations divide by {L} at k = {L}, the only position the query loss trains: "
-            f"they train alike (largest gap of their errors at L = {L}, seed by seed: {same:.2g}).",
+            + (f"they train alike (largest gap of their errors at L = {L}, seed by seed: {same:.2g})."
+               if sizes.train_fixed else f"they train to the same weights, so linear / {L} is evaluated "
+               "with the weights of the linear / L run of its seed (not trained again)."),
             f"- So the paper's contrast depends on the normalisation: at L = {big} linear / L reaches "
             f"{_span(c[big] / softmax[big] for c in scaled.values())} times softmax's error, linear / {L} "
             f"{_span(c[big] / softmax[big] for c in fixed.values())} times."]
