@@ -10,6 +10,7 @@ import json
 import logging
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,8 +20,19 @@ from .device import DTYPES
 from .errors import TrainingError, UsageError, WriteError
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's help, without breaking a name such as ``softmax-limit`` at its hyphen."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (exit status 2, no usage dump)."""
+    """argparse with one-line errors (exit status 2, no usage dump) and unbroken names in help."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")

@@ -149,3 +149,13 @@ def test_sigterm_leaves_no_half_written_report(tmp_path):
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     assert not out.exists() and not any(tmp_path.glob(".stopped.*"))
+
+
+@pytest.mark.parametrize("columns", ["60", "80", "123"])
+def test_cli_help_never_breaks_a_paper_name(capsys, monkeypatch, columns):
+    """argparse wraps at hyphens by default ('softmax-' / 'limit'); the help keeps names whole."""
+    monkeypatch.setenv("COLUMNS", columns)
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--help"])
+    words = {w.strip(",") for w in capsys.readouterr().out.split()}
+    assert all(p in words for p in PAPERS)
