@@ -5,6 +5,13 @@ from __future__ import annotations
 import os
 
 import pytest
+import torch
+
+# One intra-op thread: on the 2-core CI machine several test processes (Ray workers, torchrun
+# ranks, subprocess CLIs) share the cores, and two threads per process then make steps about 20x
+# slower and let a BLAS call split its work differently from one run to the next, so that two
+# runs of the same float computation in one test can differ in their last bits.
+torch.set_num_threads(1)
 
 
 @pytest.fixture
