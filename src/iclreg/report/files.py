@@ -2,7 +2,9 @@
 
 Files are written to a temporary name in the destination directory and renamed into place
 (``os.replace`` is atomic on POSIX); a report directory is built under a temporary name and
-renamed when complete.
+renamed when complete. ``tempfile`` creates owner-only temporaries (0600 files, 0700
+directories); the outputs get the modes an ordinary ``open``/``mkdir`` would give them under
+the user's umask (0644 and 0755 under the usual 022), so a report can be served or shared.
 """
 
 from __future__ import annotations
@@ -83,12 +85,45 @@ def check_new_output_dir(path: str | Path, kind: str, flag: str = "--out") -> Pa
     return check_output_dir(path, flag)
 
 
+def umask() -> int:
+    """The process's umask (Linux reads it from /proc, elsewhere it is set and restored)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode ``open(path, "w")`` gives a new file: 0666 less the umask."""
+    return 0o666 & ~umask()
+
+
+def dir_mode() -> int:
+    """The mode ``mkdir`` gives a new directory: 0777 less the umask."""
+    return 0o777 & ~umask()
+
+
+def make_temp_dir(parent: str | Path, prefix: str) -> Path:
+    """A new temporary directory in ``parent`` (to be renamed into place) with an ordinary
+    directory's mode, not ``mkdtemp``'s 0700."""
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    os.chmod(tmp, dir_mode())
+    return tmp
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically."""
+    """Write ``data`` to ``path`` atomically, with the mode of a newly created file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), file_mode())
             fh.write(data)
         os.replace(tmp, path)
     except BaseException:
@@ -129,7 +164,7 @@ def atomic_output_dir(path: str | Path) -> Iterator[Path]:
         )
     check_output_dir(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    tmp = make_temp_dir(path.parent, f".{path.name}.")
     try:
         yield tmp
     except BaseException:

@@ -21,7 +21,6 @@ import os
 import pickle
 import re
 import shutil
-import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from ..errors import UsageError
+from ..report.files import make_temp_dir
 from .durable import writing
 
 PREFIX = "step_"
@@ -94,7 +94,7 @@ def save_checkpoint(
     tmp: Path | None = None
     with writing(final, run_dir):
         root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp_"))
+        tmp = make_temp_dir(root, ".tmp_")
         try:
             for name, data in blobs.items():
                 with open(tmp / name, "wb") as fh:
