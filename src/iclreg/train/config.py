@@ -28,6 +28,7 @@ from ..spec import Spec, parse_spec, parse_value
 from ..tasks import TASKS, counter
 from ..tasks.base import check_seed
 from .curriculum import CurriculumConfig, Ramp
+from .trackers import check_tracker_specs
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ class RunConfig:
     checkpoint_every: steps between checkpoints (the last step is always saved).
     log_every: steps between metric lines.
     keep: checkpoints kept on disk (the newest).
+    trackers: where the metrics also go: ``tensorboard``, ``wandb`` (offline unless
+        ``wandb:mode=online``); optional extras, ``pip install 'iclreg[tensorboard]'`` (``trackers.py``).
     """
 
     device: str = "cpu"
@@ -148,12 +151,14 @@ class RunConfig:
     checkpoint_every: int = 1000
     log_every: int = 50
     keep: int = 2
+    trackers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check(self.checkpoint_every >= 1,
               f"run.checkpoint_every must be at least 1, got {self.checkpoint_every}")
         check(self.log_every >= 1, f"run.log_every must be at least 1, got {self.log_every}")
         check(self.keep >= 1, f"run.keep must be at least 1, got {self.keep}")
+        check_tracker_specs(self.trackers)
         check(
             not self.cuda_graph or self.device.startswith("cuda"),
             "run.cuda_graph needs run.device=cuda",
@@ -207,10 +212,13 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists for tuples), ready for YAML or JSON. ``train.sampler`` appears only
-        when it is not ``stream``, so runs written before it existed still match their config."""
+        when it is not ``stream`` and ``run.trackers`` only when not empty, so runs written before
+        they existed still match their config."""
         data = _plain(dataclasses.asdict(self))
         if data["train"]["sampler"] == "stream":
             del data["train"]["sampler"]
+        if not data["run"]["trackers"]:
+            del data["run"]["trackers"]
         return data
 
 

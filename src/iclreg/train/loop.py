@@ -45,6 +45,7 @@ from .metrics import MetricsLog
 from .optim import build_optimizer, build_scheduler
 from .run import build_model, load_weights
 from .step import build_step
+from .trackers import open_trackers
 
 log = logging.getLogger(__name__)
 Result = dict[str, Any]  # an evaluation: ``analysis.evaluate.evaluate``'s object
@@ -136,9 +137,10 @@ class Trainer:
             synchronize(group)  # other ranks read the run once rank 0 has cleaned it
             self.step = self._restore() if resume else 0
             for m in self.members:
+                cut = self.step if resume else None  # metrics and trackers drop what follows it
                 m.metrics = NoMetrics() if not self.writes else MetricsLog(
-                    m.run_dir / "metrics.jsonl", self.step if resume else None,
-                    tensorboard=len(self.members) == 1)
+                    m.run_dir / "metrics.jsonl", cut,
+                    open_trackers(m.config.run.trackers, m.run_dir, m.config.to_dict(), cut))
         except BaseException:
             self.close()
             raise

@@ -1,5 +1,5 @@
 """Metrics as JSON lines (one object per line, each with its ``step``), wall-clock time beside
-them, and TensorBoard event files when the optional ``tensorboard`` package is installed.
+them, and every record passed on to the run's trackers (TensorBoard, W&B: ``trackers.py``).
 
 ``metrics.jsonl`` is the deterministic record of a run (losses, learning rates, evaluations,
 divergence): a run killed and resumed writes the same bytes as one never interrupted.
@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
 from .durable import write_run_file, writing
+from .trackers import Tracker
 
 log = logging.getLogger(__name__)
 TIMING = "timing.jsonl"
@@ -26,11 +28,10 @@ class MetricsLog:
 
     The cut rewrites the file atomically (a kill leaves the old file or the new one). The
     file is opened for each write (writes are rare), so an ensemble of a thousand members
-    holds no file handles; TensorBoard events are written when ``tensorboard`` is set and the
-    package is installed.
+    holds no file handles. Each record also goes to ``trackers``, which :meth:`close` closes.
     """
 
-    def __init__(self, path: Path, resume_step: int | None = None, tensorboard: bool = False) -> None:
+    def __init__(self, path: Path, resume_step: int | None = None, trackers: Sequence[Tracker] = ()) -> None:
         self.path = path
         self.timing = path.parent / TIMING
         self.seconds_before = 0.0  # training seconds up to ``resume_step``, from timing.jsonl
@@ -42,36 +43,27 @@ class MetricsLog:
             times = [r["seconds"] for r in read_metrics(self.timing)
                      if isinstance(r.get("seconds"), (int, float))]
             self.seconds_before = float(times[-1]) if times else 0.0
-        self._tb = _tensorboard(path.parent) if tensorboard else None
+        self.trackers = list(trackers)
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one deterministic record (it must hold ``step``)."""
         _append(self.path, record)
-        if self._tb is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key != "step":
-                    self._tb.add_scalar(key, value, record["step"])
+        for tracker in self.trackers:
+            tracker.log(record)
 
     def time(self, step: int, seconds: float) -> None:
         """Record that ``step`` was reached after ``seconds`` of training in this process."""
         _append(self.timing, {"step": step, "seconds": round(self.seconds_before + seconds, 3)})
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
+        """Close the trackers."""
+        for tracker in self.trackers:
+            tracker.close()
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:
     with writing(path, path.parent), open(path, "a") as fh:
         fh.write(json.dumps(record) + "\n")
-
-
-def _tensorboard(run_dir: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def _lines(path: Path) -> list[tuple[str, dict[str, Any]]]:

@@ -24,6 +24,7 @@ from ..models import MODELS, Ensemble, Predictor, StackedPredictor
 from ..resources import MAX_SAMPLES, check_fits, nbytes, peak_bytes
 from ..tasks import TASKS, Task
 from .config import ExperimentConfig
+from .trackers import check_trackers
 
 EVAL_SEED_OFFSET = 1_000_003  # evaluation prompts never coincide with training prompts
 
@@ -65,7 +66,8 @@ def training_bytes(config: ExperimentConfig) -> int:
 def check_training(config: ExperimentConfig) -> None:
     """Refuse a run that would fail after it started: an absent device, prompts the model cannot
     take (at the task's n and at ``eval.n``), or a training step or evaluation that does not
-    fit in the free memory."""
+    fit in the free memory, or a tracker whose package is not installed."""
+    check_trackers(config.run.trackers)
     device = resolve_device(config.run.device)
     need = training_bytes(config)
     check_fits(need, device, f"a training step of {config.model} on {config.train.batch} prompts",
