@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 
 from ..registry import Registry
 from ..report import save_figure
+from ..report.references import Reference
 from ..train import ExperimentConfig, load_run, resolve, train_plan
 from ..train.checkpoint import iter_checkpoints
 from ..train.metrics import read_metrics
@@ -55,6 +56,7 @@ class Reproduction:
     sections: list[Section] = field(default_factory=list)
     figures: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    references: tuple[Reference, ...] = ()  # the works its claims cite
 
     @property
     def claims(self) -> list[Claim]:
@@ -108,6 +110,7 @@ class Experiment:
     title: ClassVar[str]
     modes: ClassVar[dict[str, Any]]  # mode -> sizes
     toy: ClassVar[Any]  # the smallest sizes that run every part (tests)
+    references: ClassVar[tuple[Reference, ...]] = ()  # the works its claims and texts cite
     mode: str = "quick"
     sizes: Any = None
     device: str = "cpu"
@@ -145,7 +148,8 @@ class Experiment:
         sizes = self.resolved_sizes
         dirs = train_plan(self.plan(sizes), self.runs_dir(out), progress=self.progress, backend=self.backend)
         sections = self.analyse(Runs(dirs, self.device), sizes)
-        result = Reproduction(paper=self.name, title=self.title, mode=self.mode, sections=sections)
+        result = Reproduction(paper=self.name, title=self.title, mode=self.mode, sections=sections,
+                              references=self.references)
         for section in sections:
             for name, figure in section.figures.items():
                 save_figure(figure, out / name)

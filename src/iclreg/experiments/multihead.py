@@ -31,6 +31,7 @@ from ..analysis.kernel_family import best_heads
 from ..analysis.query import query_error
 from ..report.figures import bars_figure, lines_figure
 from ..report.format import format_value
+from ..report.references import CUI_2024, HE_2025
 from ..tasks import Task
 from ..tasks import build as build_task
 from ..theory import approximate_loss, single_head_optimum
@@ -151,6 +152,7 @@ class Multihead(Experiment):
              "(arXiv 2401.17426)")
     modes = {"quick": QUICK, "full": FULL}
     toy = TOY
+    references = (CUI_2024, HE_2025)
 
     # --- training -------------------------------------------------------------------------------
     def plan(self, sizes: Sizes) -> dict[str, ExperimentConfig]:
@@ -232,7 +234,7 @@ class Multihead(Experiment):
         constant = Claim.of(
             "1-constant", f"D x excess risk of the best single and two-head kernel predictors at D = {big} "
             "(our exact constants C_1, C_2 beside; the ratio)",
-            {"multi-head smaller; papers.md (approximate loss)":
+            {"multi-head smaller; He et al. 2025's approximate loss":
              {"C_1": approx[1], "C_2": approx[2], "ratio": "e"}},
             {"single": m1, "two heads": m2, "ratio": m1 / m2,
              "exact": {"C_1": exact[1], "C_2": exact[2], "ratio": exact[1] / exact[2]}},
@@ -243,7 +245,7 @@ class Multihead(Experiment):
         derivation = Claim.of(
             "1-derivation", "which single-head constant: D x excess risk of the best single head at "
             f"D = {big} against our exact C_1 and the approximate loss's e d (1 + sigma^2)",
-            {"papers.md (approximate loss) C_1": approx[1], "exact C_1": exact[1]},
+            {"He et al. 2025's approximate loss, C_1": approx[1], "exact C_1": exact[1]},
             {"measured": m1, "Monte Carlo s.e. about": noise},
             Check("|measured - exact C_1| - |measured - approximate C_1|",
                   abs(m1 - exact[1]) - abs(m1 - approx[1]), AtMost(0, strict=True)),

@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import UsageError
 from ..report import atomic_output_dir, write_text
 from ..report.files import check_output_dir
-from ..report.html import index_page
+from ..report.html import index_page, reproduction_page
 from ..report.markdown import reproduction_report
 from .base import REPRODUCTIONS, Reproduction
 
@@ -24,8 +24,10 @@ FIRST = "tour"  # the demo opens with the estimator tour
 
 
 def write_report(result: Reproduction, out: Path) -> None:
-    """``report.md``, ``claims.json`` and (when a section holds raw numbers) ``results.json``."""
+    """``report.md`` (for GitHub), ``report.html`` (self-contained, for a browser), ``claims.json`` and
+    (when a section holds raw numbers) ``results.json``."""
     write_text(out / "report.md", reproduction_report(result))
+    write_text(out / "report.html", reproduction_page(result, result.paper, root=out))
     write_text(out / "claims.json", json.dumps(result.to_json(), indent=1))
     data = {key: value for s in result.sections for key, value in s.data.items()}
     if data:
@@ -71,5 +73,5 @@ def demo(out: str | Path = "runs/demo", sizes: Mapping[str, Any] | None = None,
             result = experiment.run(tmp / name)
             write_report(result, tmp / name)
             entries.append((name, result))
-        write_text(tmp / "index.html", index_page(entries))
+        write_text(tmp / "index.html", index_page(entries, root=tmp))
     return out

@@ -1,11 +1,11 @@
 """Chen, Lu, Wu, Zou, "Towards Theoretical Understanding of Transformer Test-Time Computing"
 (arXiv 2508.07571): test-time computing on in-context linear regression.
 
-The paper's text is not available; its setup is known from the authors' early code (papers.md
-section 2): d = 50, w* 5-sparse with N(0, 1) entries, errors as norms E||w - w*||. Every claim is
-measured twice, with the idealised decoder (the exact GD step, ``gd``) and with a trained
-chain-of-thought transformer (``cot``, :mod:`iclreg.models.cot`, one run per setting, taught 20
-GD steps and decoded far beyond). The theory beside the measurements is ours
+The paper's text is not available; its setup is known from the authors' early code
+(github.com/x1ng5/gd_sampling): d = 50, w* 5-sparse with N(0, 1) entries, errors as norms
+E||w - w*||. Every claim is measured twice, with the idealised decoder (the exact GD step,
+``gd``) and with a trained chain-of-thought transformer (``cot``, :mod:`iclreg.models.cot`, one
+run per setting, taught 20 GD steps and decoded far beyond). The theory beside the measurements is ours
 (``iclreg.theory.testtime``), exact for any affine decoder, the trained one included.
 """
 
@@ -18,6 +18,7 @@ import torch
 from matplotlib.figure import Figure
 
 from ..device import resolve_device
+from ..report.references import CHEN_2025, CHEN_EARLY_CODE
 from ..tasks import TASKS
 from ..testtime import ChainOfThoughtDecoder, Decoder, GDDecoder
 from ..theory import testtime as theory
@@ -107,6 +108,7 @@ class TestTime(Experiment):
     title = "Chen, Lu, Wu, Zou (arXiv 2508.07571): test-time computing on in-context regression"
     modes = {"quick": QUICK, "full": FULL}
     toy = TOY
+    references = (CHEN_2025, CHEN_EARLY_CODE)
 
     def plan(self, sizes: Sizes) -> dict[str, ExperimentConfig]:
         """One chain-of-thought transformer per setting, taught that setting's GD chain."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from ..analysis import compare
 from ..estimators import build as build_estimator
 from ..report import error_curves_figure, markdown_table
+from ..report.references import FU_2024, GARG_2022, HE_2025
 from ..tasks import build as build_task
 from ..theory import bayes_risk
 from .base import REPRODUCTIONS, Experiment, Runs, Section
@@ -42,6 +43,7 @@ class Tour(Experiment):
     title = "iclreg quick tour: estimators against the published tables and the exact Bayes risk"
     modes = {"quick": Sizes(samples=20_000), "full": Sizes(samples=200_000)}
     toy = Sizes(samples=512)
+    references = (HE_2025, GARG_2022, FU_2024)
 
     def analyse(self, runs: Runs, sizes: Sizes) -> list[Section]:
         return [self._he(sizes.samples), self._standard(max(sizes.samples // 10, 256))]

@@ -1,4 +1,5 @@
-"""A reproduction's report in Markdown: the claims table, then each section with its figures.
+"""A reproduction's report in Markdown: the claims table, each section with its figures, and the
+references written out.
 
 Values go through ``report.format.format_value``, as in the HTML index page.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .format import format_value
+from .references import markdown_references
 
 
 def _cell(value: Any) -> str:
@@ -25,7 +27,7 @@ def claims_table(claims: list[Any]) -> list[str]:
 
 
 def reproduction_report(result: Any) -> str:
-    """The report of a ``Reproduction``: title, summary line, claims table, sections."""
+    """The report of a ``Reproduction``: title, summary line, claims table, sections, references."""
     claims = result.claims
     held = sum(c.holds for c in claims)
     lines = [f"# {result.title}", "",
@@ -40,4 +42,7 @@ def reproduction_report(result: Any) -> str:
             lines += [*section.text, ""]
         for name in section.figures:
             lines += [f"![{name.rsplit('.', 1)[0]}]({name})", ""]
+    references = getattr(result, "references", ())
+    if references:
+        lines += ["## References", "", *markdown_references(references), ""]
     return "\n".join(lines).rstrip("\n") + "\n"
