@@ -137,13 +137,20 @@ def write_text(path: str | Path, text: str) -> None:
     write_bytes(path, text.encode())
 
 
-def save_figure(fig: Figure, path: str | Path, dpi: int = 130) -> None:
-    """Save a figure atomically in the format given by the suffix."""
+def save_figure(fig: Figure, path: str | Path, dpi: int | None = None, also: tuple[str, ...] = ()) -> None:
+    """Save a figure atomically in the format given by the suffix, under iclreg's figure style
+    (``report.style``; ``dpi`` defaults to its ``DPI``), and once more beside it for each suffix of
+    ``also`` (``also=(".pdf",)``: ``name.png`` and ``name.pdf``)."""
     import io
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower(), dpi=dpi, bbox_inches="tight")
-    write_bytes(path, buf.getvalue())
+    from .style import DPI, style
+
+    path = Path(path)
+    for target in (path, *(path.with_suffix(s) for s in also if s.lower() != path.suffix.lower())):
+        buf = io.BytesIO()
+        with style():
+            fig.savefig(buf, format=target.suffix.lstrip(".").lower(), dpi=dpi or DPI, bbox_inches="tight")
+        write_bytes(target, buf.getvalue())
 
 
 OUTPUT_MARKERS = ("report.md", "index.html")
