@@ -103,51 +103,66 @@ def test_sweep_members_each_get_their_own_events(write_config, tmp_path):
     assert losses[0] != losses[1]  # each member's own, not one shared stream
 
 
-def wandb_history(run: Path) -> tuple[list[dict], dict, str]:
-    """The history rows, config and display name in a run's offline ``.wandb`` file(s).
+def wandb_file(path: Path) -> tuple[list[dict], dict, str, str]:
+    """The history rows, config, display name and id in one offline ``.wandb`` file.
 
     The file is a LevelDB-style log (wandb's ``datastore``): a 7-byte header, then records in
     32 KiB blocks, each ``crc (4) length (2) type (1) data``, split FIRST/MIDDLE/LAST across blocks;
     a record's data is a ``wandb_internal_pb2.Record``."""
     pb = pytest.importorskip("wandb.proto.wandb_internal_pb2")
-    rows, config, name = [], {}, ""
-    for path in sorted(run.glob("wandb/offline-run-*/run-*.wandb")):
-        data, pos, buf = path.read_bytes(), 7, b""
-        while pos + 7 <= len(data):
-            if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
-                pos += 32768 - pos % 32768
-                continue
-            _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
-            buf, pos = buf + data[pos + 7:pos + 7 + length], pos + 7 + length
-            if kind in (1, 4):  # FULL or LAST
-                record = pb.Record.FromString(buf)
-                buf = b""
-                if record.WhichOneof("record_type") == "history":
-                    rows.append({"/".join(i.nested_key) or i.key: json.loads(i.value_json)
-                                 for i in record.history.item})
-                elif record.WhichOneof("record_type") == "run":
-                    name = record.run.display_name
-                    config |= {u.key: json.loads(u.value_json) for u in record.run.config.update}
-    return rows, config, name
+    rows, config, name, run_id = [], {}, "", ""
+    data, pos, buf = path.read_bytes(), 7, b""
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+            pos += 32768 - pos % 32768
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        buf, pos = buf + data[pos + 7:pos + 7 + length], pos + 7 + length
+        if kind in (1, 4):  # FULL or LAST
+            record = pb.Record.FromString(buf)
+            buf = b""
+            if record.WhichOneof("record_type") == "history":
+                rows.append({"/".join(i.nested_key) or i.key: json.loads(i.value_json)
+                             for i in record.history.item})
+            elif record.WhichOneof("record_type") == "run":
+                name, run_id = record.run.display_name, record.run.run_id
+                config |= {u.key: json.loads(u.value_json) for u in record.run.config.update}
+    return rows, config, name, run_id
 
 
-def test_wandb_offline_run_logs_the_metrics_and_config(write_config, tmp_path, monkeypatch):
+def test_wandb_offline_run_logs_the_metrics_and_config_and_resumes(write_config, tmp_path, monkeypatch):
+    """Stopped at step 15 (checkpoint at 10) and resumed: two offline parts of one W&B run (one
+    id) whose history holds metrics.jsonl's values exactly."""
     pytest.importorskip("wandb")
     monkeypatch.delenv("WANDB_MODE", raising=False)
+    step = Trainer.train_step
+
+    def stop_at_15(self, i):
+        if i == 15:
+            raise KeyboardInterrupt
+        return step(self, i)
+
     config = load_config(write_config(QUICK), ["run.trackers=[wandb]"])
-    run = train(config, tmp_path / "run")
-    offline = list(run.glob("wandb/offline-run-*"))
-    assert len(offline) == 1  # offline by default: nothing was sent
-    rows, logged_config, name = wandb_history(run)
-    assert name == "run" and logged_config["train"] == config.to_dict()["train"]
+    monkeypatch.setattr(Trainer, "train_step", stop_at_15)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, tmp_path / "run")
+    monkeypatch.setattr(Trainer, "train_step", step)
+    run = resume(tmp_path / "run")
+    offline = sorted(run.glob("wandb/offline-run-*"), key=lambda p: (p.name[12:27], len(p.name), p.name))
+    assert len(offline) == 2  # offline by default: nothing was sent
+    parts = [wandb_file(next(d.glob("run-*.wandb"))) for d in offline]
+    assert [(name, run_id) for _, _, name, run_id in parts] == [("run", parts[0][3])] * 2  # one run
+    assert parts[1][1]["train"] == config.to_dict()["train"]
+    (first, *_), (second, *_) = parts
+    assert [r["step"] for r in first if "loss" in r] == [5, 10, 15]
+    assert [r["step"] for r in second if "loss" in r] == [15, 20]  # from the checkpoint at 10
     records = read_metrics(run / "metrics.jsonl")
-    assert [(r["step"], r["loss"], r["lr"]) for r in rows if "loss" in r] == [
-        (r["step"], r["loss"], r["lr"]) for r in records if "loss" in r]  # JSON doubles: exact
+    assert {r["step"]: (r["loss"], r["lr"]) for r in first + second if "loss" in r} == {
+        r["step"]: (r["loss"], r["lr"]) for r in records if "loss" in r}  # JSON doubles: exact
     evals = [r for r in records if "eval" in r]
-    assert [(r["step"], r["eval/model"], r["eval/ols"]) for r in rows if "eval/model" in r] == [
+    assert [(r["step"], r["eval/model"], r["eval/ols"]) for r in first + second if "eval/model" in r] == [
         (r["step"], r["eval"]["model"][-1], r["eval"]["ols"][-1]) for r in evals]
-    table = json.loads(max(offline[0].glob("files/media/table/eval_curve_table_*.json"),
-                           key=lambda p: int(p.name.split("_")[3])).read_text())
+    table = json.loads(next(offline[1].glob("files/media/table/eval_curve_table_*.json")).read_text())
     model = [row for row in table["data"] if "model" in row]  # [k, key, mse] rows of the chart
     assert [row[-1] for row in model] == pytest.approx(evals[-1]["eval"]["model"])
 

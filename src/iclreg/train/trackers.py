@@ -260,10 +260,11 @@ class WandbSpec:
 
 
 def _wandb_id(directory: Path) -> str | None:
-    """The id of the newest W&B run in ``directory`` (``[offline-]run-DATE_TIME-ID``)."""
-    found = sorted((m.group(1), m.group(2)) for p in directory.glob("*run-*")
-                   if (m := re.fullmatch(r"(?:offline-)?run-(\d{8}_\d{6})-(\w+)", p.name)))
-    return found[-1][1] if found else None
+    """The id of the newest W&B run in ``directory`` (``[offline-]run-DATE_TIME-ID[-N]``, N
+    counting runs of one id started within a second)."""
+    found = sorted((m.group(1), int(m.group(3) or 0), m.group(2)) for p in directory.glob("*run-*")
+                   if (m := re.fullmatch(r"(?:offline-)?run-(\d{8}_\d{6})-([a-z0-9]+)(?:-(\d+))?", p.name)))
+    return found[-1][2] if found else None
 
 
 class WandbTracker(Tracker):
