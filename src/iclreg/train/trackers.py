@@ -298,4 +298,4 @@ class WandbTracker(Tracker):
         where = self.run.settings.sync_dir
         self.run.finish()
         if offline:
-            log.info("W&B offline run in %s; upload it with: wandb sync %s", where, where)
+            log.info("W&B run saved offline; upload it with: wandb sync %s", where)
