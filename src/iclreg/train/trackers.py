@@ -253,7 +253,8 @@ class WandbSpec:
             mode=self.mode or os.environ.get("WANDB_MODE") or "offline", dir=str(run_dir),
             project=self.project or os.environ.get("WANDB_PROJECT") or "iclreg", name=run_dir.name,
             group=run_dir.parent.name if (run_dir.parent / "sweep.yaml").is_file() else None,
-            config=config, id=previous, resume="allow" if previous else None, reinit="create_new",
+            config=config, allow_val_change=True,  # an extended run (train.steps=N) changes its config
+            id=previous, resume="allow" if previous else None, reinit="create_new",
             settings=wandb.Settings(silent=True, console="off"))
         run.define_metric("*", step_metric="step")  # charts against our step, not wandb's counter
         return WandbTracker(run)
