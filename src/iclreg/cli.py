@@ -120,7 +120,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                       device=args.device)
     if plot:
         save_figure(error_curves_figure(result["k"], result["results"], result["noise_floor"],
-                                        str(args.run_dir)), plot)
+                                        str(args.run_dir), train_n=result.get("train_n")), plot)
     if args.json:
         print(json.dumps(result))
     else:

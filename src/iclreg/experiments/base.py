@@ -152,7 +152,7 @@ class Experiment:
                               references=self.references)
         for section in sections:
             for name, figure in section.figures.items():
-                save_figure(figure, out / name)
+                save_figure(figure, out / name, also=(".pdf",))  # PDF beside the PNG, for papers
                 result.figures.append(name)
         result.seconds = time.perf_counter() - start
         return result

@@ -34,6 +34,7 @@ from ..report import error_curves_figure
 from ..report.figures import heads_figure, lines_figure
 from ..report.format import format_value
 from ..report.references import HE_2025, own_measurement
+from ..report.style import PALETTE
 from ..tasks import build as build_task
 from ..theory import optimal_mu, single_head_optimum
 from ..theory.demystified import figure_omega
@@ -193,13 +194,13 @@ class Demystified(Experiment):
             claims.append(Claim.of(f"1-{label.replace(' ', '-')}", f"{label} MSE at L = 10, 20, 40",
                                    list(published), ours, *checks, figure="estimators.png"))
         figure = error_curves_figure(list(range(L + 1)), curves, NOISE_VAR,
-                                     "He et al.'s estimators, d=5, sigma^2=0.1")
+                                     r"He et al.'s estimators, $d=5$, $\sigma^2=0.1$")
         return Section("1. Estimators at L = 10, 20, 40", rows, claims, {"estimators.png": figure})
 
     # --- 2. training ------------------------------------------------------------------------
     def _training(self, runs: Runs, stats: dict[int, list[Trained]]) -> Section:
         series, colors = {}, {}
-        palette = {1: "tab:red", 2: "tab:blue", 4: "tab:green", 8: "tab:purple"}
+        palette = dict(zip((1, 2, 4, 8), PALETTE, strict=False))  # one colour per H; seeds by marker
         rows = ["| H | seed | final MSE at L = 40 | left the plateau |", "|---:|---:|---:|---|"]
         for heads, trained in stats.items():
             for r in trained:
@@ -237,7 +238,8 @@ class Demystified(Experiment):
         for heads, trained in stats.items():
             p = best(trained).patterns
             figures[f"heads_H{heads}.png"] = heads_figure(
-                p.kq.numpy(), p.ov.numpy(), f"H={heads}, best seed: KQ = K^T Q / sqrt(d+1), OV = O V")
+                p.kq.numpy(), p.ov.numpy(),
+                rf"$H={heads}$, best seed: $KQ = K^\top Q/\sqrt{{d+1}}$, $OV = O\,V$")
             text += [f"H = {heads}, best seed: omega_h = {format_value(p.omega.tolist())}, "
                      f"mu_h = {format_value(p.mu.tolist())}", ""]
         figures["trajectory_H2.png"] = self._trajectory(runs, f"H2/seed{best(stats[2]).seed}")
@@ -284,13 +286,13 @@ class Demystified(Experiment):
             mus.append(p.mu.tolist())
         series = {}
         for h in range(len(omegas[0])):
-            series[f"omega_{h + 1}"] = (steps, [o[h] for o in omegas])
-            series[f"mu_{h + 1} / 10"] = (steps, [m[h] / 10 for m in mus])
+            series[rf"$\omega_{h + 1}$"] = (steps, [o[h] for o in omegas])
+            series[rf"$\mu_{h + 1}/10$"] = (steps, [m[h] / 10 for m in mus])
         published = PUBLISHED_OMEGA / figure_omega(1.0, D)  # the published 0.13 in our normalisation
-        return lines_figure(series, "step", "value", "H=2 best seed: head parameters over training",
+        return lines_figure(series, "step", "value", "$H=2$ best seed: head parameters over training",
                             hlines={f"+0.13 published = {published:+.3f} here": published,
                                     f"-0.13 published = {-published:+.3f} here": -published,
-                                    "+-3.5 / 10": 0.35})
+                                    r"$\pm 3.5/10$": 0.35})
 
     # --- 4. mechanism -----------------------------------------------------------------------
     def _mechanism(self, sizes: Sizes, stats: dict[int, list[Trained]]) -> Section:
@@ -350,8 +352,8 @@ class Demystified(Experiment):
                 rows.append(f"| {heads} | {length} | {shown} | {curve[length]:.4f} |")
         for label, curve in references.items():
             series[label] = (ks, curve["mse"][1:])
-        figure = lines_figure(series, "number of examples k (trained at 40)", "MSE",
-                              "error beyond the training length", logy=True)
+        figure = lines_figure(series, "number of examples $k$", "MSE", "error beyond the training length",
+                              logy=True, vlines={"training length L = 40": 40})
         two = best(stats[2]).curve
         claim = Claim.of("5-length", "the H=2 error keeps falling past the training length",
                          "0.241 at L=40, 0.168 at L=100", {"L=40": two[40], "L=100": two[100]},

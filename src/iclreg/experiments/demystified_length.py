@@ -31,6 +31,7 @@ import torch
 from ..analysis import error_curves
 from ..errors import check
 from ..report.figures import lines_figure
+from ..report.style import PALETTE
 from ..tasks import build as build_task
 from ..theory import bayes_risk
 from ..theory.debiased_gd import debiased_gd_risk, gd_optimal_lr, gd_risk
@@ -216,14 +217,15 @@ def _linear_figure(fixed: dict[str, list[float]], scaled: dict[str, list[float]]
     series = {**{k: (ks, c[1:]) for k, c in {**scaled, **fixed}.items()}, SOFTMAX: (ks, softmax[1:]),
               "debiased GD (exact)": (ks, theory.debiased[1:]), "GD, c* (exact)": (ks, theory.gd[1:]),
               f"GD, c* k/{L} (exact)": (ks, theory.gd_fixed[1:]), "Bayes (exact)": (ks, theory.bayes[1:])}
-    colors = {**{k: "tab:orange" for k in scaled}, **{k: "tab:red" for k in fixed}, SOFTMAX: "tab:blue",
-              "debiased GD (exact)": "black", "GD, c* (exact)": "tab:orange",
-              f"GD, c* k/{L} (exact)": "tab:red", "Bayes (exact)": "0.5"}
+    blue, vermillion, orange, black, grey = (PALETTE[i] for i in (0, 1, 4, 6, 7))
+    colors = {**{k: orange for k in scaled}, **{k: vermillion for k in fixed}, SOFTMAX: blue,
+              "debiased GD (exact)": black, "GD, c* (exact)": orange,
+              f"GD, c* k/{L} (exact)": vermillion, "Bayes (exact)": grey}
     styles = {"debiased GD (exact)": "--", "GD, c* (exact)": ":", f"GD, c* k/{L} (exact)": ":",
               "Bayes (exact)": "-."}
-    return lines_figure(series, f"number of examples L (trained at {L})", "MSE",
+    return lines_figure(series, "number of examples $L$", "MSE",
                         "linear vs softmax attention beyond the training length", logy=True, logx=True,
-                        colors=colors, styles=styles)
+                        colors=colors, styles=styles, vlines={f"training length L = {L}": L})
 
 
 def _bayes_section(softmax: list[float], theory: Theory) -> Section:
@@ -256,7 +258,8 @@ def _bayes_section(softmax: list[float], theory: Theory) -> Section:
     figure = lines_figure(
         {f"trained {SOFTMAX} / Bayes": (ks, [softmax[k] / theory.bayes[k] for k in ks]),
          "debiased GD / Bayes (exact)": (ks, [theory.debiased[k] / theory.bayes[k] for k in ks])},
-        "number of examples L", "error / Bayes error", "near-Bayes up to a factor", logx=True,
+        "number of examples $L$", "error / Bayes error", "near-Bayes up to a factor", logx=True,
+        vlines={f"training length L = {L}": L},
         hlines={f"limit of debiased GD / Bayes = {limit:.3f}": limit, "Bayes = 1": 1.0},
         styles={"debiased GD / Bayes (exact)": "--"})
     data = {"lengths": list(LENGTHS), "Bayes (exact)": [theory.bayes[k] for k in LENGTHS],

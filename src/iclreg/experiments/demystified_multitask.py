@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..report.figures import lines_figure
+from ..report.style import styled
 from ..tasks import build as build_task
 from ..train import ExperimentConfig
 from . import demystified as he
@@ -172,6 +173,7 @@ def loss_claim(stats: dict[int, list[Trained]]) -> Claim | None:
                     Check("H=3 - H=1", best[3] - best[1], AtMost(0, True)), figure="multitask_loss.png")
 
 
+@styled
 def heads_grid(stats: dict[int, list[Trained]]) -> Figure:
     """Per H (row pairs): each head's KQ x-block (upper) and OV map (lower, K x p) of the best
     seed (lowest loss), titled with the head's role; one colour scale per kind."""
@@ -192,10 +194,12 @@ def heads_grid(stats: dict[int, list[Trained]]) -> Figure:
             if j >= h:
                 continue
             top.imshow(run.kq[j].numpy(), cmap="RdBu_r", vmin=-kq_lim, vmax=kq_lim)
-            top.set_title(f"H={h} (seed {run.seed}) h{j + 1}: {run.roles.roles[j]}", fontsize=6)
+            top.set_title(f"$H={h}$ head {j + 1}: {run.roles.roles[j]}", fontsize=8.5)
+            if j == 0:
+                top.set_ylabel(f"seed {run.seed}")
             bottom.imshow(run.ov[j].numpy(), cmap="RdBu_r", vmin=-ov_lim, vmax=ov_lim, aspect="auto")
-    fig.suptitle("multi-task heads (best seed per H): KQ x-block (6x6) and OV (outputs x token entries; "
-                 "the last two columns are the label slots)", fontsize=8)
+    fig.suptitle("multi-task heads (best seed per $H$): KQ $x$-block (6x6) and OV (outputs x token entries;\n"
+                 "the last two columns are the label slots)")
     return fig
 
 
@@ -227,8 +231,8 @@ def sections(exp: Experiment, runs: Runs, sizes: MultitaskSizes, **inputs: Any) 
     claims += [loss] if loss else []
     series = {f"seed {s}": (list(stats), [stats[h][s].loss for h in stats]) for s in range(sizes.seeds)}
     figures = {"multitask_heads.png": heads_grid(stats),
-               "multitask_loss.png": lines_figure(series, "heads H", "MSE at L = 40 (mean of the 2 tasks)",
-                                                  "multi-task loss against H")}
+               "multitask_loss.png": lines_figure(series, "heads $H$", "MSE at $L = 40$ (mean of the 2 "
+                                                  "tasks)", "multi-task loss against $H$")}
     data = {f"H={h}": [{"seed": r.seed, "mse": r.mse, "roles": r.roles.roles, "mu": r.roles.mu.tolist(),
                         "kq_mass": r.roles.kq_mass.tolist()} for r in rs] for h, rs in stats.items()}
     return [Section(title, text, claims, figures, data)]

@@ -32,6 +32,7 @@ from ..analysis.query import query_error
 from ..report.figures import bars_figure, lines_figure
 from ..report.format import format_value
 from ..report.references import CUI_2024, HE_2025
+from ..report.style import PALETTE
 from ..tasks import Task
 from ..tasks import build as build_task
 from ..theory import approximate_loss, single_head_optimum
@@ -267,7 +268,7 @@ class Multihead(Experiment):
     def _loss_figure(kernel: dict[int, dict[int, float]], trained: dict[int, dict[int, float]]) -> Figure:
         series, styles, colors = {}, {}, {}
         exact = constants()["exact"]
-        for heads, color in ((1, "tab:red"), (2, "tab:blue")):
+        for heads, color in ((1, PALETTE[1]), (2, PALETTE[0])):
             name, Fs, Ds = HEADS[heads], list(kernel[heads]), list(trained[heads])
             for label, xs, ys, style in (
                     (f"trained, {name}", Ds, list(trained[heads].values()), "-"),
@@ -276,8 +277,8 @@ class Multihead(Experiment):
                     (f"He et al. approximate loss, {name}", Fs,
                      [approximate_optimum(D, heads) for D in Fs], "-.")):
                 series[label], styles[label], colors[label] = (xs, ys), style, color
-        return lines_figure(series, "number of examples D", "excess risk (risk - sigma^2)",
-                            "single vs multi-head: loss against D", logx=True, logy=True, colors=colors,
+        return lines_figure(series, "number of examples $D$", r"excess risk (risk $-\ \sigma^2$)",
+                            "single vs multi-head: loss against $D$", logx=True, logy=True, colors=colors,
                             styles=styles)
 
     # --- 2. scenarios ---------------------------------------------------------------------------
@@ -308,7 +309,8 @@ class Multihead(Experiment):
                      figure=SCENARIO_FIGURE)]
         figure = bars_figure(list(ratios), {"trained": list(ratios.values()),
                                             "large-D theory": list(theory.values())},
-                             "excess risk, single / two heads", f"multi-head advantage by scenario (D = {D})")
+                             "excess risk, single / two heads",
+                             f"multi-head advantage by scenario ($D = {D}$)")
         text = ["Excess risk (risk - sigma^2) of trained attention, of the best softmax kernel predictor "
                 "(scores omega x_i^T P x_q, P = S^-1 for correlated features) and of our large-D theory "
                 "C_H / D.", "",
@@ -323,9 +325,9 @@ class Multihead(Experiment):
     def _dimension(self, runs: Runs, sizes: Sizes) -> Section:
         dims = [2, 3, 5, 10, 20, 50, 100, 1000]
         ratio = [optimal_constant(d, NOISE_VAR, 1)[0] / optimal_constant(d, NOISE_VAR, 2)[0] for d in dims]
-        figure = lines_figure({"exact large-D theory": (dims, ratio)}, "input dimension d", "C_1 / C_2",
+        figure = lines_figure({"exact large-D theory": (dims, ratio)}, "input dimension $d$", "$C_1 / C_2$",
                               "single / multi-head constant against dimension", logx=True,
-                              hlines={"e (He et al.'s approximate loss)": math.e})
+                              hlines={"$e$ (He et al.'s approximate loss)": math.e})
         text = ["Large-D theory: C_1 / C_2 by d " + ", ".join(
             f"{d}: {r:.3f}" for d, r in zip(dims, ratio, strict=True)) + "."]
         claims = [self._heads_claim(runs, sizes), self._dimension_claim(runs, sizes)]

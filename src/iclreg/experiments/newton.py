@@ -144,7 +144,7 @@ class Newton(Experiment):
                               sizes.samples, seed=21, device=self.device, dtype=torch.float32)
         k, last = list(range(sizes.n)), sizes.n - 1
         series = {name: (k, [v / sizes.d for v in c["mse"]]) for name, c in curves.items()}
-        figure = lines_figure(series, "number of examples k", "squared error / d",
+        figure = lines_figure(series, "number of examples $k$", "squared error / $d$",
                               "transformer, LSTM and least squares", logy=True)
         err = {name: c["mse"][last] / sizes.d for name, c in curves.items()}
         learns = Claim.in_range("1-learns", f"transformer error/d at k = {last}",
@@ -164,7 +164,7 @@ class Newton(Experiment):
         for label, name in (("transformer", "gpt2"), ("LSTM", "lstm")):
             evals = runs.metrics(name, "eval")
             series[label] = ([r["step"] for r in evals], [r["eval"]["model"][last] / sizes.d for r in evals])
-        figure = lines_figure(series, "training step", f"error/d at k = {last}",
+        figure = lines_figure(series, "training step", f"error / $d$ at $k = {last}$",
                               "error along training (least squares: 0)", logy=True,
                               hlines={"claim 4-ols tolerance": 0.01})
         steps, errs = series["transformer"]
@@ -181,7 +181,7 @@ class Newton(Experiment):
         d, last, k = sizes.d, sizes.n - 1, probes["k"]
         series = {f"layer {i}": (k, [v / d for v in m]) for i, m in enumerate(probes["probe_mse"])}
         series["least squares"] = (k, [v / d for v in probes["ols_mse"]])
-        figures = {"probes.png": lines_figure(series, "number of examples k", "probe squared error / d",
+        figures = {"probes.png": lines_figure(series, "number of examples $k$", "probe squared error / $d$",
                                               "per-layer least-squares read-out", logy=True)}
         for family, label in (("newton", "Newton"), ("gd", "GD")):
             figures[f"similarity_{family}.png"] = similarity_figure(
@@ -217,9 +217,9 @@ class Newton(Experiment):
         layer_err = [m[last] / d for m in probes["probe_mse"]]
         steps, newton_err = probes["newton"]["steps"], [m[last] / d for m in probes["newton"]["mse"]]
         matched = newton_equivalent(layer_err, steps, newton_err)
-        depth = lines_figure({"layer l (probe)": (list(range(len(layer_err))), layer_err),
-                              "Newton k": (steps, newton_err)}, "layers l / Newton iterations k",
-                             f"error/d at k = {last}", "error vs depth against Newton-k", logy=True)
+        depth = lines_figure({"layer $l$ (probe)": (list(range(len(layer_err))), layer_err),
+                              "Newton-$k$": (steps, newton_err)}, "layers $l$ / Newton iterations $k$",
+                             f"error / $d$ at $k = {last}$", "error vs depth against Newton-$k$", logy=True)
         claims = [
             Claim.of("4-newton-linear", f"best Newton step grows linearly with depth (slope over layers "
                      f"{layers})", "about 3 iterations per layer", newton_slope,

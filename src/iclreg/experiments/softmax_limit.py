@@ -29,6 +29,7 @@ from ..analysis.fit import loglog_slope
 from ..report.figures import lines_figure
 from ..report.format import format_value
 from ..report.references import BOURSIER_BOYER, Reference, own_measurement
+from ..report.style import PALETTE
 from ..tasks import build as build_task
 from ..tasks.covariance import build as build_covariance
 from ..theory import gradient_flow, limit_mse
@@ -54,7 +55,6 @@ GAP_SOURCE = own_measurement(
     "linear| test risk from the same start, 0.13 (L = 100) and 0.105 (L = 200) after 150k SGD steps, "
     "0.025 at L = 1000 after 50k steps (lr 1e-3, batch 128)")
 ACTIVATIONS = ("softmax", "linear")
-PALETTE = ["tab:red", "tab:orange", "tab:green", "tab:blue", "tab:purple", "tab:brown"]
 
 
 @dataclass(frozen=True)
@@ -161,7 +161,7 @@ class SoftmaxLimit(Experiment):
                 "so the scores stay O(1); gradients are with respect to (V, K, Q) of the output's sum, "
                 f"per prompt. {sizes.draws} weight draws x {sizes.reps} prompts per length."]
         figures = {"concentration.png": lines_figure(
-            series, "context length L", "mean squared error against the limit",
+            series, "context length $L$", "mean squared error against the limit",
             "concentration on the infinite-prompt limit", logy=True, logx=True), "rademacher.png": figure}
         return Section("1-2. Limit and concentration at random weights", text,
                        [gaussian, rademacher, slope_claim], figures, {"slopes": slopes})
@@ -174,10 +174,10 @@ class SoftmaxLimit(Experiment):
             Check("vs tanh at the largest L", gap["vs_tanh"][-1], AtMost(0.01, strict=True)),
             Check("vs linear at every L", gap["vs_linear"], AtLeast(0.3, strict=True)),
             figure="rademacher.png")
-        series = {"against V K^T Q z (linear)": (gap["L"], gap["vs_linear"]),
-                  "against V tanh(K^T Q z)": (gap["L"], gap["vs_tanh"])}
-        return claim, lines_figure(series, "context length L", "relative squared error", "Rademacher tokens",
-                                   logy=True, logx=True)
+        series = {r"against $V K^\top Q z$ (linear)": (gap["L"], gap["vs_linear"]),
+                  r"against $V \tanh(K^\top Q z)$": (gap["L"], gap["vs_tanh"])}
+        return claim, lines_figure(series, "context length $L$", "relative squared error",
+                                   "Rademacher tokens", logy=True, logx=True)
 
     # --- trajectories of the trained runs ---------------------------------------------------------
     def _trajectories(self, runs: Runs, sizes: Sizes, Sigma: Tensor) -> dict[tuple[int, str], list[dict]]:
@@ -274,9 +274,9 @@ class SoftmaxLimit(Experiment):
             colors[f"softmax, L = {L}"] = colors[f"linear, L = {L}"] = PALETTE[i % len(PALETTE)]
         series["infinite-L flow"] = (steps, flow_risk)
         colors["infinite-L flow"], styles["infinite-L flow"] = "black", ":"
-        return lines_figure(series, "SGD step", "test risk at the training L",
+        return lines_figure(series, "SGD step", "test risk at the training $L$",
                             "finite-L training against the infinite-L gradient flow", logy=True,
-                            hlines={"Bayes risk at infinite L (sigma^2)": NOISE_VAR}, colors=colors,
+                            hlines={r"Bayes risk at infinite $L$ ($\sigma^2$)": NOISE_VAR}, colors=colors,
                             styles=styles)
 
     @staticmethod
@@ -309,7 +309,7 @@ class SoftmaxLimit(Experiment):
                 series[f"{key}, L = {L}"] = (steps, mean([t[key] for t in traj[(L, "softmax")]]))
                 colors[f"{key}, L = {L}"] = PALETTE[i % len(PALETTE)]
                 styles[f"{key}, L = {L}"] = "-" if key == "output" else "--"
-        figure = lines_figure(series, "SGD step", "relative squared gap to the infinite-L limit",
+        figure = lines_figure(series, "SGD step", "relative squared gap to the infinite-$L$ limit",
                               "finite vs infinite L along softmax training", logy=True, colors=colors,
                               styles=styles)
         top = lengths[-1]

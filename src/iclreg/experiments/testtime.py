@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from ..device import resolve_device
 from ..report.references import CHEN_2025, CHEN_EARLY_CODE
+from ..report.style import SINGLE, styled
 from ..tasks import TASKS
 from ..testtime import ChainOfThoughtDecoder, Decoder, GDDecoder
 from ..theory import testtime as theory
@@ -141,9 +142,10 @@ class TestTime(Experiment):
                 self._vote(sizes, decoders["vote"]), self._sigma(sizes, decoders["over"]),
                 self._budget(sizes, decoders["over"]), self._notes()]
 
+    @styled
     def _fidelity(self, s: Sizes, decoders: dict[str, dict[str, Decoder]]) -> Section:
         horizon = {"avg": s.steps, "over": max(s.thoughts), "best": s.best_steps}
-        curves, fig = {}, Figure(figsize=(5, 3.5))
+        curves, fig = {}, Figure(figsize=SINGLE, layout="constrained")
         ax = fig.subplots()
         for key in SETTINGS:
             x, y, _ = self.prompts(getattr(s, key), min(s.prompts, 256), seed=1)
@@ -151,10 +153,10 @@ class TestTime(Experiment):
             curves[key] = (measure.support_step_fidelity(cot, x, y, TASKS.build(s.vote.task).k, 50)
                            if key == "vote" else measure.gd_fidelity(cot, x, y, horizon[key]))
             ax.loglog(range(1, len(curves[key]) + 1), curves[key],
-                      label=f"{key} (taught {getattr(s, key).chain})")
-        ax.set(xlabel="decoding step t", ylabel="mean relative error to exact GD",
+                      label=f"{key} (taught {getattr(s, key).chain})", marker="none")
+        ax.set(xlabel="decoding step $t$", ylabel="mean relative error to exact GD",
                title="Trained CoT against exact GD")
-        ax.legend(fontsize=7)
+        ax.legend()
         worst = {key: max(c) for key, c in curves.items()}
         claim = Claim.of(
             "1-cot-emits-gd", "The trained chain-of-thought transformer emits GD iterates: worst mean "
@@ -171,11 +173,12 @@ class TestTime(Experiment):
         return Section("1. Trained chain-of-thought transformer", text, [claim], {"fidelity.png": fig},
                        {"relative error": curves})
 
+    @styled
     def _averaging(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
         x, y, w = self.prompts(s.avg, s.prompts, seed=2)
         res = {label: measure.averaging(dec, x, y, w, s.steps, SIGMA, list(s.samples), self.gen(2))
                for label, dec in decoders.items()}
-        claims, fig = [], Figure(figsize=(5, 3.5))
+        claims, fig = [], Figure(figsize=SINGLE, layout="constrained")
         ax = fig.subplots()
         for label, r in res.items():
             claims.append(Claim.of(
@@ -190,10 +193,10 @@ class TestTime(Experiment):
                 *(Check(f"N={n_}", v[0], Near(r["theory"][n_], se=v[1])) for n_, v in r["excess"].items()),
                 Check("slope", r["slope"], Between(-1.2, -0.8)), figure="averaging.png"))
             ax.loglog(s.samples, [v[0] for v in r["excess"].values()], "o", label=f"{label} (measured)")
-            ax.loglog(s.samples, list(r["theory"].values()), "-", label=f"{label} V_T / N")
+            ax.loglog(s.samples, list(r["theory"].values()), "-", label=f"{label} $V_T/N$")
         claims += [self._extrapolate(s, label, r["error"]) for label, r in res.items()]
-        ax.set(xlabel="N", ylabel="E||avg_N - m_T||^2", title="Averaging noisy decodes")
-        ax.legend(fontsize=7)
+        ax.set(xlabel="$N$", ylabel=r"$E\,\|\mathrm{avg}_N - m_T\|^2$", title="Averaging noisy decodes")
+        ax.legend()
         gd = theory.gd_weight_risk(x, s.steps, s.avg.eta, 0.0, s.avg.tau, _noise(s.avg)).mean().item()
         text = [f"{s.avg.task}, eta = {s.avg.eta}, T = {s.steps}, sigma = {SIGMA}, {s.prompts} prompts. "
                 f"Exact E||w_T - w*||^2 of GD {gd:.4f}; of the mean trajectory (ridge-GD for GD): "
@@ -213,6 +216,7 @@ class TestTime(Experiment):
             {"predicted": pred, "measured": err[big][0]},
             Check("prediction", pred, Near(err[big][0], rel=0.02, se=err[big][1])))
 
+    @styled
     def _thoughts(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
         x, y, w = self.prompts(s.over, s.prompts, seed=3)
         ts, nn = list(s.thoughts), min(16, max(s.samples))
@@ -221,7 +225,7 @@ class TestTime(Experiment):
         o = s.over
         exact, ridge = ([theory.gd_weight_risk(x, t, o.eta, lam, o.tau, _noise(o)).mean().item() for t in ts]
                         for lam in (0.0, SIGMA**2))
-        claims, fig = [], Figure(figsize=(5, 3.5))
+        claims, fig = [], Figure(figsize=SINGLE, layout="constrained")
         ax = fig.subplots()
         for label, r in res.items():
             claims.append(Claim.of(
@@ -237,8 +241,8 @@ class TestTime(Experiment):
             ax.semilogx(ts, r["noisy"], "s", label=f"{label} {nn}-average")
         ax.semilogx(ts, exact, "-", label="GD (exact)")
         ax.semilogx(ts, ridge, "--", label="ridge-GD (exact)")
-        ax.set(xlabel="T", ylabel="E||w_T - w*||^2", title="More thoughts under label noise")
-        ax.legend(fontsize=7)
+        ax.set(xlabel="$T$", ylabel=r"$E\,\|w_T - w^*\|^2$", title="More thoughts under label noise")
+        ax.legend()
         claims.insert(0, Claim.of(
             "3-exact-gd-overfits", "Exact GD-T risk (ours) has an interior minimum in T", "ours",
             {"exact GD": exact}, Check("interior minimum", float(measure.interior_min(exact)), AtLeast(1.0))))
@@ -271,12 +275,13 @@ class TestTime(Experiment):
                 "noise acts along w_t (multiplicative), while isotropic noise only adds spread."]
         return Section("4. Best-of-N with a norm reward", text, claims, {}, {"N": ns, **res})
 
+    @styled
     def _vote(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
         x, y, w = self.prompts(s.vote, s.prompts, seed=5)
         k, ns = TASKS.build(s.vote.task).k, list(s.votes)
         res = {label: measure.votes(dec, x, y, w, k, 50, ns, (self.gen(5), self.gen(6)))
                for label, dec in decoders.items()}
-        claims, fig = [], Figure(figsize=(5, 3.5))
+        claims, fig = [], Figure(figsize=SINGLE, layout="constrained")
         ax = fig.subplots()
         styles = (("C0", "o-", "s--"), ("C1", "x-", "+--"))  # the curves coincide when the model is GD
         for (label, r), (color, *marks) in zip(res.items(), styles, strict=True):
@@ -297,8 +302,8 @@ class TestTime(Experiment):
             ax.semilogx(list(r["theory"]), list(r["theory"].values()), marks[1], color=color,
                         label=f"{label} theory")
             ax.axhline(r["greedy"], color=color, ls=":", label=f"{label} greedy top-k")
-        ax.set(xlabel="N", ylabel="exact support recovery", title="Binary coefficients")
-        ax.legend(fontsize=7)
+        ax.set(xlabel="$N$", ylabel="exact support recovery", title="Binary coefficients")
+        ax.legend()
         text = [f"{s.vote.task}, GD lr = 1/n, 50 steps, support sampling at temperature 1, {s.prompts} "
                 f"prompts. Theory: per prompt, the support frequencies of {max(ns)} independent decodes "
                 "plugged into the exact plurality-vote rate (`vote_rate`, ties lose) for N <= 16 on the "

@@ -76,7 +76,7 @@ class Tour(Experiment):
                 "Exact finite-k Bayes risk (`iclreg.theory.bayes_risk`, no sampling) against the Monte "
                 "Carlo error of the `bayes` estimator: claim bayes-exact."]
         figure = error_curves_figure(result["k"], curves, result["noise_floor"],
-                                     "He et al. setup: d=5, sigma^2=0.1, w ~ N(0, I/d)")
+                                     r"He et al. setup: $d=5$, $\sigma^2=0.1$, $w \sim N(0, I/d)$")
         return Section("1. He et al. (arXiv 2503.12734): estimators at L = 10, 20, 40", text, [claim],
                        {"he_estimators.png": figure}, {"he": result, "exact_bayes_risk": exact})
 
@@ -98,6 +98,6 @@ class Tour(Experiment):
         rows = [5, 10, 15, 19, 20, 21, 25, 30, 40]
         text = ["Newton-Schulz reaches least squares in a few steps; unnormalised GD with lr = 0.01 needs "
                 f"many more at k near d. {samples} prompts.", "", markdown_table(result["k"], curves, rows)]
-        figure = error_curves_figure(result["k"], curves, None, "Standard setup: d=20, noiseless")
+        figure = error_curves_figure(result["k"], curves, None, "Standard setup: $d=20$, noiseless")
         return Section("2. Standard setup (Garg et al., arXiv 2208.01066): d = 20, n = 41, noiseless", text,
                        [claim], {"standard_estimators.png": figure}, {"standard": result})

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
 
-from .style import EXACT_MARKER, REFERENCE_COLOR, SINGLE, styled  # noqa: E402
+from .style import EXACT_MARKER, MARKEVERY, REFERENCE_COLOR, SINGLE, styled  # noqa: E402
 
 EXACT_RELATIVE = 1e-9  # "exact": at most this times the curves' scale (their 90th percentile)
 SPIKE_DECADES = 3.0  # a peak up to this many decades above the bulk raises the top of the axis
@@ -177,11 +177,12 @@ def error_curves_figure(
     curves = [c["mse"] for c in results.values()]
     frame = log_frame(curves, [noise_floor or 0]) if logy else None
     floors = _floor_index(curves, frame) if frame else [None] * len(curves)
-    for (label, curve), floor in zip(results.items(), floors, strict=True):
+    for i, ((label, curve), floor) in enumerate(zip(results.items(), floors, strict=True)):
+        every = MARKEVERY[i % len(MARKEVERY)]
         if frame:
-            line = plot_on_log(ax, k, curve["mse"], frame, floor, label=label)
+            line = plot_on_log(ax, k, curve["mse"], frame, floor, label=label, markevery=every)
         else:
-            (line,) = ax.plot(k, curve["mse"], label=label)
+            (line,) = ax.plot(k, curve["mse"], label=label, markevery=every)
         if "ci95" in curve:
             _band(ax, k, curve, line.get_color(), frame)
     if noise_floor:
@@ -234,8 +235,9 @@ def lines_figure(
     ys = [y for _, y in series.values()]
     frame = log_frame(ys, (hlines or {}).values(), clip_spikes=False) if logy else None
     floors = _floor_index(ys, frame) if frame else [None] * len(ys)
-    for (label, (xs, y)), floor in zip(series.items(), floors, strict=True):
+    for i, ((label, (xs, y)), floor) in enumerate(zip(series.items(), floors, strict=True)):
         kwargs = {k: v[label] for k, v in (("color", colors), ("ls", styles)) if v and label in v}
+        kwargs["markevery"] = MARKEVERY[i % len(MARKEVERY)]
         if frame:
             plot_on_log(ax, xs, y, frame, floor, label=label, **kwargs)
         else:

@@ -31,7 +31,9 @@ from matplotlib.figure import Figure  # noqa: E402
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999999")
 MARKERS = ("o", "s", "^", "D", "P", "X", "h", "*")  # "v" is kept for values drawn as "exact"
 LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)), (0, (1, 1)), (0, (3, 1, 1, 1)))
-# markers every tenth of the axes' diagonal, staggered per line so overlapping lines show both
+# markers every tenth of the axes' diagonal, staggered per line so overlapping lines show both;
+# not in the cycle (a markers-only series, ``plot(x, y, "o")``, must keep every point): figure
+# functions pass ``markevery=MARKEVERY[i]`` for their i-th line
 MARKEVERY = tuple((i * 0.1 / len(PALETTE), 0.1) for i in range(len(PALETTE)))
 EXACT_MARKER = "v"
 REFERENCE_COLOR = "0.35"  # reference lines (noise floor, published values, training length)
@@ -59,7 +61,7 @@ RC: dict[str, Any] = {
     "axes.spines.top": False,
     "axes.spines.right": False,
     "axes.prop_cycle": (cycler(color=list(PALETTE)) + cycler(marker=list(MARKERS))
-                        + cycler(linestyle=list(LINESTYLES)) + cycler(markevery=list(MARKEVERY))),
+                        + cycler(linestyle=list(LINESTYLES))),
     "legend.framealpha": 0.85,
     "figure.figsize": SINGLE,
     "figure.dpi": DPI,

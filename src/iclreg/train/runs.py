@@ -41,15 +41,17 @@ def finish(trainer: Trainer, results: Sequence[tuple[Member, Result]]) -> None:
 
 
 def write_figures(m: Member, result: Result) -> None:
-    """``eval.png`` (error against k) and ``loss.png`` (the logged losses) of member ``m``."""
+    """``eval.png`` (error against k) and ``loss.png`` (the logged losses) of member ``m``, each
+    with a PDF beside it (``eval.pdf``, ``loss.pdf``)."""
     with writing(m.run_dir / "eval.png", m.run_dir):
         save_figure(error_curves_figure(result["k"], result["results"], result["noise_floor"],
-                                        f"{m.config.model} on {m.config.task}"),
-                    m.run_dir / "eval.png")
+                                        f"{m.config.model} on {m.config.task}",
+                                        train_n=result.get("train_n")),
+                    m.run_dir / "eval.png", also=(".pdf",))
     records = [r for r in read_metrics(m.run_dir / "metrics.jsonl") if "loss" in r]
     with writing(m.run_dir / "loss.png", m.run_dir):
         save_figure(loss_figure([r["step"] for r in records], [r["loss"] for r in records]),
-                    m.run_dir / "loss.png")
+                    m.run_dir / "loss.png", also=(".pdf",))
 
 
 def prepare_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
