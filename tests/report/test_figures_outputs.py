@@ -104,3 +104,25 @@ def test_run_directory_figures_have_pdfs(tmp_path):
     write_figures(member, result)
     names = sorted(p.name for p in Path(tmp_path).iterdir())
     assert names == ["eval.pdf", "eval.png", "loss.pdf", "loss.png", "metrics.jsonl"]
+
+
+def test_eval_plot_beyond_training_marks_the_training_length(tmp_path, monkeypatch):
+    import iclreg.report
+    from iclreg.cli import main
+    from iclreg.train import resolve, train
+
+    config = resolve({"task": "gaussian:d=3,n=12,noise_std=0.1", "model": "softmax_attention:heads=2",
+                      "train": {"steps": 2, "batch": 8}, "eval": {"samples": 8, "estimators": ["ols"]},
+                      "run": {"checkpoint_every": 2, "log_every": 1}})
+    run = train(config, tmp_path / "run")
+    saved = {}
+    real = iclreg.report.save_figure
+    monkeypatch.setattr(iclreg.report, "save_figure", lambda fig, path, **kw: (saved.update(fig=fig, kw=kw),
+                                                                               real(fig, path, **kw)))
+    plot = tmp_path / "plots" / "eval.png"
+    plot.parent.mkdir()
+    assert main(["eval", str(run), "--n", "20", "--samples", "8", "--plot", str(plot)]) == 0
+    ax = saved["fig"].axes[0]
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "training length n = 12"]
+    assert list(line.get_xdata()) == [11.5, 11.5]
+    assert sorted(p.name for p in plot.parent.iterdir()) == ["eval.png"]  # --plot FILE: exactly FILE
