@@ -148,3 +148,10 @@ def test_exact_values_are_never_nan_or_negative_in_a_frame():
     frame = log_frame([[0.0, -1e-17, 1.0, 2.0], [math.nan, 1.0, 0.5]])
     assert frame.floors and frame.bottom < min(frame.floors) < frame.separator < 0.5
     assert frame.exact == 1e-9 * 10 ** math.floor(math.log10(2.0))
+
+
+def test_reference_lines_stay_inside_a_log_axis():
+    ax = lines_figure({"loss": ([1, 2, 3], [0.3, 0.2, 0.1])}, "step", "loss", logy=True,
+                      hlines={"single-head optimum 0.405": 0.405, "tiny": 0.01}).axes[0]
+    bottom, top = ax.get_ylim()
+    assert bottom < 0.01 and top > 0.405

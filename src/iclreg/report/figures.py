@@ -53,8 +53,8 @@ def log_frame(series: Sequence[Sequence[float]], extra: Iterable[float] = (),
     data = [v for v in values if v > exact] or [scale]
     bulk = min(data[-1], 20 * data[int(0.9 * (len(data) - 1))])
     spiky = clip_spikes and data[-1] > bulk * 10**SPIKE_DECADES
-    top = (bulk if spiky else data[-1]) * 1.6
-    bottom = min(data + [v for v in extra if v > 0]) / 2
+    refs = [v for v in extra if v > 0]
+    top, bottom = max([bulk if spiky else data[-1], *refs]) * 1.6, min(data + refs) / 2
     with_exact = sum(any(is_exact(v, exact) for v in s) for s in series)
     if not with_exact:
         return LogFrame(exact, bottom, top, None, ())
