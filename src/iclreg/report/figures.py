@@ -304,7 +304,7 @@ def heads_figure(kq: Any, ov: Any, title: str = "", names: Sequence[str] | None 
     H, p = len(kq), len(kq[0])
     names = list(names or token_names(p))
     cols, rows = min(H, HEADS_PER_ROW), math.ceil(H / HEADS_PER_ROW)
-    fig = Figure(figsize=(1.45 * cols + 1.1, 2.45 * rows + 0.6 + (0.3 if title else 0)), layout="constrained")
+    fig = Figure(figsize=(1.45 * cols + 1.1, 2.2 * rows + 0.6 + (0.3 if title else 0)), layout="constrained")
     grid = fig.add_gridspec(2 * rows, cols, height_ratios=[p, 1.2] * rows)
     kq_lim = max(float(abs(k).max()) for k in kq) or 1.0
     ov_lim = max(float(abs(o).max()) for o in ov) or 1.0
