@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import select
 import signal
 import sys
 import textwrap
@@ -38,6 +40,11 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
+# Garg et al.'s baselines (arXiv 2208.01066: least squares, averaging, 3-NN) and the Bayes
+# posterior mean under the task's prior (the optimum on Gaussian tasks).
+COMPARE_ESTIMATORS = ("ols", "bayes", "averaging", "knn:k=3")
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .analysis import compare
     from .estimators import build as build_estimator
@@ -47,7 +54,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
     plot = check_writable_file(args.plot) if args.plot else None
     task = build_task(args.task)
-    specs = args.estimator or ["ols"]
+    specs = args.estimator or list(COMPARE_ESTIMATORS)
     if len(set(specs)) != len(specs):
         raise UsageError("an --estimator SPEC is given twice; give each one once")
     estimators = {spec: build_estimator(spec, task=task) for spec in specs}
@@ -62,6 +69,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         print(f"task {args.task}: mean squared error over {args.samples} prompts")
+        if not args.estimator:
+            print(f"estimators: {', '.join(specs)} (default; choose with --estimator)")
         print(text_table(result["k"], result["results"]))
         if plot:
             print(f"figure written to {plot}")
@@ -124,7 +133,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{args.run_dir}: mean squared error over {result['samples']} prompts")
+        trained = "" if result["train_n"] == len(result["k"]) else f" (trained on n = {result['train_n']})"
+        print(f"{args.run_dir}: mean squared error over {result['samples']} prompts of n = "
+              f"{len(result['k'])} pairs{trained}")
         print(text_table(result["k"], result["results"]))
     return 0
 
@@ -294,7 +305,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, help="task SPEC, e.g. gaussian:d=20,n=41")
     p.add_argument(
         "--estimator", action="append", metavar="SPEC",
-        help="estimator SPEC (repeatable), e.g. ols, ridge:lam=0.1, gd:steps=100,lr=0.01",
+        help="estimator SPEC (repeatable), e.g. ols, ridge:lam=0.1, gd:steps=100,lr=0.01 (default: "
+             f"{', '.join(COMPARE_ESTIMATORS)}: least squares, the Bayes posterior mean under the "
+             "task's prior, averaging and 3-nearest neighbours)",
     )
     p.add_argument("--samples", type=int, default=1280, help="number of prompts (default 1280)")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompts (default 0)")
@@ -310,7 +323,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/<config name>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a run or sweep from its last checkpoint")
     p.add_argument("--sweep", action="append", metavar="KEY=V1,V2",
-                   help="train a grid over this key as ensembles (repeatable)")
+                   help="train a grid over this key as ensembles (repeatable); values are separated "
+                        "by commas, except that a comma followed by key=value continues the SPEC "
+                        "before it: task=gaussian:d=5,n=41,gaussian:d=10,n=41 is two tasks")
     p.add_argument("--max-members", type=int, help="at most this many ensemble members at once")
     _add_backend_options(p)
     p.set_defaults(handler=_cmd_train)
@@ -363,13 +378,41 @@ def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
+def _stdout_closed() -> bool:
+    """Whether stdout is a pipe or socket whose reader has gone (poll reports an error or hang-up
+    on it), so that a BrokenPipeError from anything else (a worker's pipe) is not swallowed."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)  # POLLERR and POLLHUP are always reported
+        return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll (Windows), stdout not a file
+        return True
+
+
+def _reader_gone() -> int:
+    """``iclreg ... --json | head``: the reader took what it wanted and closed the pipe. Exit
+    status 0 (the command's work is done; the reader chose to stop) and no traceback; stdout
+    points at devnull so the interpreter's final flush does not fail again (the recipe in
+    Python's ``signal`` documentation, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
     args = parse_args(build_parser(argv), argv)
     try:
-        return args.handler(args)
+        status = args.handler(args)
+        sys.stdout.flush()  # a reader gone shows here, not in the interpreter's last flush
+        return status
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        return _reader_gone()
     except UsageError as err:
         print(f"iclreg: error: {_one_line(err)}", file=sys.stderr)
         return 2

@@ -217,7 +217,7 @@ def test_bad_inputs(seed: int) -> None:
     x, y = prompts(seed, n=9)
     with pytest.raises(UsageError, match="n=9 pairs .* max_n=8"):
         model(x, y)
-    with pytest.raises(UsageError, match="expected x"):
+    with pytest.raises(UsageError, match=f"takes prompts of d={D} but x has d=2"):  # models/base.py
         model(x[..., :2], y)
 
 

@@ -36,7 +36,8 @@ def evaluate(model: nn.Module, config: ExperimentConfig, task: Task, n: int | No
             checked, with the model's and the memory's limits, before any prompt is drawn.
     Returns:
         ``compare``'s object: ``k``, ``results`` (label -> mse and ci95 per k),
-        ``noise_floor`` and what the prompts were drawn from.
+        ``noise_floor`` and what the prompts were drawn from: ``task`` with the n evaluated
+        (``task["n"] == len(k)``), and ``train_n``, the task's n the model was trained on.
     """
     from ..train.preflight import eval_seed  # the train package imports this module
 
@@ -48,10 +49,12 @@ def evaluate(model: nn.Module, config: ExperimentConfig, task: Task, n: int | No
     was_training = model.training
     model.eval()
     try:
-        return compare(task, predictors, samples, eval_seed(config), n=n, device=device,
-                       dtype=DTYPES[config.run.dtype])
+        result = compare(task, predictors, samples, eval_seed(config), n=n, device=device,
+                         dtype=DTYPES[config.run.dtype])
     finally:
         model.train(was_training)
+    # the prompts drawn were n long, whatever the task's n (length generalisation)
+    return {**result, "task": {**result["task"], "n": n}, "train_n": task.n}
 
 
 class _Autocast(nn.Module):

@@ -10,10 +10,16 @@ in the papers' code) and iterate on a (B, n, d) stack of weight vectors, one per
 * Iterative Newton / Newton-Schulz (Fu et al., arXiv 2310.17086): M_0 = S / ||S S^T||,
   M <- 2 M - M S M, w = M b; ``scale=fro`` uses the Frobenius norm (the authors' code),
   ``scale=spectral`` the 2-norm.
+
+GD from 0 converges on a prefix only when lr lambda_max(S) < 2 (each eigendirection of S is
+multiplied by 1 - lr lambda per step); past that bound it diverges geometrically. ``gd`` and
+``pgd`` warn (:class:`DivergenceWarning`, once per estimator object: the first batch that shows
+it) when their iteration grew on the prompts given, and name the largest stable lr.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +29,10 @@ from torch import Tensor
 from ..errors import check
 from ..resources import MAX_STEPS
 from .base import ESTIMATORS, Estimator, dot_query, prefix_moments
+
+
+class DivergenceWarning(RuntimeWarning):
+    """An iterative estimator that grew instead of converging (its step size is too large)."""
 
 
 def gd_weights(S: Tensor, b: Tensor, steps: int, lr: Tensor | float) -> Tensor:
@@ -89,7 +99,54 @@ class GD(Estimator):
 
     def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
         S, b = prefix_moments(x, y)
-        return dot_query(x, gd_weights(S, b, self.steps, self.step_size(x.shape[1], x)))
+        lr = self.step_size(x.shape[1], x)
+        w = gd_weights(S, b, self.steps, lr)
+        if self.steps >= 2:
+            self.check_growth(S, b, w, lr)
+        return dot_query(x, w)
+
+    def check_growth(self, S: Tensor, b: Tensor, w: Tensor, lr: Tensor | float) -> None:
+        """Warn (:class:`DivergenceWarning`) when the iteration grew instead of converging.
+
+        The step from w_t is u_t = lr (b - S w_t) = (I - lr S)^t u_0, no longer than u_0 while
+        lr lambda_max(S) <= 2; the warning fires when the step after the last one is over twice
+        the first (or w is not finite) on some prefix, and names the largest stable lr on these
+        prompts, 2 / lambda_max(S) (2 k / lambda_max(S_k) with ``mean``). On meta tensors (a
+        dry run measuring memory, ``resources.py``) it allocates what the real check does.
+
+        Args:
+            S: (B, n, d, d) prefix Gram matrices; b: (B, n, d); w: (B, n, d) the final weights;
+            lr: the step per prefix (a number or (1, n, 1)).
+        """
+        first = (lr * b).norm(dim=-1)  # (B, n)
+        last = (lr * (torch.einsum("bnij,bnj->bni", S, w) - b)).norm(dim=-1)  # (B, n)
+        grew = ~torch.isfinite(w).all(-1) | ~torch.isfinite(last) | (last > 2 * first)  # (B, n)
+        if grew.is_meta or getattr(self, "_warned", False) or not bool(grew.any()):
+            return
+        object.__setattr__(self, "_warned", True)  # once per estimator, not once per chunk of prompts
+        spec = f"{self.name}:steps={self.steps},lr={self.lr:g}" + (",mean=true" if self.mean else "")
+        growth = (last / first)[grew & torch.isfinite(last)]
+        size = f"{growth.max().item():.1e}-fold" if growth.numel() else "to inf/nan"
+        stable = self.stable_lr(S)
+        warnings.warn(
+            f"{spec} diverges on these prompts (from k = {int(grew.any(0).nonzero()[0])} on, its step "
+            f"grew {size} over {self.steps} steps): lr exceeds the stability bound 2/lambda_max(X^T X); "
+            f"lr below {stable:.3g} is stable on every prefix here (e.g. lr={0.5 * stable:.2g}), or "
+            "use fewer steps", DivergenceWarning, stacklevel=4,  # the caller of the estimator (gd)
+        )
+
+    def stable_lr(self, S: Tensor) -> float:
+        """The largest lr that converges on every prefix of these prompts: min over k of
+        2 / lambda_max(S_k), or 2 k / lambda_max(S_k) with ``mean`` (S: (B, n, d, d)).
+
+        Without ``mean`` the last prefix decides: S_{k+1} = S_k + x_k x_k^T, so lambda_max
+        grows with k. With it every prefix is checked, one position at a time (a (B, d, d)
+        copy each: this runs once, on the warning's path)."""
+        n = S.shape[1]
+        positions = range(1, n) if self.mean else range(n - 1, n)
+        tops = [torch.linalg.eigvalsh(S[:, k].double())[:, -1].max().item() for k in positions]
+        return min((2 * (k if self.mean else 1) / top for k, top in zip(positions, tops, strict=True)
+                    if top > 0), default=float("inf"))
 
 
 @ESTIMATORS.register("pgd")

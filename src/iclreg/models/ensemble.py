@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import check
-from .base import StackedPredictor
+from .base import StackedPredictor, check_prompt_dim
 
 
 class Ensemble(nn.Module):
@@ -53,6 +53,7 @@ class Ensemble(nn.Module):
         members' teacher-forced chain-of-thought losses instead (E,) (``stacked_chain_loss``)."""
         check(x.shape[0] == len(self), f"x has {x.shape[0]} ensemble slices for {len(self)} members")
         first = self.members[0]
+        check_prompt_dim(first.config, x)
         if chain:
             return first.stacked_chain_loss(first.config, self.stacked_parameters(), x, y)
         return first.stacked_forward(first.config, self.stacked_parameters(), x, y, last_only)

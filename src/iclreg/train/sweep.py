@@ -27,6 +27,7 @@ import itertools
 import json
 import logging
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -52,13 +53,25 @@ from .run import build_model, read_run_config
 from .runs import check_run_dir, prepare_run_dir
 
 log = logging.getLogger(__name__)
+_SPEC_PAIR = re.compile(r"\s*[A-Za-z_]\w*\s*=")  # a SPEC's key=value, not a value of its own
 
 
 def parse_sweep(text: str) -> tuple[str, list[str]]:
-    """``key=v1,v2,...`` -> (key, [v1, v2, ...]); lists in brackets stay whole."""
+    """``key=v1,v2,...`` -> (key, [v1, v2, ...]).
+
+    Values are separated by commas outside brackets (lists in brackets stay whole), except
+    that a comma followed by ``name=...`` continues the SPEC before it: ``task=gaussian:d=5,
+    n=41,gaussian:d=10,n=41`` is two values, ``model.layers=1,2`` two, ``task=gaussian:d=5,n=41``
+    one.
+    """
     key, eq, values = text.partition("=")
     check(bool(eq) and bool(key.strip()), f"--sweep '{text}' is not key=v1,v2,...")
-    items = [v.strip() for v in _split_top_level(values)]
+    items: list[str] = []
+    for part in _split_top_level(values):
+        if items and ":" in items[-1] and _SPEC_PAIR.match(part):
+            items[-1] += "," + part.strip()  # key=value of the SPEC before
+        else:
+            items.append(part.strip())
     check(all(items), f"--sweep '{text}' has an empty value")
     check(len(set(items)) == len(items), f"--sweep '{text}' repeats a value")
     return key.strip(), items
