@@ -8,8 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import select
 import signal
 import sys
 import textwrap
@@ -20,6 +18,7 @@ from pathlib import Path
 from . import __version__
 from .device import DTYPES
 from .errors import TrainingError, UsageError, WriteError
+from .pipes import discard_stdout, stdout_closed
 
 
 class _Formatter(argparse.HelpFormatter):
@@ -232,6 +231,24 @@ def _cmd_test_time(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_compare_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="error vs number of examples for estimators on a task")
+    p.add_argument("--task", required=True, help="task SPEC, e.g. gaussian:d=20,n=41")
+    p.add_argument(
+        "--estimator", action="append", metavar="SPEC",
+        help="estimator SPEC (repeatable), e.g. ols, ridge:lam=0.1, gd:steps=100,lr=0.01 (default: "
+             f"{', '.join(COMPARE_ESTIMATORS)}: least squares, the Bayes posterior mean under the "
+             "task's prior, averaging and 3-nearest neighbours)",
+    )
+    p.add_argument("--samples", type=int, default=1280, help="number of prompts (default 1280)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompts (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float64")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--plot", metavar="FILE", help="write a figure (.png, .pdf or .svg)")
+    p.set_defaults(handler=_cmd_compare)
+
+
 def _add_test_time_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("test-time", help="sample N chains of thought per prompt and combine them "
                        "(Chen et al., arXiv 2508.07571): error or recovery against N")
@@ -301,22 +318,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"iclreg {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("compare", help="error vs number of examples for estimators on a task")
-    p.add_argument("--task", required=True, help="task SPEC, e.g. gaussian:d=20,n=41")
-    p.add_argument(
-        "--estimator", action="append", metavar="SPEC",
-        help="estimator SPEC (repeatable), e.g. ols, ridge:lam=0.1, gd:steps=100,lr=0.01 (default: "
-             f"{', '.join(COMPARE_ESTIMATORS)}: least squares, the Bayes posterior mean under the "
-             "task's prior, averaging and 3-nearest neighbours)",
-    )
-    p.add_argument("--samples", type=int, default=1280, help="number of prompts (default 1280)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the prompts (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float64")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--plot", metavar="FILE", help="write a figure (.png, .pdf or .svg)")
-    p.set_defaults(handler=_cmd_compare)
-
+    _add_compare_command(sub)
     p = sub.add_parser("train", help="train a model from a config file (resumable run directory)")
     p.add_argument("config", nargs="?", help="experiment config (.yaml or .toml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optimizer.lr=3e-3")
@@ -378,28 +380,6 @@ def _terminated(signum: int, frame: object) -> None:
     raise SystemExit(128 + signum)
 
 
-def _stdout_closed() -> bool:
-    """Whether stdout is a pipe or socket whose reader has gone (poll reports an error or hang-up
-    on it), so that a BrokenPipeError from anything else (a worker's pipe) is not swallowed."""
-    try:
-        poller = select.poll()
-        poller.register(sys.stdout.fileno(), 0)  # POLLERR and POLLHUP are always reported
-        return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in poller.poll(0))
-    except (AttributeError, OSError, ValueError):  # no poll (Windows), stdout not a file
-        return True
-
-
-def _reader_gone() -> int:
-    """``iclreg ... --json | head``: the reader took what it wanted and closed the pipe. Exit
-    status 0 (the command's work is done; the reader chose to stop) and no traceback; stdout
-    points at devnull so the interpreter's final flush does not fail again (the recipe in
-    Python's ``signal`` documentation, "Note on SIGPIPE")."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if threading.current_thread() is threading.main_thread():
@@ -409,10 +389,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         status = args.handler(args)
         sys.stdout.flush()  # a reader gone shows here, not in the interpreter's last flush
         return status
-    except BrokenPipeError:
-        if not _stdout_closed():
+    except BrokenPipeError:  # the reader left early (iclreg ... | head): quietly, status 0 (pipes.py)
+        if not stdout_closed():
             raise
-        return _reader_gone()
+        discard_stdout()
+        return 0
     except UsageError as err:
         print(f"iclreg: error: {_one_line(err)}", file=sys.stderr)
         return 2

@@ -248,6 +248,7 @@ def test_resume_while_the_run_goes_on_is_refused_and_a_killed_holder_blocks_noth
 def test_sweep_and_member_writers_exclude_each_other(write_config, tmp_path, capsys):
     out = run_sweep(write_config({"train": {"steps": 10}}), [], ["train.seed=0,1"], tmp_path / "s")
     member = out / "train.seed=1"
+    (member / "eval.json").unlink()  # unfinished: resuming a finished run writes nothing, takes no lock
     with group_lock(out):
         proc = subprocess.run([sys.executable, "-m", "iclreg", "train", "--resume", str(member)],
                               capture_output=True, text=True, timeout=120)

@@ -6,7 +6,8 @@ hidden temporary name (``checkpoints/.tmp_*``), flushed to disk and renamed into
 run killed at any moment leaves either a complete checkpoint or none (plus a temporary that
 the next writer removes). Loading verifies the checksums before it reads a byte of tensor
 data, so flipped bits or a file copied from another run are refused, and checks that the
-checkpoint belongs to the run's config; it never falls back to a fresh start silently.
+checkpoint belongs to the run's config (under any of its plans: a run extended to more steps
+keeps its earlier checkpoints); it never falls back to a fresh start silently.
 Only directories named exactly ``step_`` and eight digits are checkpoints; anything else
 under ``checkpoints/`` is ignored. What a member's ``state.pt`` holds of an optimiser shared
 by an ensemble is ``member_state.py``'s.
@@ -35,6 +36,7 @@ from torch import nn
 
 from ..errors import UsageError
 from ..report.files import make_temp_dir
+from .config import planned_configs
 from .durable import writing
 
 PREFIX = "step_"
@@ -176,7 +178,7 @@ def load_checkpoint(path: Path, config: dict[str, Any] | None = None) -> Checkpo
         raise _damaged(path, first) from None
     if not isinstance(state, dict) or not isinstance(state.get("step"), int):
         raise UsageError(f"checkpoint '{path}' has no training state; it is not an iclreg checkpoint")
-    if config is not None and state.get("config") != config:
+    if config is not None and state.get("config") not in planned_configs(config):  # extended runs
         raise UsageError(
             f"checkpoint '{path}' was written by a different config than '{path.parent.parent}/"
             "config.yaml'; restore that config or start a new run"

@@ -90,6 +90,12 @@ class TrainConfig:
         member, from a generator seeded by (seed, step)) or ``counter`` (every member in one
         vectorised draw keyed by (seed, step): ``tasks/counter.py``; gaussian and sparse tasks).
         Either way a member's prompts do not depend on the ensemble; the two give different ones.
+    extended_from: the ``steps`` the run was planned for before each extension, oldest first
+        (``iclreg train --resume RUN_DIR train.steps=N`` appends to it; empty for a run never
+        extended). The learning-rate schedule is a function of (step, steps): from the
+        extension point on, the run follows the schedule of a run planned for ``steps``; the
+        steps trained before keep the rates of their plan, which ``metrics.jsonl`` records
+        (``extend.py``).
     """
 
     steps: int = 1000
@@ -97,11 +103,16 @@ class TrainConfig:
     loss: Literal["all", "query", "chain"] = "all"
     seed: int = 0
     sampler: Literal["stream", "counter"] = "stream"
+    extended_from: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         check(self.steps >= 1, f"train.steps must be at least 1, got {self.steps}")
         check(self.batch >= 1, f"train.batch must be at least 1, got {self.batch}")
         check_seed(self.seed, "train.seed")
+        plans = [*self.extended_from, self.steps]
+        check(plans[0] >= 1 and all(a < b for a, b in zip(plans, plans[1:], strict=False)),
+              f"train.extended_from must rise from at least 1 to below train.steps={self.steps}, got "
+              f"{list(self.extended_from)}; it is written by --resume RUN_DIR train.steps=N")
 
 
 @dataclass(frozen=True)
@@ -212,14 +223,27 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists for tuples), ready for YAML or JSON. ``train.sampler`` appears only
-        when it is not ``stream`` and ``run.trackers`` only when not empty, so runs written before
-        they existed still match their config."""
+        when it is not ``stream``, ``train.extended_from`` and ``run.trackers`` only when not
+        empty, so runs written before they existed still match their config."""
         data = _plain(dataclasses.asdict(self))
         if data["train"]["sampler"] == "stream":
             del data["train"]["sampler"]
         if not data["run"]["trackers"]:
             del data["run"]["trackers"]
+        if not data["train"]["extended_from"]:
+            del data["train"]["extended_from"]
         return data
+
+
+def planned_configs(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A run's config (``to_dict`` form) under each of its plans, first to last: before an
+    extension (``train.extended_from``) the run was planned for fewer steps, and the checkpoints
+    it wrote then hold that plan's config."""
+    train = {k: v for k, v in data["train"].items() if k != "extended_from"}
+    plans = [*data["train"].get("extended_from", []), train["steps"]]
+    history = [{**train, "steps": s} | ({"extended_from": plans[:i]} if i else {})
+               for i, s in enumerate(plans)]
+    return [{**data, "train": t} for t in history]
 
 
 def _plain(value: Any) -> Any:

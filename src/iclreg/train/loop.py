@@ -42,7 +42,7 @@ from .durable import remove_temporaries
 from .lock import run_lock
 from .member_state import join_lists, join_states, member_lists, member_state
 from .metrics import MetricsLog
-from .optim import build_optimizer, build_scheduler
+from .optim import build_optimizer, build_scheduler, set_scheduled_lrs
 from .run import build_model, load_weights
 from .step import build_step
 from .trackers import open_trackers
@@ -185,6 +185,7 @@ class Trainer:
         try:
             self.optimizer.load_state_dict(join_states([s["optimizer"] for s in states]))
             self.scheduler.load_state_dict(join_lists([s["scheduler"] for s in states]))
+            set_scheduled_lrs(self.scheduler)  # the rate of the run's plan now (extend.py)
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
             raise UsageError(f"the optimiser state of step {step} in '{self.members[0].run_dir}' "
                              f"does not fit its run ({type(err).__name__}); delete that checkpoint "

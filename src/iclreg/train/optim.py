@@ -59,3 +59,20 @@ def build_scheduler(
     config: ScheduleConfig, optimizer: torch.optim.Optimizer, total: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(config, step, total))
+
+
+def set_scheduled_lrs(scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """Set every parameter group's learning rate to the schedule's value at the scheduler's
+    step, ``base_lr * lr_factor(step, total)`` (in place where the rate is a tensor: CUDA graphs).
+
+    Call it after loading a checkpoint: the loaded groups hold the rate of the plan the run had
+    when it was saved, and a run extended since (``extend.py``) follows its new plan from that
+    step on. For a run that was not extended this is the rate loaded, the same product."""
+    step = scheduler.last_epoch
+    for group, factor, base in zip(scheduler.optimizer.param_groups, scheduler.lr_lambdas,
+                                   scheduler.base_lrs, strict=True):
+        lr = base * factor(step)
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr

@@ -10,6 +10,7 @@ run finished (``run.py`` lists a run directory's files).
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ..report.files import check_new_output_dir
 from .config import ExperimentConfig, save_config
 from .distributed import process_group, synchronize, writes
 from .durable import write_run_file, writing
+from .extend import extended_config, extension, run_message
 from .loop import Member, Result, Trainer
 from .metrics import read_metrics
 from .preflight import check_training
@@ -98,15 +100,22 @@ def train(config: ExperimentConfig, run_dir: str | Path, progress: bool = False)
     return run_dir
 
 
-def resume(run_dir: str | Path, progress: bool = False) -> Path:
+def resume(run_dir: str | Path, progress: bool = False, steps: int | None = None) -> Path:
     """Continue a run from its latest checkpoint with its stored config (with DDP when
-    launched by torchrun, every rank loading the checkpoint)."""
+    launched by torchrun, every rank loading the checkpoint); ``steps``: extend it to that many
+    steps (``extend.py``). A finished run given no change is left untouched."""
     run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
+    stored = read_run_config(run_dir)
+    config = extended_config(stored, steps)
+    message = run_message(run_dir, stored, steps)
+    if message is not None:
+        logging.getLogger(__name__).info(message)
+        return run_dir
     with process_group(config.run.device) as group:
         if group is not None:
             group.check(config)
-        with Trainer([config], [run_dir], resume=True, group=group) as trainer, \
+        with extension(run_dir, stored, config, writes(group)), \
+                Trainer([config], [run_dir], resume=True, group=group) as trainer, \
                 progress_bar(config.train.steps, trainer.step, progress and writes(group)) as bar:
             finish(trainer, trainer.run(bar))
     return run_dir

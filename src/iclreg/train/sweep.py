@@ -45,6 +45,7 @@ from .backends import Backend, Chunk, as_backend, run_chunks
 from .checkpoint import latest_step
 from .config import ExperimentConfig, _format_value, apply_overrides, load_file, resolve, save_config
 from .durable import remove_temporaries, write_run_file, writing
+from .extend import extend_members, sweep_message
 from .lock import group_lock
 from .loop import group_key
 from .metrics import read_metrics
@@ -280,15 +281,22 @@ def diverged(run_dir: Path) -> bool:
 
 
 def resume_sweep(out: str | Path, progress: bool = False, max_members: int | None = None,
-                 backend: str | Backend = "local") -> Path:
+                 backend: str | Backend = "local", steps: int | None = None) -> Path:
     """Continue every unfinished member of a sweep from its own latest checkpoint, on
     ``backend``: Ray workers lock their members themselves, so this process keeps the sweep's
-    lock only to prepare the members and write the summary."""
+    lock only to prepare the members and write the summary. ``steps``: first extend every
+    member that did not diverge to that many steps (``extend.py``). A finished sweep given no
+    change is left untouched."""
     out, backend = Path(out), as_backend(backend)
     spec = read_sweep(out)
+    message = sweep_message(out, spec, steps)
+    if message is not None:
+        log.info(message)
+        return out
     with group_lock(out):
         remove_temporaries(out)
         members = [(name, _member_config(out, name, spec)) for name in spec["members"]]
+        members = extend_members(out, members, spec, steps)
         todo = [(config, out / name) for name, config in members
                 if not ((out / name / "eval.json").is_file() or diverged(out / name))]
         here = backend.name == "local" or not todo
