@@ -319,6 +319,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     _add_compare_command(sub)
+
     p = sub.add_parser("train", help="train a model from a config file (resumable run directory)")
     p.add_argument("config", nargs="?", help="experiment config (.yaml or .toml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optimizer.lr=3e-3")
