@@ -234,3 +234,22 @@ def test_extended_from_is_checked_and_names_every_plan(write_config, tmp_path):
     with pytest.raises(UsageError, match="different config"):
         load_checkpoint(other / "checkpoints" / "step_00000010",
                         load_config(write_config({"train": {"steps": 50}})).to_dict())
+
+
+# --- DDP ---------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_an_extension_under_torchrun_matches_one_process_trained_to_n(tmp_path):
+    """``torchrun --nproc-per-node 2 -m iclreg train --resume RUN train.steps=20`` on a 10-step
+    2-process run: rank 0 alone re-plans the run and both load step 10; the end matches one
+    process trained for 20 steps (float64, same global batch) as 2 processes always do."""
+    from .test_ddp import CONFIG, TOLERANCE, torchrun, written
+
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump({**CONFIG, "train": {**CONFIG["train"], "steps": 10}}))
+    assert torchrun(tmp_path, "log_two", "", "train", "tiny.yaml", "--out", "two").returncode == 0
+    proc = torchrun(tmp_path, "log_extended", "", "train", "--resume", "two", "train.steps=20")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert written(tmp_path, "log_extended", 1, tmp_path / "two") == []
+    assert main(["train", str(tmp_path / "tiny.yaml"), "train.steps=20", "--out", str(tmp_path / "one")]) == 0
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    assert max((a[k] - b[k]).abs().max().item() for k in a) < TOLERANCE
+    assert yaml.safe_load((tmp_path / "two" / "config.yaml").read_text())["train"]["extended_from"] == [10]
