@@ -42,7 +42,8 @@ def test_divergent_gd_warns_and_names_the_stable_lr(seed):
         gd(x, y)  # the same estimator again: no second warning
     assert len(records) == 1 and records[0].category is DivergenceWarning
     assert re.match(r"gd:steps=10,lr=0\.1 diverges on these prompts \(from k = \d+ on, its step grew "
-                    r"\d\.\de\+\d\d-fold over 10 steps\): lr exceeds the stability bound", str(records[0].message))
+                    r"\d\.\de\+\d\d-fold over 10 steps\): lr exceeds the stability bound",
+                    str(records[0].message))
     assert pred.abs().max() > 1e6  # it did diverge
     stable = 2 / _top_eigenvalues(x).max().item()  # the last prefix decides without mean
     assert _named_lr(records[0]) == pytest.approx(stable, rel=5e-3)  # printed to 3 digits

@@ -22,7 +22,8 @@ def test_a_prompt_of_another_d_is_refused_in_one_line(name):
     d = model.config.d  # the class default: what a SPEC without d gets
     x, y = _prompts(d + 3)
     message = (rf"^model '{name}' takes prompts of d={d} but x has d={d + 3} \(shape \(2, 6, {d + 3}\)\); "
-               rf"build it for this d, '{name}:d={d + 3},\.\.\.', or with iclreg\.models\.build\(SPEC, task=task\)$")
+               rf"build it for this d, '{name}:d={d + 3},\.\.\.', or with "
+               r"iclreg\.models\.build\(SPEC, task=task\)$")
     with pytest.raises(UsageError, match=message):
         model(x, y)
     assert model(*_prompts(d)).shape == (2, 6)  # its own d still works
