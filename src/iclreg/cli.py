@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import signal
 import sys
 import textwrap
@@ -18,6 +17,7 @@ from pathlib import Path
 from . import __version__
 from .device import DTYPES
 from .errors import TrainingError, UsageError, WriteError
+from .logs import setup_logging
 from .pipes import discard_stdout, stdout_closed
 
 
@@ -59,7 +59,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     estimators = {spec: build_estimator(spec, task=task) for spec in specs}
     result = compare(
         task, estimators, args.samples, args.seed, device=args.device,
-        dtype=DTYPES[args.dtype], progress=not args.json and sys.stderr.isatty(),
+        dtype=DTYPES[args.dtype], progress=_progress(args),
     )
     if plot:
         fig = error_curves_figure(result["k"], result["results"], result["noise_floor"], args.task)
@@ -82,7 +82,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train.distributed import check_one_run
     from .train.sweep import config_sweeps, is_sweep, resume_sweep, run_sweep
 
-    progress = sys.stderr.isatty()
+    progress = _progress(args)
     backend = Backend(args.backend, args.address)
     if args.max_members is not None and args.max_members < 1:
         raise UsageError(f"--max-members must be at least 1, got {args.max_members}")
@@ -179,7 +179,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     backend = as_backend(Backend(args.backend, args.address))
     result = runner.reproduce(args.paper, args.out, "quick" if args.quick else "full",
                               str(resolve_device(args.device)), args.runs,
-                              progress=not args.json and sys.stderr.isatty(), backend=backend)
+                              progress=_progress(args), backend=backend)
     if args.json:
         print(json.dumps(result.to_json()))
     else:
@@ -200,7 +200,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(f"--samples must lie in [2, {MAX_SAMPLES:,}], got {args.samples:,}")
     check_output_dir(args.out)
     tour = dataclasses.replace(REPRODUCTIONS.get(runner.FIRST).modes["quick"], samples=args.samples)
-    out = runner.demo(args.out, sizes={runner.FIRST: tour}, progress=True)
+    out = runner.demo(args.out, sizes={runner.FIRST: tour}, progress=_progress(args))
     print(f"demo written to {out / 'index.html'}")
     return 0
 
@@ -311,6 +311,21 @@ def _add_reproduction_commands(sub: argparse._SubParsersAction, argv: Sequence[s
     p.set_defaults(handler=_cmd_demo)
 
 
+def _add_log_options(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
+    """``-q``/``--quiet`` and ``-v``/``--verbose``, before the command or after it."""
+    for p, default in [(parser, False), *((p, argparse.SUPPRESS) for p in sub.choices.values())]:
+        p.add_argument("-q", "--quiet", action="store_true", default=default,
+                       help="warnings and errors only: no progress, no phases")
+        p.add_argument("-v", "--verbose", action="store_true", default=default,
+                       help="debug messages too, each with its time and logger")
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Whether to show progress on stderr (``logs.Progress``: a bar on a terminal, else lines):
+    not with --quiet, nor with --json."""
+    return not args.quiet and not getattr(args, "json", False)
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; ``argv`` only decides whether the reproductions are imported for the help."""
     parser = _Parser(prog="iclreg", description="In-context linear regression: prompts, estimators, "
@@ -357,6 +372,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     _add_test_time_command(sub)
     _add_reproduction_commands(sub, argv)
+    _add_log_options(parser, sub)
     return parser
 
 
@@ -364,6 +380,8 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
     """Parse ``argv``; ``train``'s key=value overrides may also come after its options
     (``iclreg train CONFIG --out DIR train.steps=5``)."""
     args, extra = parser.parse_known_args(argv)
+    if args.quiet and args.verbose:
+        parser.error("give --quiet or --verbose, not both")
     if extra and args.command == "train" and not any(e.startswith("-") for e in extra):
         args.overrides = [*args.overrides, *extra]
     elif extra:
@@ -382,10 +400,10 @@ def _terminated(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminated)
     args = parse_args(build_parser(argv), argv)
+    restore_logging = setup_logging(-1 if args.quiet else 1 if args.verbose else 0)
     try:
         status = args.handler(args)
         sys.stdout.flush()  # a reader gone shows here, not in the interpreter's last flush
@@ -407,6 +425,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("iclreg: interrupted", file=sys.stderr)
         return 130
+    finally:
+        restore_logging()
 
 
 if __name__ == "__main__":

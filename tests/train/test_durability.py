@@ -184,7 +184,7 @@ def test_non_finite_weights_are_never_checkpointed(write_config, tmp_path, capsy
     """With Adam at lr = 1e4 the loss at step 2 (before the update) is finite but the weights
     after it are not: the run stops there and writes no checkpoint of them."""
     run = tmp_path / "run"
-    assert main(["train", str(write_config(NAN)), "--out", str(run)]) == 1
+    assert main(["train", str(write_config(NAN)), "--out", str(run), "-q"]) == 1  # -q: no progress lines
     one_line_error(capsys, "became non-finite by step 2", "no checkpoint was written")
     assert not (run / "checkpoints").exists() or not any((run / "checkpoints").iterdir())
     assert read_metrics(run / "metrics.jsonl")[-1]["diverged"].startswith("weights or optimiser")
@@ -254,7 +254,7 @@ def test_sweep_and_member_writers_exclude_each_other(write_config, tmp_path, cap
                               capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and f"'{out}' is being written by process {os.getpid()}" in proc.stderr
     with run_lock(member):
-        proc = subprocess.run([sys.executable, "-m", "iclreg", "train", "--resume", str(out)],
+        proc = subprocess.run([sys.executable, "-m", "iclreg", "train", "--resume", str(out), "-q"],
                               capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "is being written by" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -289,7 +289,7 @@ def test_a_full_disk_during_a_checkpoint_is_a_one_line_error_and_resumable(write
     run = tmp_path / "run"
     real = os.fsync
     monkeypatch.setattr(os, "fsync", full_disk_at(2))
-    assert main(["train", str(config), "--out", str(run)]) == 1
+    assert main(["train", str(config), "--out", str(run), "-q"]) == 1
     one_line_error(capsys, "cannot write", "step_00000020", "No space left on device",
                    f"free some space, then continue with 'iclreg train --resume {run}'")
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_00000010"]  # no .tmp_
@@ -305,7 +305,7 @@ def test_a_full_disk_for_metrics_or_a_sweep_member_is_a_one_line_error(write_con
     import iclreg.train.metrics as metrics
 
     monkeypatch.setattr(metrics, "open", enospc, raising=False)
-    assert main(["train", str(write_config()), "--out", str(tmp_path / "run")]) == 1
+    assert main(["train", str(write_config()), "--out", str(tmp_path / "run"), "-q"]) == 1
     one_line_error(capsys, "cannot write", "metrics.jsonl", "No space left on device")
     monkeypatch.undo()
     # a sweep whose disk fills while one member's checkpoint is written resumes to the end
@@ -313,7 +313,7 @@ def test_a_full_disk_for_metrics_or_a_sweep_member_is_a_one_line_error(write_con
     monkeypatch.setattr(os, "fsync", full_disk_at(3))  # the third member's first checkpoint
     config = write_config({"train": {"steps": 20}})
     sweep = ["--sweep", "train.seed=0,1,2", "--out", str(tmp_path / "s")]
-    assert main(["train", str(config), *sweep]) == 1
+    assert main(["train", str(config), *sweep, "-q"]) == 1
     one_line_error(capsys, "cannot write", f"continue with 'iclreg train --resume {tmp_path / 's'}'")
     monkeypatch.setattr(os, "fsync", real)
     assert main(["train", "--resume", str(tmp_path / "s")]) == 0

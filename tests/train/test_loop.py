@@ -119,7 +119,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(write_config, tmp_pat
     config = write_config({"optimizer": {"lr": 1e9, "name": "sgd"}, "train": {"steps": 60},
                            "run": {"checkpoint_every": 1, "log_every": 1}})
     run = tmp_path / "run"
-    assert main(["train", str(config), "--out", str(run)]) == 1
+    assert main(["train", str(config), "--out", str(run), "-q"]) == 1  # -q: the error alone
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and ("loss became nan" in err[0] or "loss became inf" in err[0])
     good = sorted((run / "checkpoints").glob("step_*"))

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from ..device import resolve_device
 from ..errors import check
+from ..logs import Progress
 from ..resources import MAX_SAMPLES, check_fits, evaluation_bytes
 from ..tasks import Task
 from ..tasks.base import check_seed
@@ -55,7 +55,7 @@ def error_curves(
     sums = {name: torch.zeros(n, dtype=torch.float64) for name in predictors}
     squares = {name: torch.zeros(n, dtype=torch.float64) for name in predictors}
     chunks = math.ceil(samples / CHUNK)
-    bar = tqdm(total=samples, desc="prompts", unit="prompt", disable=not progress, leave=False)
+    bar = Progress(samples, enabled=progress, desc="evaluation", unit="prompt", leave=False, logger=log)
     for chunk in range(chunks):
         batch = min(CHUNK, samples - chunk * CHUNK)
         prompts = task.sample(batch, seed, chunk, n=n, device=dev, dtype=dtype)

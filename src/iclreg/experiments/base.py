@@ -14,8 +14,10 @@ frozen dataclass per mode (``modes``) passed to the constructor, so a test can p
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,6 +25,7 @@ from typing import Any, ClassVar
 import torch
 from matplotlib.figure import Figure
 
+from ..logs import phase
 from ..registry import Registry
 from ..report import save_figure
 from ..report.references import Reference
@@ -31,6 +34,7 @@ from ..train.checkpoint import iter_checkpoints
 from ..train.metrics import read_metrics
 from .claims import Claim
 
+log = logging.getLogger(__name__)
 REPRODUCTIONS: Registry[Experiment] = Registry("paper")
 
 
@@ -146,13 +150,18 @@ class Experiment:
         """Train the plan, analyse it and save the figures into ``out``."""
         start = time.perf_counter()
         sizes = self.resolved_sizes
-        dirs = train_plan(self.plan(sizes), self.runs_dir(out), progress=self.progress, backend=self.backend)
-        sections = self.analyse(Runs(dirs, self.device), sizes)
+        plan = self.plan(sizes)
+        runs = f"{len(plan)} run{'' if len(plan) == 1 else 's'}"
+        with phase(f"{self.name}: training the plan ({runs})", log) if plan else nullcontext():
+            dirs = train_plan(plan, self.runs_dir(out), progress=self.progress, backend=self.backend)
+        with phase(f"{self.name}: analysis", log):
+            sections = self.analyse(Runs(dirs, self.device), sizes)
         result = Reproduction(paper=self.name, title=self.title, mode=self.mode, sections=sections,
                               references=self.references)
-        for section in sections:
-            for name, figure in section.figures.items():
-                save_figure(figure, out / name, also=(".pdf",))  # PDF beside the PNG, for papers
-                result.figures.append(name)
+        with phase(f"{self.name}: figures", log):
+            for section in sections:
+                for name, figure in section.figures.items():
+                    save_figure(figure, out / name, also=(".pdf",))  # PDF beside the PNG, for papers
+                    result.figures.append(name)
         result.seconds = time.perf_counter() - start
         return result

@@ -9,17 +9,20 @@ outside it and survive a failed or interrupted run, which the next invocation co
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
+from ..logs import phase
 from ..report import atomic_output_dir, write_text
 from ..report.files import check_output_dir
 from ..report.html import index_page, reproduction_page
 from ..report.markdown import reproduction_report
 from .base import REPRODUCTIONS, Reproduction
 
+log = logging.getLogger(__name__)
 FIRST = "tour"  # the demo opens with the estimator tour
 
 
@@ -53,7 +56,8 @@ def reproduce(paper: str, out: str | Path | None = None, mode: str = "quick", de
     experiment = kind(mode=mode, sizes=sizes, device=device, runs=runs, progress=progress, backend=backend)
     with atomic_output_dir(out) as tmp:
         result = experiment.run(tmp)
-        write_report(result, tmp)
+        with phase(f"{paper}: report", log):
+            write_report(result, tmp)
     return result
 
 
@@ -67,11 +71,13 @@ def demo(out: str | Path = "runs/demo", sizes: Mapping[str, Any] | None = None,
     names = sorted(REPRODUCTIONS.names(), key=lambda n: n != FIRST)
     entries = []
     with atomic_output_dir(out) as tmp:
-        for name in names:
+        for i, name in enumerate(names, 1):
+            log.info("reproduction %d/%d: %s", i, len(names), name)
             (tmp / name).mkdir()
             experiment = REPRODUCTIONS.get(name)(mode="quick", sizes=sizes.get(name), progress=progress)
             result = experiment.run(tmp / name)
-            write_report(result, tmp / name)
+            with phase(f"{name}: report", log):
+                write_report(result, tmp / name)
             entries.append((name, result))
         write_text(tmp / "index.html", index_page(entries, root=tmp))
     return out

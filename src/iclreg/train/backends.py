@@ -88,7 +88,7 @@ def train_chunk(configs: list[ExperimentConfig], dirs: list[Path], resume: bool,
     error = None
     with Trainer(configs, dirs, resume) as trainer:
         if bar is not None:
-            bar.update(trainer.step * len(configs))
+            bar.skip(trainer.step * len(configs))  # restored steps: not counted in the rate
         try:
             finish(trainer, trainer.run(bar))
         except TrainingError as err:

@@ -21,6 +21,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,11 +29,11 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
 
 from ..analysis.evaluate import evaluate
 from ..device import DTYPES, resolve_device
 from ..errors import TrainingError, UsageError, check
+from ..logs import Progress, phase
 from ..models import MODELS, Ensemble, Predictor, StackedPredictor
 from ..tasks import TASKS, Task, counter
 from .checkpoint import checkpoint_dirs, latest_step, load_checkpoint, save_checkpoint
@@ -218,6 +219,7 @@ class Trainer:
     def _save(self) -> None:
         if not self.writes:
             return
+        log.debug("checkpoint of step %d", self.step)
         optimizer, scheduler = self.optimizer.state_dict(), self.scheduler.state_dict()
         for e, m in enumerate(self.members):
             if m.diverged_at is None:
@@ -249,16 +251,23 @@ class Trainer:
         return losses
 
     # --- the loop ---------------------------------------------------------------------------
-    def run(self, bar: tqdm | None = None) -> list[tuple[Member, Result]]:
+    def run(self, bar: Progress | None = None) -> list[tuple[Member, Result]]:
         """Train to ``train.steps``; return each member's final evaluation, diverged members
         left out (their files are the caller's to write: ``runs.finish``)."""
-        results = self._loop(bar)
+        dirs = [m.run_dir for m in self.members]
+        what = dirs[0] if len(dirs) == 1 else f"{len(dirs)} members in {os.path.commonpath(dirs)}"
+        with self._phase(f"training {what}, steps {self.step:,} to {self.config.train.steps:,}"):
+            results = self._loop(bar)
         if not self.writes:
             return []
         return [(m, result or evaluate(m.model, m.config, m.task, device=str(self.device)))
                 for m, result in zip(self.members, results, strict=True) if m.diverged_at is None]
 
-    def _loop(self, bar: tqdm | None) -> list[Result | None]:
+    def _phase(self, name: str) -> contextlib.AbstractContextManager[None]:
+        """``logs.phase``, at DEBUG in a process that does not write (a DDP rank > 0)."""
+        return phase(name, log, logging.INFO if self.writes else logging.DEBUG)
+
+    def _loop(self, bar: Progress | None) -> list[Result | None]:
         cfg = self.config
         total = cfg.train.steps
         window: list[Tensor] = []
@@ -271,19 +280,24 @@ class Trainer:
             saving = self.step % cfg.run.checkpoint_every == 0 or done
             if self.step % cfg.run.log_every == 0 or saving:
                 # (E, W) rows: each member's mean is reduced alone, bit for bit whatever E is
-                self._log(torch.stack(window, 1).float().mean(1).tolist(), start)
+                means = torch.stack(window, 1).float().mean(1).tolist()
+                self._log(means, start)
                 window.clear()
+                live = [v for m, v in zip(self.members, means, strict=True) if m.diverged_at is None]
+                if bar is not None and live:
+                    bar.set_loss(sum(live) / len(live))  # the members' mean
+            if bar is not None:
+                bar.update(len(self))
             evaluating = (cfg.eval.every and self.step % cfg.eval.every == 0) or done
             if evaluating or saving:
                 self._check_finite()
                 if all(m.diverged_at is not None for m in self.members):
                     raise TrainingError(f"every member diverged by step {self.step}")
             if evaluating:
-                self._evaluate(results)
+                with self._phase("final evaluation") if done else contextlib.nullcontext():
+                    self._evaluate(results)
             if saving:
                 self._save()
-            if bar is not None:
-                bar.update(len(self))
         return results
 
     def _evaluate(self, results: list[Result | None]) -> None:

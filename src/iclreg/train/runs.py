@@ -9,14 +9,14 @@ run finished (``run.py`` lists a run directory's files).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ..errors import check
+from ..logs import Progress, phase
 from ..report import error_curves_figure, save_figure, write_text
 from ..report.figures import loss_figure
 from ..report.files import check_new_output_dir
@@ -29,6 +29,7 @@ from .metrics import read_metrics
 from .preflight import check_training
 from .run import read_run_config
 
+log = logging.getLogger(__name__)
 FIGURES_UP_TO = 8  # members per loop that get their own figures (a sweep gets a summary)
 
 
@@ -36,10 +37,14 @@ def finish(trainer: Trainer, results: Sequence[tuple[Member, Result]]) -> None:
     """Write each finished member's figures (a loop of at most ``FIGURES_UP_TO`` members), then
     its ``eval.json``, last: it marks the member finished. Call it while ``trainer`` holds the
     members' locks."""
-    for m, result in results:
-        if len(trainer) <= FIGURES_UP_TO:
-            write_figures(m, result)
-        write_run_file(m.run_dir / "eval.json", json.dumps(result), m.run_dir)
+    draw = len(trainer) <= FIGURES_UP_TO and bool(results)
+    where = results[0][0].run_dir if len(results) == 1 else f"{len(results)} runs"
+    with phase(f"figures of {where}", log) if draw else contextlib.nullcontext():
+        for m, result in results:
+            if draw:
+                write_figures(m, result)
+            log.debug("writing %s", m.run_dir / "eval.json")
+            write_run_file(m.run_dir / "eval.json", json.dumps(result), m.run_dir)
 
 
 def write_figures(m: Member, result: Result) -> None:
@@ -77,9 +82,9 @@ def check_run_dir(run_dir: Path) -> None:
     check_new_output_dir(run_dir, "run")
 
 
-def progress_bar(total: int, initial: int, enabled: bool) -> tqdm:
-    return tqdm(total=total, initial=initial, desc="train", unit="step", disable=not enabled,
-                dynamic_ncols=True)
+def progress_bar(total: int, initial: int, enabled: bool) -> Progress:
+    """Training progress (``logs.Progress``): a bar on a terminal, else periodic log lines."""
+    return Progress(total, initial, enabled, desc="train", unit="step", logger=log)
 
 
 def train(config: ExperimentConfig, run_dir: str | Path, progress: bool = False) -> Path:

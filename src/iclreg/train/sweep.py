@@ -37,6 +37,7 @@ import yaml
 
 from .. import resources
 from ..errors import TrainingError, check
+from ..logs import phase
 from ..models import StackedPredictor
 from ..report import write_text
 from ..report.files import check_new_output_dir
@@ -196,7 +197,11 @@ def train_groups(configs: list[ExperimentConfig], dirs: list[Path], resume: bool
             failed, once the others finished.
     """
     backend = as_backend(backend)
-    diverged = run_chunks(backend, plan_loops(configs, dirs, resume, max_members), resume, progress)
+    loops = plan_loops(configs, dirs, resume, max_members)
+    steps = sum(c.train.steps for c in configs)
+    with phase(f"training {_count(len(configs), 'run')} in {_count(len(loops), 'loop')}, "
+               f"{steps:,} steps in all", log):
+        diverged = run_chunks(backend, loops, resume, progress)
     if not resume and diverged == len(configs) > 1:
         raise TrainingError(f"all {len(configs)} members diverged; see their metrics.jsonl")
 
@@ -332,7 +337,17 @@ def summary_rows(out: Path) -> list[dict[str, Any]]:
     return rows
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def write_summary(out: Path) -> None:
+    """``summary.csv`` and ``summary.json``: :func:`summary_rows`."""
+    with phase(f"summary of {out}", log):
+        _write_summary(out)
+
+
+def _write_summary(out: Path) -> None:
     rows = summary_rows(out)
     columns = list(dict.fromkeys(k for row in rows for k in row))
     buf = io.StringIO()
