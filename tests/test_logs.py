@@ -110,12 +110,18 @@ def test_disabled_and_inner_progress(clock, lines):
 
 
 def test_a_terminal_gets_a_bar_with_the_loss_and_no_log_lines(clock, lines, capsys):
-    with Progress(50, interval=0, tty=True, clock=clock) as bar:
-        bar.set_loss(0.123456)
-        bar.update(50)
+    restore = setup_logging(0)
+    try:
+        with Progress(50, interval=0, tty=True, clock=clock) as bar:
+            bar.set_loss(0.123456)
+            bar.update(50)
+            logging.getLogger("iclreg.x").info("the next phase")  # the bar ended at 50: not redrawn
+    finally:
+        restore()
     err = capsys.readouterr().err
     assert "train" in err and "50/50" in err and "loss=0.1235" in err
-    assert lines() == []
+    assert err.endswith("\niclreg: the next phase\n") and err.count("50/50") == 1
+    assert lines() == [(logging.INFO, "the next phase")]
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(0.04, "0.0 s"), (3.21, "3.2 s"), (44.6, "45 s"),

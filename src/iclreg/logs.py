@@ -203,6 +203,10 @@ class Progress:
             return
         if self._bar is not None:
             self._bar.update(n)
+            if self.n >= self.total:  # ended now: its time and rate are the loop's, not what follows
+                self._finished = True
+                self._bar.close()
+                self._bar = None
         elif self.n >= self.total:
             self._finish()
         elif self.clock() - self.last >= self.interval:
