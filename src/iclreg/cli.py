@@ -17,7 +17,7 @@ from pathlib import Path
 from . import __version__
 from .device import DTYPES
 from .errors import TrainingError, UsageError, WriteError
-from .logs import setup_logging
+from .logs import add_log_options, setup_logging
 from .pipes import discard_stdout, stdout_closed
 
 
@@ -311,18 +311,8 @@ def _add_reproduction_commands(sub: argparse._SubParsersAction, argv: Sequence[s
     p.set_defaults(handler=_cmd_demo)
 
 
-def _add_log_options(parser: argparse.ArgumentParser, sub: argparse._SubParsersAction) -> None:
-    """``-q``/``--quiet`` and ``-v``/``--verbose``, before the command or after it."""
-    for p, default in [(parser, False), *((p, argparse.SUPPRESS) for p in sub.choices.values())]:
-        p.add_argument("-q", "--quiet", action="store_true", default=default,
-                       help="warnings and errors only: no progress, no phases")
-        p.add_argument("-v", "--verbose", action="store_true", default=default,
-                       help="debug messages too, each with its time and logger")
-
-
 def _progress(args: argparse.Namespace) -> bool:
-    """Whether to show progress on stderr (``logs.Progress``: a bar on a terminal, else lines):
-    not with --quiet, nor with --json."""
+    """Progress on stderr (``logs.Progress``), but not with --quiet or --json."""
     return not args.quiet and not getattr(args, "json", False)
 
 
@@ -372,7 +362,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     _add_test_time_command(sub)
     _add_reproduction_commands(sub, argv)
-    _add_log_options(parser, sub)
+    add_log_options(parser, list(sub.choices.values()))
     return parser
 
 

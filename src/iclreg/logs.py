@@ -16,6 +16,7 @@ CFG 2>log``), so every long task reports itself both ways:
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -103,6 +104,16 @@ def setup_logging(verbosity: int = 0) -> Callable[[], None]:
         ours.setLevel(before[1])
 
     return restore
+
+
+def add_log_options(parser: argparse.ArgumentParser, commands: list[argparse.ArgumentParser]) -> None:
+    """``-q``/``--quiet`` and ``-v``/``--verbose`` on ``parser`` and on each of its ``commands``,
+    so that they go before the command or after it (a command's flag, when given, wins)."""
+    for p, default in [(parser, False), *((c, argparse.SUPPRESS) for c in commands)]:
+        p.add_argument("-q", "--quiet", action="store_true", default=default,
+                       help="warnings and errors only: no progress, no phases")
+        p.add_argument("-v", "--verbose", action="store_true", default=default,
+                       help="debug messages too, each with its time and logger")
 
 
 # --- phases -------------------------------------------------------------------------------
