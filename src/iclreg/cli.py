@@ -80,22 +80,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import load_config, resume, train
     from .train.backends import Backend
     from .train.distributed import check_one_run
+    from .train.extend import nothing_to_do, resume_steps
     from .train.sweep import config_sweeps, is_sweep, resume_sweep, run_sweep
 
     progress = _progress(args)
     backend = Backend(args.backend, args.address)
     if args.max_members is not None and args.max_members < 1:
         raise UsageError(f"--max-members must be at least 1, got {args.max_members}")
-    check_one_run(args.sweep, args.resume, args.config)  # torchrun (DDP) trains one model
+    # torchrun (DDP) trains one model; with --resume, CONFIG's place holds train.steps=N
+    check_one_run(args.sweep, args.resume, None if args.resume else args.config)
     if args.resume:
-        if args.config or args.overrides or args.sweep:
-            raise UsageError("--resume continues a run with its stored config; give no CONFIG, "
-                             "overrides or --sweep")
+        steps = resume_steps([*([args.config] if args.config else []), *args.overrides], args.sweep)
+        if message := nothing_to_do(args.resume, steps):
+            print(message)
+            return 0
         if is_sweep(args.resume):
-            run_dir = resume_sweep(args.resume, progress, args.max_members, backend)
+            run_dir = resume_sweep(args.resume, progress, args.max_members, backend, steps=steps)
         else:
             backend.check_single_run()
-            run_dir = resume(args.resume, progress=progress)
+            run_dir = resume(args.resume, progress=progress, steps=steps)
     else:
         if not args.config:
             raise UsageError("give a CONFIG file (YAML or TOML), or --resume RUN_DIR")
@@ -329,7 +332,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", help="experiment config (.yaml or .toml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. optimizer.lr=3e-3")
     p.add_argument("--out", help="run directory (default runs/<config name>)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run or sweep from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run or sweep (train.steps=N: extend it)")
     p.add_argument("--sweep", action="append", metavar="KEY=V1,V2",
                    help="train a grid over this key as ensembles (repeatable); values are separated "
                         "by commas, except that a comma followed by key=value continues the SPEC "
