@@ -7,7 +7,6 @@ own tests (tests/experiments/test_<paper>.py).
 
 from __future__ import annotations
 
-import html
 import json
 import re
 
@@ -85,17 +84,6 @@ def test_runs_dir_continues_a_stopped_reproduction(paper, tmp_path, monkeypatch)
     assert ((done / "eval.json").stat().st_mtime_ns, (done / "metrics.jsonl").read_bytes()) == stamp
     assert again == clean
     assert not (tmp_path / "out" / "runs").exists()  # kept outside the report
-
-
-def test_demo_writes_every_reproduction_and_an_index(tmp_path):
-    out = tmp_path / "demo"
-    runner.demo(out, sizes={p: REPRODUCTIONS.get(p).toy for p in PAPERS})
-    index = (out / "index.html").read_text()
-    position = {p: index.index(html.escape(REPRODUCTIONS.get(p).title)) for p in PAPERS}
-    assert position["tour"] == min(position.values())
-    for paper in PAPERS:
-        assert (out / paper / "report.md").is_file() and f"href='{paper}/report.md'" in index
-    assert "{'" not in index
 
 
 def test_cli_help_lists_the_registry(capsys):

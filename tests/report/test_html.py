@@ -131,6 +131,9 @@ def test_demo_pages_show_every_section_claim_reason_and_reference(demo):
             assert "papers.md" not in text and "{'" not in text
         assert "|---" not in own and "![" not in own
     assert "|---" not in index and "report.md'>report.md</a>" in index
+    position = {p: index.index(html.escape(REPRODUCTIONS.get(p).title)) for p in PAPERS}
+    assert position["tour"] == min(position.values())  # the demo opens with the estimator tour
+    assert set(results) == set(PAPERS) and "{'" not in index
 
 
 CHECK = """<script>window.addEventListener('load', () => {
