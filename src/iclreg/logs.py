@@ -22,6 +22,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -94,8 +95,11 @@ def setup_logging(verbosity: int = 0) -> Callable[[], None]:
     root.addHandler(handler)
     root.setLevel(logging.WARNING)
     ours.setLevel({-1: logging.WARNING, 0: logging.INFO}.get(min(verbosity, 1), logging.DEBUG))
+    shown = warnings.showwarning
+    warnings.showwarning = _show_warning(shown)
 
     def restore() -> None:
+        warnings.showwarning = shown
         root.removeHandler(handler)
         for old in before[2]:
             if old not in root.handlers:
@@ -104,6 +108,19 @@ def setup_logging(verbosity: int = 0) -> Callable[[], None]:
         ours.setLevel(before[1])
 
     return restore
+
+
+def _show_warning(default: Callable[..., None]) -> Callable[..., None]:
+    """iclreg's own warnings (a category defined in iclreg, such as ``DivergenceWarning``) as
+    one ``iclreg: warning: <message>`` line; other warnings as Python shows them."""
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if category.__module__.startswith(LOGGER + "."):
+            log.warning("%s", message)
+        else:
+            default(message, category, *args, **kwargs)
+
+    return show
 
 
 def add_log_options(parser: argparse.ArgumentParser, commands: list[argparse.ArgumentParser]) -> None:

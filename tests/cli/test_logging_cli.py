@@ -145,6 +145,18 @@ def test_a_batch_job_log_from_the_real_command(config, tmp_path):
     assert "iclreg: final evaluation ..." in lines and f"iclreg: figures of {tmp_path / 'run'} ..." in lines
 
 
+def test_an_iclreg_warning_is_one_log_line():
+    """A diverging ``gd`` warns as ``iclreg: warning: ...`` (Python's default format showed the
+    file, the line number and a line of source code)."""
+    done = subprocess.run([sys.executable, "-m", "iclreg.cli", "compare", "--task", "gaussian:d=5,n=41",
+                           "--estimator", "gd:steps=10,lr=0.1", "--samples", "64"], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "warning" in line.lower()]
+    assert len(warned) == 1 and warned[0].startswith("iclreg: warning: gd:steps=10,lr=0.1 diverges")
+    assert ".py:" not in done.stderr and "DivergenceWarning" not in done.stderr
+
+
 @dataclass(frozen=True)
 class _Toy(Experiment):
     """A reproduction of one tiny run and one figure."""
