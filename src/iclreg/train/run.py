@@ -5,7 +5,7 @@
     RUN_DIR/timing.jsonl           wall-clock seconds per logged step (see metrics.py)
     RUN_DIR/checkpoints/step_N/    model.safetensors + state.pt + checksums.json (checkpoint.py)
     RUN_DIR/eval.json              the final evaluation; its presence marks a finished run
-    RUN_DIR/loss.png, eval.png     figures
+    RUN_DIR/loss.png, eval.png     figures (loss.pdf, eval.pdf beside them for papers)
     RUN_DIR/.lock                  held by the one process writing the run (lock.py)
 """
 
