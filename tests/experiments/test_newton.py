@@ -116,11 +116,12 @@ def test_toy_depth_claims_follow_the_probe_numbers(toy):
 
 @pytest.mark.slow
 def test_quick_newton_reproduction(tmp_path):
-    """The quick run's numbers (docs/newton-quick): 9 of 10 claims hold, 4-ols misses at 0.0129."""
+    """The quick run's numbers (docs/demo/newton): 9 of 10 claims hold, 4-ols misses at 0.0129."""
     result = runner.reproduce("newton", tmp_path / "newton", mode="quick")
     claims = {c.id: c for c in result.claims}
     assert {i for i, c in claims.items() if c.holds} == CLAIMS - {"4-ols"}
-    assert math.isclose(claims["4-ols"].measured, 0.0129, abs_tol=5e-5)
+    # 0.01289 with two torch threads (the demo), 0.01284 with one (tests/conftest.py): BLAS splits
+    assert math.isclose(claims["4-ols"].measured, 0.0129, abs_tol=1e-4)
     assert math.isclose(claims["1-learns"].measured, 0.0152, abs_tol=5e-5)
     assert claims["3-similarity"].measured == [1, 1, 3, 7, 12]
     assert claims["7-depth"].measured == [1, 1, 3, 5, 8]

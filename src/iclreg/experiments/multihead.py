@@ -83,12 +83,12 @@ class Scenario:
 
 
 SCENARIOS = (
-    Scenario("base", "base, sigma^2 = 0.1", task_spec("{n}"), NOISE_VAR),
-    Scenario("noise0.5", "noisy, sigma^2 = 0.5", task_spec("{n}", noise_var=0.5), 0.5),
-    Scenario("noise1", "noisy, sigma^2 = 1", task_spec("{n}", noise_var=1.0), 1.0),
+    Scenario("base", "base, σ² = 0.1", task_spec("{n}"), NOISE_VAR),
+    Scenario("noise0.5", "noisy, σ² = 0.5", task_spec("{n}", noise_var=0.5), 0.5),
+    Scenario("noise1", "noisy, σ² = 1", task_spec("{n}", noise_var=1.0), 1.0),
     Scenario("local", "local, r = 0.5", task_spec("{n}", kind="local", extra=",r=0.5"), NOISE_VAR, "local",
              r=0.5),
-    Scenario("toeplitz", "correlated, Toeplitz rho = 0.5", task_spec("{n}", extra=",cov=toeplitz,rho=0.5"),
+    Scenario("toeplitz", "correlated, Toeplitz ρ = 0.5", task_spec("{n}", extra=",cov=toeplitz,rho=0.5"),
              NOISE_VAR, "toeplitz"),
     Scenario("prior", "prior mean 0.4, std 0.2",
              task_spec("{n}", extra=f",w_mean={PRIOR_MEAN}", w_std=PRIOR_STD), NOISE_VAR, "prior"),
