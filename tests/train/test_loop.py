@@ -177,3 +177,24 @@ def test_a_torn_metrics_line_is_dropped_on_resume(tmp_path):
     MetricsLog(path, resume_step=10).close()
     assert read_metrics(path) == [{"step": 5, "loss": 1.0}, {"step": 10, "loss": 0.5}]
     assert path.read_text().endswith("}\n")
+
+
+def test_run_figures_off_writes_no_figures(tmp_path, write_config):
+    """``run.figures=false`` (what reproductions set: their reports draw the figures) leaves a
+    finished run with its eval.json and no eval/loss figures; the default draws both, PNG and PDF."""
+    from iclreg.train import load_config, train
+
+    quiet = train(load_config(write_config({"run": {"figures": False}})), tmp_path / "quiet")
+    drawn = train(load_config(write_config()), tmp_path / "drawn")
+    assert (quiet / "eval.json").is_file() and not list(quiet.glob("*.png")) and not list(quiet.glob("*.pdf"))
+    assert {p.name for p in drawn.iterdir() if p.suffix in (".png", ".pdf")} == {
+        "eval.png", "eval.pdf", "loss.png", "loss.pdf"}
+    assert "figures" not in (drawn / "config.yaml").read_text()  # the default, left out
+    assert "figures: false" in (quiet / "config.yaml").read_text()
+
+
+def test_reproductions_train_their_runs_without_run_figures():
+    from iclreg.experiments import REPRODUCTIONS
+
+    config = REPRODUCTIONS.get("newton")().config("gaussian:d=3,n=8", "softmax_attention:heads=1")
+    assert config.run.figures is False and config.run.device == "cpu"

@@ -139,7 +139,9 @@ class Experiment:
 
     def config(self, task: str, model: str, **sections: dict[str, Any]) -> ExperimentConfig:
         """An experiment config built in memory; ``run.device`` is this reproduction's device."""
-        run = {"device": self.device, **sections.pop("run", {})}
+        # the report draws the figures: a run's own eval.png and loss.png would cost more time
+        # than a toy run's training
+        run = {"device": self.device, "figures": False, **sections.pop("run", {})}
         return resolve({"task": task, "model": model, **sections, "run": run})
 
     def runs_dir(self, out: Path) -> Path:

@@ -143,14 +143,22 @@ def save_figure(fig: Figure, path: str | Path, dpi: int | None = None, also: tup
     ``also`` (``also=(".pdf",)``: ``name.png`` and ``name.pdf``)."""
     import io
 
+    import matplotlib as mpl
+
     from .style import DPI, style
 
     path = Path(path)
-    for target in (path, *(path.with_suffix(s) for s in also if s.lower() != path.suffix.lower())):
-        buf = io.BytesIO()
-        with style():
-            fig.savefig(buf, format=target.suffix.lstrip(".").lower(), dpi=dpi or DPI, bbox_inches="tight")
-        write_bytes(target, buf.getvalue())
+    with style():
+        if fig.get_layout_engine() is not None:  # solve the layout once, not once per format
+            fig.draw_without_rendering()
+            fig.set_layout_engine("none")
+        # the tight bounding box, measured once: savefig(bbox_inches="tight") would draw the
+        # figure an extra time per format to find it
+        bbox = fig.get_tightbbox().padded(mpl.rcParams["savefig.pad_inches"])
+        for target in (path, *(path.with_suffix(s) for s in also if s.lower() != path.suffix.lower())):
+            buf = io.BytesIO()
+            fig.savefig(buf, format=target.suffix.lstrip(".").lower(), dpi=dpi or DPI, bbox_inches=bbox)
+            write_bytes(target, buf.getvalue())
 
 
 OUTPUT_MARKERS = ("report.md", "index.html")

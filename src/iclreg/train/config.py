@@ -1,11 +1,9 @@
 """Experiment configs: a YAML or TOML file mapped onto frozen, validated dataclasses.
 
-An experiment names its task and model by SPEC (``gaussian:d=5,n=41``) or as a mapping
-(``{name: gaussian, d: 5, n: 41}``) and sets the optimiser, schedule, curriculum, training,
-evaluation and run sections. ``key=value`` overrides address any field by its dotted path
-(``optimizer.lr=3e-3``, ``model.heads=4``, ``task=gaussian:d=8``). Unknown keys and bad
-values raise :class:`~iclreg.errors.UsageError` naming the key. The resolved config, with
-the task and model as canonical SPECs, is what a run directory stores.
+An experiment names its task and model by SPEC (``gaussian:d=5,n=41``) or mapping and sets the
+optimiser, schedule, curriculum, training, evaluation and run sections; ``key=value`` overrides
+address fields by dotted path (``optimizer.lr=3e-3``). Unknown keys and bad values raise a
+:class:`~iclreg.errors.UsageError` naming the key. A run directory stores the resolved config.
 """
 
 from __future__ import annotations
@@ -152,6 +150,8 @@ class RunConfig:
     keep: checkpoints kept on disk (the newest).
     trackers: where the metrics also go: ``tensorboard``, ``wandb`` (offline unless
         ``wandb:mode=online``); optional extras, ``pip install 'iclreg[tensorboard]'`` (``trackers.py``).
+    figures: draw the finished run's ``eval.png`` and ``loss.png`` (with PDFs); reproductions
+        turn it off (their reports draw the figures; a toy run's two cost more than its training).
     """
 
     device: str = "cpu"
@@ -163,6 +163,7 @@ class RunConfig:
     log_every: int = 50
     keep: int = 2
     trackers: tuple[str, ...] = ()
+    figures: bool = True
 
     def __post_init__(self) -> None:
         check(self.checkpoint_every >= 1,
@@ -174,6 +175,10 @@ class RunConfig:
             not self.cuda_graph or self.device.startswith("cuda"),
             "run.cuda_graph needs run.device=cuda",
         )
+
+
+LEFT_OUT = {("train", "sampler"): "stream", ("train", "extended_from"): [], ("run", "trackers"): [],
+            ("run", "figures"): True}
 
 
 @dataclass(frozen=True)
@@ -224,14 +229,12 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain data (lists for tuples), ready for YAML or JSON. ``train.sampler`` appears only
         when it is not ``stream``, ``train.extended_from`` and ``run.trackers`` only when not
-        empty, so runs written before they existed still match their config."""
+        empty, ``run.figures`` only when off, so runs written before they existed still match
+        their config."""
         data = _plain(dataclasses.asdict(self))
-        if data["train"]["sampler"] == "stream":
-            del data["train"]["sampler"]
-        if not data["run"]["trackers"]:
-            del data["run"]["trackers"]
-        if not data["train"]["extended_from"]:
-            del data["train"]["extended_from"]
+        for (section, key), default in LEFT_OUT.items():
+            if data[section][key] == default:
+                del data[section][key]
         return data
 
 

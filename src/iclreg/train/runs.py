@@ -3,8 +3,8 @@ of a finished run (``plan.train_plan`` trains the runs of a reproduction).
 
 The trainer (``loop.py``) trains and evaluates; what a finished member leaves is written here,
 while the trainer still holds the member's lock: ``eval.png`` and ``loss.png`` (loops of at
-most ``FIGURES_UP_TO`` members; a sweep gets a summary), then ``eval.json``, which marks the
-run finished (``run.py`` lists a run directory's files).
+most ``FIGURES_UP_TO`` members, unless ``run.figures`` is off; a sweep gets a summary), then
+``eval.json``, which marks the run finished (``run.py`` lists a run directory's files).
 """
 
 from __future__ import annotations
@@ -37,11 +37,12 @@ def finish(trainer: Trainer, results: Sequence[tuple[Member, Result]]) -> None:
     """Write each finished member's figures (a loop of at most ``FIGURES_UP_TO`` members), then
     its ``eval.json``, last: it marks the member finished. Call it while ``trainer`` holds the
     members' locks."""
-    draw = len(trainer) <= FIGURES_UP_TO and bool(results)
+    results = list(results)
+    draw = len(trainer) <= FIGURES_UP_TO and any(m.config.run.figures for m, _ in results)
     where = results[0][0].run_dir if len(results) == 1 else f"{len(results)} runs"
     with phase(f"figures of {where}", log) if draw else contextlib.nullcontext():
         for m, result in results:
-            if draw:
+            if draw and m.config.run.figures:
                 write_figures(m, result)
             log.debug("writing %s", m.run_dir / "eval.json")
             write_run_file(m.run_dir / "eval.json", json.dumps(result), m.run_dir)
