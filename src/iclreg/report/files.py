@@ -140,7 +140,8 @@ def write_text(path: str | Path, text: str) -> None:
 def save_figure(fig: Figure, path: str | Path, dpi: int | None = None, also: tuple[str, ...] = ()) -> None:
     """Save a figure atomically in the format given by the suffix, under iclreg's figure style
     (``report.style``; ``dpi`` defaults to its ``DPI``), and once more beside it for each suffix of
-    ``also`` (``also=(".pdf",)``: ``name.png`` and ``name.pdf``)."""
+    ``also`` (``also=(".pdf",)``: ``name.png`` and ``name.pdf``). A figure with a layout engine
+    is laid out once and keeps that layout (its engine is removed)."""
     import io
 
     import matplotlib as mpl
