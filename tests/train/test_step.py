@@ -10,6 +10,8 @@ import torch
 
 from iclreg.models import Ensemble
 from iclreg.train import build_model, load_config
+from iclreg.train.fused import FAMILIES
+from iclreg.train.fused.step import FusedStep
 from iclreg.train.optim import build_optimizer
 from iclreg.train.step import CompiledStep, EagerStep, GraphedStep, build_step, prompt_losses
 
@@ -21,7 +23,8 @@ def parts(config):
 
 
 @pytest.mark.parametrize(("run", "kind", "inner"), [
-    ({}, EagerStep, None),
+    ({}, FusedStep, None),
+    ({"engine": "autograd"}, EagerStep, None),
     ({"compile": True}, CompiledStep, None),
     ({"cuda_graph": True, "device": "cuda"}, GraphedStep, EagerStep),
     ({"cuda_graph": True, "compile": True, "device": "cuda"}, GraphedStep, CompiledStep),
@@ -32,6 +35,9 @@ def test_the_step_is_chosen_once_from_the_config(write_config, monkeypatch, run,
     _, net, optimizer = parts(load_config(write_config()))  # built on the CPU: no capture yet
     step = build_step(config, net, optimizer, torch.device("cpu"), last_only=True)
     assert type(step) is kind
+    if kind is FusedStep:
+        assert step.net is net and step.family is FAMILIES.get(net.members[0].config)
+        return
     if inner is not None:
         assert step.step.set_to_none is False and step.graph is None
         step = step.step
@@ -49,13 +55,15 @@ def test_prompt_losses_average_every_prefix_or_the_query():
                                torch.tensor([(4 + 25) / 2, (64 + 121) / 2]))
 
 
-@pytest.mark.parametrize("loss", ["query", "all"])
-def test_an_eager_step_is_a_plain_step_of_the_model_alone(write_config, loss):
-    config = load_config(write_config({"train": {"loss": loss}, "optimizer": {"clip": 0.5}}))
+@pytest.mark.parametrize(("loss", "engine"), [("query", "autograd"), ("all", "autograd"), ("query", "auto")])
+def test_an_eager_or_fused_step_is_a_plain_step_of_the_model_alone(write_config, loss, engine):
+    config = load_config(write_config({"train": {"loss": loss}, "optimizer": {"clip": 0.5},
+                                       "run": {"engine": engine}}))
     model, net, optimizer = parts(config)
     alone = copy.deepcopy(model)
     plain = build_optimizer(config.optimizer, [(alone.parameters(), config.optimizer.lr)])
     step = build_step(config, net, optimizer, torch.device("cpu"), last_only=loss == "query")
+    assert isinstance(step, FusedStep) is (engine == "auto")
     x, y = torch.randn(1, 8, 12, 3), torch.randn(1, 8, 12)
     for _ in range(3):
         losses = step(x, y)

@@ -87,7 +87,9 @@ def save_checkpoint(
     """
     root = run_dir / "checkpoints"
     final = root / f"{PREFIX}{step:08d}"
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    # copies: a parameter may be a view of a larger buffer (the fused step's), which neither
+    # safetensors nor torch.save should see
+    weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     buffer = io.BytesIO()
     torch.save({**state, "step": step}, buffer)
     blobs = {"model.safetensors": save_safetensors(weights), "state.pt": buffer.getvalue()}

@@ -152,6 +152,8 @@ class RunConfig:
         ``wandb:mode=online``); optional extras, ``pip install 'iclreg[tensorboard]'`` (``trackers.py``).
     figures: draw the finished run's ``eval.png`` and ``loss.png`` (with PDFs); reproductions
         turn it off (their reports draw the figures; a toy run's two cost more than its training).
+    engine: ``auto`` (the fused step, ``train/fused``, where it applies, else autograd),
+        ``autograd`` (always torch's autograd and optimiser) or ``fused`` (refused elsewhere).
     """
 
     device: str = "cpu"
@@ -164,21 +166,18 @@ class RunConfig:
     keep: int = 2
     trackers: tuple[str, ...] = ()
     figures: bool = True
+    engine: Literal["auto", "autograd", "fused"] = "auto"
 
     def __post_init__(self) -> None:
-        check(self.checkpoint_every >= 1,
-              f"run.checkpoint_every must be at least 1, got {self.checkpoint_every}")
+        check(self.checkpoint_every >= 1, f"run.checkpoint_every must be >= 1, got {self.checkpoint_every}")
         check(self.log_every >= 1, f"run.log_every must be at least 1, got {self.log_every}")
         check(self.keep >= 1, f"run.keep must be at least 1, got {self.keep}")
         check_tracker_specs(self.trackers)
-        check(
-            not self.cuda_graph or self.device.startswith("cuda"),
-            "run.cuda_graph needs run.device=cuda",
-        )
+        check(not self.cuda_graph or self.device.startswith("cuda"), "run.cuda_graph needs run.device=cuda")
 
 
 LEFT_OUT = {("train", "sampler"): "stream", ("train", "extended_from"): [], ("run", "trackers"): [],
-            ("run", "figures"): True}
+            ("run", "figures"): True, ("run", "engine"): "auto"}
 
 
 @dataclass(frozen=True)

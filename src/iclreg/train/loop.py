@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,13 @@ from .checkpoint import checkpoint_dirs, latest_step, load_checkpoint, save_chec
 from .config import ExperimentConfig
 from .distributed import Group, NoMetrics, synchronize
 from .durable import remove_temporaries
+from .fused.step import FusedStep
 from .lock import run_lock
 from .member_state import join_lists, join_states, member_lists, member_state
 from .metrics import MetricsLog
 from .optim import build_optimizer, build_scheduler, set_scheduled_lrs
 from .run import build_model, load_weights
+from .sampler import Prefetcher, StreamSampler, one_thread
 from .step import build_step
 from .trackers import open_trackers
 
@@ -130,13 +132,16 @@ class Trainer:
         make_step = build_step if group is None else group.build_step
         self.update = make_step(cfg, self.net, self.optimizer, self.device,
                                 last_only=stacked and cfg.train.loss == "query")
-        self._locks = contextlib.ExitStack()
+        self._locks = contextlib.ExitStack()  # locks, and the fused step's threads (sampler.py)
         try:
+            self._draw = self._sampler()
             for m in self.members if self.writes else []:
                 self._locks.enter_context(run_lock(m.run_dir))
                 remove_temporaries(m.run_dir)
             synchronize(group)  # other ranks read the run once rank 0 has cleaned it
             self.step = self._restore() if resume else 0
+            if isinstance(self.update, FusedStep):  # loading replaced the buffers' views
+                self.update.bind()
             for m in self.members:
                 cut = self.step if resume else None  # metrics and trackers drop what follows it
                 m.metrics = NoMetrics() if not self.writes else MetricsLog(
@@ -148,6 +153,23 @@ class Trainer:
 
     def __len__(self) -> int:
         return len(self.members)
+
+    def _sampler(self) -> Callable[[int], tuple[Tensor, Tensor]]:
+        """The stream sampler's ``draw`` (``sampler.py``). Where the fused step trains on the CPU it
+        computes on one intra-op thread for the trainer's life, and if torch has two or more, a
+        second thread draws the next step's prompts meanwhile."""
+        cfg = self.config
+        sampler = StreamSampler([m.task for m in self.members], [m.config.train.seed for m in self.members],
+                                cfg.train.batch, cfg.curriculum, self.device, self.dtype)
+        if not (isinstance(self.update, FusedStep) and self.device.type == "cpu"):
+            return sampler.draw
+        prefetch = torch.get_num_threads() >= 2
+        self._locks.enter_context(one_thread())
+        log.debug("fused step on the CPU: one intra-op thread%s", ", prompts drawn ahead on a second"
+                  if prefetch else "")
+        if not prefetch:
+            return sampler.draw
+        return self._locks.enter_context(contextlib.closing(Prefetcher(sampler)))
 
     @property
     def writes(self) -> bool:
@@ -229,16 +251,16 @@ class Trainer:
 
     # --- one step ---------------------------------------------------------------------------
     def sample(self, step: int) -> tuple[Tensor, Tensor]:
-        """Every member's prompts for ``step``, from its own (seed, step): (E, B, n, d), (E, B, n)."""
+        """Every member's prompts for ``step``, from its own (seed, step): (E, B, n, d), (E, B, n);
+        with the stream sampler, views of a reused buffer valid until the next call
+        (``sampler.py``), drawn one step ahead on a second thread where the trainer prefetches."""
         cfg = self.config
-        d_active, n = cfg.curriculum.dims(step, self.members[0].task.d, self.members[0].task.n)
         if cfg.train.sampler == "counter":  # every member in one draw keyed by (seed, step)
+            d_active, n = cfg.curriculum.dims(step, self.members[0].task.d, self.members[0].task.n)
             return counter.sample_members([m.task for m in self.members],
                                           [m.config.train.seed for m in self.members], cfg.train.batch,
                                           step, n=n, d_active=d_active, device=self.device, dtype=self.dtype)
-        prompts = [m.task.sample(cfg.train.batch, m.config.train.seed, step, n=n, d_active=d_active,
-                                 device=self.device, dtype=self.dtype) for m in self.members]
-        return torch.stack([p.x for p in prompts]), torch.stack([p.y for p in prompts])
+        return self._draw(step)
 
     def train_step(self, step: int) -> Tensor:
         """One optimiser step of every member on fresh prompts; losses (E,)."""

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from torch import Tensor
+
 
 def member_state(state: dict[str, Any], e: int) -> dict[str, Any]:
     """Member e's part of an optimiser state dict (its param group), renumbered from 0."""
     group = state["param_groups"][e]
     ids = group["params"]
-    return {"state": {i: state["state"][old] for i, old in enumerate(ids) if old in state["state"]},
+    # copies: the fused step's state tensors are views of its flat buffers (torch.save would
+    # write the whole buffer for each)
+    copied = {i: {k: v.clone() if isinstance(v, Tensor) else v for k, v in state["state"][old].items()}
+              for i, old in enumerate(ids) if old in state["state"]}
+    return {"state": copied,
             "param_groups": [{**group, "params": list(range(len(ids)))}]}
 
 

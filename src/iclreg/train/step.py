@@ -6,7 +6,9 @@ clipping and the optimiser step, and returns the members' losses (E,):
 
 - :class:`EagerStep`: the network as it is;
 - :class:`CompiledStep`: the forward pass through ``torch.compile`` (``run.compile``);
-- :class:`GraphedStep`: another step captured as a CUDA graph and replayed (``run.cuda_graph``).
+- :class:`GraphedStep`: another step captured as a CUDA graph and replayed (``run.cuda_graph``);
+- ``fused.FusedStep``: hand-derived gradients and a flat Adam over every member at once, for
+  the one-layer attention family (``run.engine=auto`` picks it wherever it applies).
 
 The CUDA graph follows PyTorch's whole-network capture recipe (torch.cuda.graphs): the step
 is recorded once and replayed every step; prompts are sampled on the GPU from (seed, step) as
@@ -23,7 +25,9 @@ from contextlib import AbstractContextManager, nullcontext
 import torch
 from torch import Tensor, nn
 
+from ..errors import UsageError
 from .config import ExperimentConfig
+from .fused.step import FusedStep, unsupported
 
 
 def prompt_losses(pred: Tensor, y: Tensor, kind: str) -> Tensor:
@@ -135,12 +139,18 @@ class GraphedStep:
                         t.copy_(saved_state.get((id(p), key), torch.zeros_like(t)))
 
 
-Step = EagerStep | GraphedStep
+Step = EagerStep | GraphedStep | FusedStep
 
 
 def build_step(config: ExperimentConfig, net: nn.Module, optimizer: torch.optim.Optimizer,
                device: torch.device, last_only: bool) -> Step:
-    """The step ``config.run`` asks for: compiled or not, captured as a CUDA graph or not."""
+    """The step ``config.run`` asks for: fused where ``run.engine`` allows and it applies;
+    otherwise autograd, compiled or not, captured as a CUDA graph or not."""
+    why = unsupported(config, net) if config.run.engine != "autograd" else "run.engine=autograd"
+    if why is None:
+        return FusedStep(net, optimizer, config)
+    if config.run.engine == "fused":
+        raise UsageError(f"run.engine=fused does not apply here: {why}; use run.engine=auto")
     kind = CompiledStep if config.run.compile else EagerStep
     step = kind(net, optimizer, config, device, last_only)
     return GraphedStep(step) if config.run.cuda_graph else step

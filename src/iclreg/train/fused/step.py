@@ -1,0 +1,141 @@
+"""The fused training step: every member's loss, gradients and Adam update in a few batched ops.
+
+All parameters of all E members live in one flat buffer (E, P); each member's
+``nn.Parameter`` is a view of its row (``param.data = view``), so checkpoints, evaluation and
+the members' own modules read the current values without a copy. Adam's moments live in two
+more (E, P) buffers and its step count in one (E,), and the optimiser's per-parameter state
+holds views of them, in the layout ``torch.optim.Adam`` saves: checkpoints of the fused and
+of the autograd step are interchangeable. One step is:
+
+    losses, grads = family(params (E, ...), x, y)      hand-derived gradients (fused/*.py)
+    g <- g * min(1, clip / ||g_e||)                     per member, if optimizer.clip
+    m <- beta1 m + (1 - beta1) g,  v <- beta2 v + (1 - beta2) g^2
+    theta <- theta - lr_e / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps)
+
+(Adam, Kingma & Ba, arXiv 1412.6980, in torch's arrangement; AdamW decays theta by
+lr_e * weight_decay first, Adam adds weight_decay * theta to g), the member learning rates
+lr_e read from the optimiser's parameter groups, which the scheduler sets. It gives the same
+numbers as the autograd step with torch's Adam up to round-off (float64 tests).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ...models import Ensemble
+from ..config import ExperimentConfig
+from .base import FAMILIES, Family
+
+
+def unsupported(config: ExperimentConfig, net: torch.nn.Module) -> str | None:
+    """Why the fused step cannot train ``config`` (None: it can)."""
+    from ...models import MODELS
+
+    model = MODELS.build(config.model)
+    family = FAMILIES.get(model)
+    reasons = [
+        (not isinstance(net, Ensemble), "the model has no ensemble form"),
+        (family is None, f"model '{model.name}' has no hand-derived gradients (fused: "
+                         f"{', '.join(FAMILIES.names())})"),
+        (family is not None and config.train.loss not in family.losses,
+         f"train.loss={config.train.loss} (fused: {', '.join(family.losses) if family else ''})"),
+        (config.optimizer.name not in ("adam", "adamw"), f"optimizer {config.optimizer.name}"),
+        (config.run.amp != "none", "run.amp"),
+        (config.run.compile, "run.compile"),
+        (config.run.cuda_graph, "run.cuda_graph"),
+    ]
+    return next((why for bad, why in reasons if bad), None)
+
+
+class FusedStep:
+    """One optimiser step of every member of ``net`` with hand-derived gradients and a flat Adam.
+
+    Args:
+        net: the ensemble; its members' parameters become views of the flat buffer.
+        optimizer: the run's Adam/AdamW (its parameter groups give the members' learning rates;
+            its state holds views of the moments, for checkpoints).
+        config: the run's config (loss, optimiser settings).
+    """
+
+    def __init__(self, net: Ensemble, optimizer: torch.optim.Optimizer, config: ExperimentConfig) -> None:
+        first = net.members[0]
+        family = FAMILIES.get(first.config)
+        assert family is not None
+        self.family: Family = family
+        self.net, self.optimizer = net, optimizer
+        self.model_config = first.config
+        opt = config.optimizer
+        self.beta1, self.beta2 = opt.betas
+        self.eps, self.weight_decay, self.clip = 1e-8, opt.weight_decay, opt.clip
+        self.decoupled = opt.name == "adamw"
+        self.shapes = {name: p.shape for name, p in first.named_parameters()}
+        self.sizes = [math.prod(s) for s in self.shapes.values()]
+        self.bind()
+
+    def bind(self) -> None:
+        """(Re)build the flat buffers from the members' parameters and the optimiser's state
+        (empty state: zero moments, step 0), and point both at views of them. Call it after
+        loading weights or optimiser state that replaced the views (``Trainer._restore``)."""
+        members = self.net.members
+        E, P = len(members), sum(self.sizes)
+        first = next(members[0].parameters())
+        self.theta = torch.empty(E, P, dtype=first.dtype, device=first.device)
+        self.m, self.v = torch.zeros_like(self.theta), torch.zeros_like(self.theta)
+        self.steps = torch.zeros(E, dtype=torch.float32, device=first.device)
+        for e, member in enumerate(members):
+            params = [dict(member.named_parameters())[name] for name in self.shapes]
+            state = self.optimizer.state.get(params[0], {})
+            if "step" in state:
+                self.steps[e] = state["step"]
+            views = (self._views(buf[e]) for buf in (self.theta, self.m, self.v))
+            for param, theta, m, v in zip(params, *views, strict=True):
+                theta.copy_(param.detach())
+                param.data = theta
+                old = self.optimizer.state.get(param, {})
+                if "exp_avg" in old:
+                    m.copy_(old["exp_avg"])
+                    v.copy_(old["exp_avg_sq"])
+                self.optimizer.state[param] = {"step": self.steps[e], "exp_avg": m, "exp_avg_sq": v}
+
+    def _views(self, row: Tensor) -> list[Tensor]:
+        """A member's row (P,) as its parameters' shapes."""
+        return [t.view(shape) for t, shape in zip(row.split(self.sizes), self.shapes.values(), strict=True)]
+
+    def params(self) -> dict[str, Tensor]:
+        """Every parameter stacked along the members: name -> (E, ...), views of the buffer."""
+        E = self.theta.shape[0]
+        parts = self.theta.split(self.sizes, dim=1)
+        return {name: part.view(E, *shape)
+                for (name, shape), part in zip(self.shapes.items(), parts, strict=True)}
+
+    def __call__(self, x: Tensor, y: Tensor) -> Tensor:
+        """Loss, gradients and Adam step of every member on (E, B, n, d), (E, B, n); losses (E,)."""
+        with torch.no_grad():
+            losses, grads = self.family.gradients(self.model_config, self.params(), x, y)
+            g = torch.cat([grads[name].reshape(len(losses), -1) for name in self.shapes], 1)  # (E, P)
+            self._adam(g)
+        self.optimizer._opt_called = True  # type: ignore[attr-defined]  # the scheduler checks it stepped
+        return losses
+
+    def _adam(self, g: Tensor) -> None:
+        """The update of the module docstring on the flat gradient (E, P), in place."""
+        if self.clip is not None:
+            norms = g.norm(dim=1, keepdim=True)  # (E, 1)
+            g.mul_((self.clip / (norms + 1e-6)).clamp_(max=1.0))
+        self.steps += 1
+        t = self.steps.double()
+        lr = torch.tensor([group["lr"] for group in self.optimizer.param_groups], dtype=torch.float64)
+        lr = lr.to(t.device)
+        if self.weight_decay and self.decoupled:
+            self.theta.mul_((1 - lr * self.weight_decay).to(self.theta.dtype).unsqueeze(1))
+        elif self.weight_decay:
+            g.add_(self.theta, alpha=self.weight_decay)
+        self.m.lerp_(g, 1 - self.beta1)
+        self.v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
+        step_size = (lr / (1 - self.beta1**t)).to(self.theta.dtype).unsqueeze(1)  # (E, 1)
+        root = (1 - self.beta2**t).sqrt().to(self.theta.dtype).unsqueeze(1)
+        denom = (self.v.sqrt() / root).add_(self.eps)
+        self.theta.addcdiv_(self.m * step_size, denom, value=-1)

@@ -1,0 +1,110 @@
+"""The trainer's prompts: every member's batch of a step drawn into a reused token buffer, and,
+on a CPU with a second core, drawn one step ahead on a second thread.
+
+Each member's prompts come from ``task.sample`` with its own (seed, step), exactly the stream
+it has trained alone (Raventos et al.'s data discipline, arXiv 2306.15063); they are copied,
+still in cache, into one token buffer (E, B, n, d + K) that is reused from step to step, and
+the step gets two views of it, ``x = tokens[..., :d]`` and ``y = tokens[..., d:]`` (so the
+fused step reads the examples' tokens without assembling them: ``fused.base.tokens``).
+
+Drawing prompts is serial work (one generator per member), and on the CPU it is as costly as
+the fused step itself. :class:`Prefetcher` overlaps the two: while the caller trains on step
+t, a second thread draws step t + 1 into the other of two buffers. Both threads compute with
+one intra-op thread each (:func:`one_thread`), so a run's numbers are the same whatever the
+machine's thread count: drawing is a pure function of (seed, step), and the step's arithmetic
+never splits over threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import torch
+from torch import Tensor
+
+from ..tasks import Task
+from .curriculum import CurriculumConfig
+
+Batch = tuple[Tensor, Tensor]  # x (E, B, n, d) and y (E, B, n) or (E, B, n, K)
+
+
+class StreamSampler:
+    """Every member's prompts of a step, from its own task and seed, into a token buffer.
+
+    Args:
+        tasks, seeds: one per member (tasks of one d, n and number of label slots).
+        batch: prompts per member and step.
+        curriculum: the run's curriculum (its d_active and n at each step).
+    """
+
+    def __init__(self, tasks: Sequence[Task], seeds: Sequence[int], batch: int,
+                 curriculum: CurriculumConfig, device: torch.device, dtype: torch.dtype) -> None:
+        self.tasks, self.seeds, self.batch = list(tasks), list(seeds), batch
+        self.curriculum, self.device, self.dtype = curriculum, device, dtype
+        self.buffers: list[Tensor | None] = [None, None]
+
+    def draw(self, step: int, slot: int = 0) -> Batch:
+        """The prompts of ``step`` in buffer ``slot``; views valid until that slot is drawn again."""
+        task = self.tasks[0]
+        d, labels = task.d, task.num_labels
+        d_active, n = self.curriculum.dims(step, d, task.n)
+        shape = (len(self.tasks), self.batch, n, d + labels)
+        tokens = self.buffers[slot]
+        if tokens is None or tokens.shape != shape:
+            tokens = self.buffers[slot] = torch.empty(shape, device=self.device, dtype=self.dtype)
+        single = True
+        for e, (member_task, seed) in enumerate(zip(self.tasks, self.seeds, strict=True)):
+            prompts = member_task.sample(self.batch, seed, step, n=n, d_active=d_active,
+                                         device=self.device, dtype=self.dtype)
+            tokens[e, ..., :d] = prompts.x
+            tokens[e, ..., d:] = prompts.y.view(self.batch, n, labels)
+            single = prompts.y.dim() == 2
+        return tokens[..., :d], tokens[..., d] if single else tokens[..., d:]
+
+
+class Prefetcher:
+    """Draws step t + 1 on a second thread while the caller trains on step t.
+
+    ``prefetcher(step)`` returns the prompts of ``step`` (drawn ahead if ``step`` follows the
+    previous call, else drawn now), valid until the next call, and starts drawing ``step + 1``
+    into the other buffer. :meth:`close` waits for the thread and stops it.
+    """
+
+    def __init__(self, sampler: StreamSampler) -> None:
+        self.sampler = sampler
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="iclreg-prompts")
+        self.pending: tuple[int, int, Future[Batch]] | None = None  # (step, slot, drawing)
+        self.current = 0  # the slot the caller holds
+
+    def __call__(self, step: int) -> Batch:
+        slot = 1 - self.current
+        batch = None
+        if self.pending is not None:
+            ahead, slot, future = self.pending
+            drawn = future.result()  # also re-raises what the thread raised
+            batch = drawn if ahead == step else None
+        if batch is None:
+            batch = self.sampler.draw(step, slot)
+        self.current = slot
+        self.pending = (step + 1, 1 - slot, self.pool.submit(self.sampler.draw, step + 1, 1 - slot))
+        return batch
+
+    def close(self) -> None:
+        if self.pending is not None:
+            with contextlib.suppress(Exception):  # a draw past the run's end may fail: unused
+                self.pending[2].result()
+            self.pending = None
+        self.pool.shutdown(wait=True)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch's intra-op threads set to one inside the block, restored after it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
