@@ -13,9 +13,11 @@ of the autograd step are interchangeable. One step is:
     theta <- theta - lr_e / (1 - beta1^t) * m / (sqrt(v / (1 - beta2^t)) + eps)
 
 (Adam, Kingma & Ba, arXiv 1412.6980, in torch's arrangement; AdamW decays theta by
-lr_e * weight_decay first, Adam adds weight_decay * theta to g), the member learning rates
-lr_e read from the optimiser's parameter groups, which the scheduler sets. It gives the same
-numbers as the autograd step with torch's Adam up to round-off (float64 tests).
+lr_e * weight_decay first, Adam adds weight_decay * theta to g), or SGD's
+b <- momentum b + g (b = g at the first step), theta <- theta - lr_e b (the state
+``momentum_buffer`` where momentum > 0), the member learning rates lr_e read from the
+optimiser's parameter groups, which the scheduler sets. It gives the same numbers as the
+autograd step with torch's optimiser up to round-off (float64 tests).
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ def unsupported(config: ExperimentConfig, net: torch.nn.Module) -> str | None:
                          f"{', '.join(FAMILIES.names())})"),
         (family is not None and config.train.loss not in family.losses,
          f"train.loss={config.train.loss} (fused: {', '.join(family.losses) if family else ''})"),
-        (config.optimizer.name not in ("adam", "adamw"), f"optimizer {config.optimizer.name}"),
         (config.run.amp != "none", "run.amp"),
         (config.run.compile, "run.compile"),
         (config.run.cuda_graph, "run.cuda_graph"),
@@ -70,7 +71,7 @@ class FusedStep:
         opt = config.optimizer
         self.beta1, self.beta2 = opt.betas
         self.eps, self.weight_decay, self.clip = 1e-8, opt.weight_decay, opt.clip
-        self.decoupled = opt.name == "adamw"
+        self.decoupled, self.sgd, self.momentum = opt.name == "adamw", opt.name == "sgd", opt.momentum
         self.shapes = {name: p.shape for name, p in first.named_parameters()}
         self.sizes = [math.prod(s) for s in self.shapes.values()]
         self.bind()
@@ -85,6 +86,8 @@ class FusedStep:
         self.theta = torch.empty(E, P, dtype=first.dtype, device=first.device)
         self.m, self.v = torch.zeros_like(self.theta), torch.zeros_like(self.theta)
         self.steps = torch.zeros(E, dtype=torch.float32, device=first.device)
+        keys = ("momentum_buffer",) if self.sgd else ("exp_avg", "exp_avg_sq")
+        self.started = all("momentum_buffer" in self.optimizer.state.get(p, {}) for p in self.net.parameters())
         for e, member in enumerate(members):
             params = [dict(member.named_parameters())[name] for name in self.shapes]
             state = self.optimizer.state.get(params[0], {})
@@ -95,10 +98,13 @@ class FusedStep:
                 theta.copy_(param.detach())
                 param.data = theta
                 old = self.optimizer.state.get(param, {})
-                if "exp_avg" in old:
-                    m.copy_(old["exp_avg"])
-                    v.copy_(old["exp_avg_sq"])
-                self.optimizer.state[param] = {"step": self.steps[e], "exp_avg": m, "exp_avg_sq": v}
+                for key, buf in zip(keys, (m, v), strict=False):
+                    if key in old:
+                        buf.copy_(old[key])
+                if not self.sgd:
+                    self.optimizer.state[param] = {"step": self.steps[e], "exp_avg": m, "exp_avg_sq": v}
+                elif self.momentum and self.started:
+                    self.optimizer.state[param] = {"momentum_buffer": m}
 
     def _views(self, row: Tensor) -> list[Tensor]:
         """A member's row (P,) as its parameters' shapes."""
@@ -116,19 +122,40 @@ class FusedStep:
         with torch.no_grad():
             losses, grads = self.family.gradients(self.model_config, self.params(), x, y)
             g = torch.cat([grads[name].reshape(len(losses), -1) for name in self.shapes], 1)  # (E, P)
-            self._adam(g)
+            self._sgd(g) if self.sgd else self._adam(g)
         self.optimizer._opt_called = True  # type: ignore[attr-defined]  # the scheduler checks it stepped
         return losses
 
-    def _adam(self, g: Tensor) -> None:
-        """The update of the module docstring on the flat gradient (E, P), in place."""
+    def _clip_and_rates(self, g: Tensor) -> Tensor:
+        """Clip each member's gradient (E, P) in place (``optimizer.clip``, as torch's
+        ``clip_grad_norm_``); return the members' learning rates (E,), float64."""
         if self.clip is not None:
             norms = g.norm(dim=1, keepdim=True)  # (E, 1)
             g.mul_((self.clip / (norms + 1e-6)).clamp_(max=1.0))
+        lr = torch.tensor([group["lr"] for group in self.optimizer.param_groups], dtype=torch.float64)
+        return lr.to(g.device)
+
+    def _sgd(self, g: Tensor) -> None:
+        """SGD with momentum and L2 weight decay (module docstring) on the flat gradient (E, P)."""
+        lr = self._clip_and_rates(g).to(self.theta.dtype).unsqueeze(1)
+        if self.weight_decay:
+            g.add_(self.theta, alpha=self.weight_decay)
+        if self.momentum:
+            if self.started:
+                g = self.m.mul_(self.momentum).add_(g)
+            else:  # torch's first step: the buffer is the gradient
+                g = self.m.copy_(g)
+                self.started = True
+                for member, row in zip(self.net.members, self.m, strict=True):
+                    for param, m in zip(member.parameters(), self._views(row), strict=True):
+                        self.optimizer.state[param] = {"momentum_buffer": m}
+        self.theta.sub_(g * lr)
+
+    def _adam(self, g: Tensor) -> None:
+        """The update of the module docstring on the flat gradient (E, P), in place."""
+        lr = self._clip_and_rates(g)
         self.steps += 1
         t = self.steps.double()
-        lr = torch.tensor([group["lr"] for group in self.optimizer.param_groups], dtype=torch.float64)
-        lr = lr.to(t.device)
         if self.weight_decay and self.decoupled:
             self.theta.mul_((1 - lr * self.weight_decay).to(self.theta.dtype).unsqueeze(1))
         elif self.weight_decay:
