@@ -169,7 +169,8 @@ class RunConfig:
     engine: Literal["auto", "autograd", "fused"] = "auto"
 
     def __post_init__(self) -> None:
-        check(self.checkpoint_every >= 1, f"run.checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        check(self.checkpoint_every >= 1, "run.checkpoint_every must be at least 1, got "
+                                          f"{self.checkpoint_every}")
         check(self.log_every >= 1, f"run.log_every must be at least 1, got {self.log_every}")
         check(self.keep >= 1, f"run.keep must be at least 1, got {self.keep}")
         check_tracker_specs(self.trackers)

@@ -87,7 +87,8 @@ class FusedStep:
         self.m, self.v = torch.zeros_like(self.theta), torch.zeros_like(self.theta)
         self.steps = torch.zeros(E, dtype=torch.float32, device=first.device)
         keys = ("momentum_buffer",) if self.sgd else ("exp_avg", "exp_avg_sq")
-        self.started = all("momentum_buffer" in self.optimizer.state.get(p, {}) for p in self.net.parameters())
+        self.started = all("momentum_buffer" in self.optimizer.state.get(p, {})
+                           for p in self.net.parameters())
         for e, member in enumerate(members):
             params = [dict(member.named_parameters())[name] for name in self.shapes]
             state = self.optimizer.state.get(params[0], {})
