@@ -13,7 +13,6 @@ from iclreg.models import MODELS
 from iclreg.tasks import TASKS
 from iclreg.train import resolve
 from iclreg.train.fused import FAMILIES
-from iclreg.train.fused.base import tokens
 from iclreg.train.fused.step import FusedStep
 from iclreg.train.loop import Trainer
 from iclreg.train.sampler import Prefetcher, StreamSampler
@@ -196,16 +195,6 @@ def test_engine_choice_and_refusal(tmp_path):
     assert not isinstance(trainer(tmp_path, "auto", train={"loss": "all"}).update, FusedStep)
     with pytest.raises(UsageError, match="run.engine=fused does not apply here: train.loss=all"):
         trainer(tmp_path, "fused", train={"loss": "all"})
-
-
-def test_tokens_are_a_view_of_one_buffer_or_a_copy():
-    buf = torch.randn(2, 3, 5, 4)
-    x, y = buf[..., :3], buf[..., 3]
-    z = tokens(x, y)
-    assert z.data_ptr() == buf.data_ptr() and torch.equal(z, buf)
-    apart = tokens(x.clone(), y.clone())  # not one buffer: concatenated
-    assert apart.data_ptr() != buf.data_ptr() and torch.equal(apart, buf)
-    assert torch.equal(tokens(x, buf[..., 3:].clone()), buf)
 
 
 def test_prefetched_prompts_are_the_drawn_ones_in_any_order():

@@ -165,8 +165,8 @@ class Trainer:
             return sampler.draw
         prefetch = torch.get_num_threads() >= 2
         self._locks.enter_context(one_thread())
-        log.debug("fused step on the CPU: one intra-op thread%s", ", prompts drawn ahead on a second"
-                  if prefetch else "")
+        log.info("fused step on the CPU: one torch thread computes%s", ", a second draws the next "
+                 "step's prompts" if prefetch else " (torch has one; two would draw prompts meanwhile)")
         if not prefetch:
             return sampler.draw
         return self._locks.enter_context(contextlib.closing(Prefetcher(sampler)))
@@ -252,7 +252,7 @@ class Trainer:
     # --- one step ---------------------------------------------------------------------------
     def sample(self, step: int) -> tuple[Tensor, Tensor]:
         """Every member's prompts for ``step``, from its own (seed, step): (E, B, n, d), (E, B, n);
-        with the stream sampler, views of a reused buffer valid until the next call
+        with the stream sampler, reused buffers valid until the next call
         (``sampler.py``), drawn one step ahead on a second thread where the trainer prefetches."""
         cfg = self.config
         if cfg.train.sampler == "counter":  # every member in one draw keyed by (seed, step)

@@ -1,11 +1,10 @@
-"""The trainer's prompts: every member's batch of a step drawn into a reused token buffer, and,
-on a CPU with a second core, drawn one step ahead on a second thread.
+"""The trainer's prompts: every member's batch of a step drawn into reused buffers, and, on a
+CPU with a second core, drawn one step ahead on a second thread.
 
 Each member's prompts come from ``task.sample`` with its own (seed, step), exactly the stream
 it has trained alone (Raventos et al.'s data discipline, arXiv 2306.15063); they are copied,
-still in cache, into one token buffer (E, B, n, d + K) that is reused from step to step, and
-the step gets two views of it, ``x = tokens[..., :d]`` and ``y = tokens[..., d:]`` (so the
-fused step reads the examples' tokens without assembling them: ``fused.base.tokens``).
+still in cache, into two buffers x (E, B, n, d) and y (E, B, n[, K]) that are reused from step
+to step (a fresh stacked tensor of a large ensemble costs page faults at every step).
 
 Drawing prompts is serial work (one generator per member), and on the CPU it is as costly as
 the fused step itself. :class:`Prefetcher` overlaps the two: while the caller trains on step
@@ -43,25 +42,23 @@ class StreamSampler:
                  curriculum: CurriculumConfig, device: torch.device, dtype: torch.dtype) -> None:
         self.tasks, self.seeds, self.batch = list(tasks), list(seeds), batch
         self.curriculum, self.device, self.dtype = curriculum, device, dtype
-        self.buffers: list[Tensor | None] = [None, None]
+        self.buffers: list[Batch | None] = [None, None]
 
     def draw(self, step: int, slot: int = 0) -> Batch:
-        """The prompts of ``step`` in buffer ``slot``; views valid until that slot is drawn again."""
+        """The prompts of ``step`` in buffer ``slot``, valid until that slot is drawn again."""
         task = self.tasks[0]
-        d, labels = task.d, task.num_labels
-        d_active, n = self.curriculum.dims(step, d, task.n)
-        shape = (len(self.tasks), self.batch, n, d + labels)
-        tokens = self.buffers[slot]
-        if tokens is None or tokens.shape != shape:
-            tokens = self.buffers[slot] = torch.empty(shape, device=self.device, dtype=self.dtype)
-        single = True
+        d_active, n = self.curriculum.dims(step, task.d, task.n)
+        out = self.buffers[slot]
         for e, (member_task, seed) in enumerate(zip(self.tasks, self.seeds, strict=True)):
             prompts = member_task.sample(self.batch, seed, step, n=n, d_active=d_active,
                                          device=self.device, dtype=self.dtype)
-            tokens[e, ..., :d] = prompts.x
-            tokens[e, ..., d:] = prompts.y.view(self.batch, n, labels)
-            single = prompts.y.dim() == 2
-        return tokens[..., :d], tokens[..., d] if single else tokens[..., d:]
+            if out is None or out[0].shape[1:] != prompts.x.shape or out[1].shape[1:] != prompts.y.shape:
+                out = self.buffers[slot] = tuple(  # (E, B, n, d), (E, B, n[, K])
+                    torch.empty(len(self.tasks), *t.shape, device=self.device, dtype=self.dtype)
+                    for t in (prompts.x, prompts.y))
+            out[0][e] = prompts.x
+            out[1][e] = prompts.y
+        return out
 
 
 class Prefetcher:

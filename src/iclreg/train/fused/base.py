@@ -1,6 +1,7 @@
 """The registry of fused training families: model configs whose loss has hand-derived gradients.
 
-A family registers a function ``(config, params, x, y) -> (losses (E,), gradients)`` computing,
+A family registers a function ``(config, params, x, y, workspace=None) -> (losses (E,),
+gradients)`` computing,
 for E stacked members at once, the per-member training loss and its gradient with respect to
 every parameter (``params[name]``: (E, ...), the member axis first, as ``stacked_forward``
 takes them). The fused step (``step.py``) trains with it wherever the run's config allows;
@@ -18,7 +19,7 @@ from torch import Tensor
 from ...models.base import ModelConfig
 
 Gradients = tuple[Tensor, dict[str, Tensor]]
-GradientFn = Callable[[ModelConfig, dict[str, Tensor], Tensor, Tensor], Gradients]
+GradientFn = Callable[..., Gradients]  # (config, params, x, y, workspace=None) -> losses, grads
 
 
 @dataclass(frozen=True)
@@ -54,19 +55,17 @@ class Families:
 FAMILIES = Families()
 
 
-def tokens(x: Tensor, y: Tensor) -> Tensor:
-    """The tokens z = (x, y): (E, B, n, d), (E, B, n[, K]) -> (E, B, n, d + K).
+class Workspace:
+    """Named buffers reused from step to step: a fresh tensor of a large ensemble is fresh pages
+    from the system at every step (allocations above glibc's mmap threshold), which costs as much
+    as the arithmetic."""
 
-    Where x and y are the two parts of one buffer (the trainer's sampler draws them so) this is
-    a view of that buffer, no copy; otherwise the concatenation.
-    """
-    labels = y.unsqueeze(-1) if y.dim() == x.dim() - 1 else y
-    d, K = x.shape[-1], labels.shape[-1]
-    adjacent = (x.stride(-1) == labels.stride(-1) == 1 and x.stride()[:-1] == labels.stride()[:-1]
-                and x.stride(-2) == d + K
-                and x.untyped_storage().data_ptr() == labels.untyped_storage().data_ptr()
-                and labels.data_ptr() == x.data_ptr() + d * x.element_size()
-                and x.shape[:-1] == labels.shape[:-1])
-    if adjacent:
-        return x.as_strided((*x.shape[:-1], d + K), x.stride())
-    return torch.cat([x, labels], -1)
+    def __init__(self) -> None:
+        self._buffers: dict[str, Tensor] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """Buffer ``name`` of ``shape`` in ``like``'s dtype and device (contents undefined)."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
+            buf = self._buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        return buf

@@ -19,12 +19,12 @@ from torch import Tensor
 
 from ...models.cot import ChainOfThoughtConfig, emit, gd_chain, transfer
 from ...models.layouts import stack
-from .base import FAMILIES, Gradients
+from .base import FAMILIES, Gradients, Workspace
 
 
 @FAMILIES.register(ChainOfThoughtConfig, losses=("chain",))
 def chain_gradients(config: ChainOfThoughtConfig, params: dict[str, Tensor], x: Tensor,
-                    y: Tensor) -> Gradients:
+                    y: Tensor, workspace: Workspace | None = None) -> Gradients:
     """Per-member chain losses (E,) and gradients; W_qk, W_ov (E, D, D), D = 2d + 2;
     x (E, B, n, d), y (E, B, n)."""
     W_qk, W_ov = params["W_qk"], params["W_ov"]

@@ -18,12 +18,12 @@ import torch
 from torch import Tensor
 
 from ...models.reduced_attention import ReducedAttentionConfig
-from .base import FAMILIES, Gradients
+from .base import FAMILIES, Gradients, Workspace
 
 
 @FAMILIES.register(ReducedAttentionConfig, losses=("query",))
 def query_gradients(config: ReducedAttentionConfig, params: dict[str, Tensor], x: Tensor,
-                    y: Tensor) -> Gradients:
+                    y: Tensor, workspace: Workspace | None = None) -> Gradients:
     """Per-member query losses (E,) and gradients; A (E, d, d), b (E, 1); x (E, B, n, d),
     y (E, B, n), n >= 2."""
     A, b = params["A"], params["b"]

@@ -30,17 +30,18 @@ import torch
 from torch import Tensor
 
 from ...models.softmax_attention import SoftmaxAttentionConfig
-from .base import FAMILIES, Gradients, tokens
+from .base import FAMILIES, Gradients, Workspace
 
 
 @FAMILIES.register(SoftmaxAttentionConfig, losses=("query",))
 def query_gradients(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x: Tensor,
-                    y: Tensor) -> Gradients:
+                    y: Tensor, workspace: Workspace | None = None) -> Gradients:
     """Per-member query losses (E,) and their gradients.
 
     Args:
         params: Q, K, V (E, H, p, p) and O (E, K, H, p).
         x: (E, B, n, d); y: (E, B, n) or (E, B, n, K), n >= 2.
+        workspace: where the large intermediates live from call to call (a new one if None).
     Returns:
         losses (E,) and a gradient per parameter, shaped as the parameter.
     """
@@ -49,23 +50,29 @@ def query_gradients(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x
     E, B, n, d = x.shape
     m, p, K, H = n - 1, config.width, config.labels, config.heads
     scale = 1 / math.sqrt(p)
+    ws = workspace or Workspace()
     # contiguous operands throughout: a strided one makes torch copy it inside every bmm
-    Z = tokens(x, y)[:, :, :m]  # (E, B, m, p): the examples (a view of the sampler's buffer)
+    Z = torch.cat([x[:, :, :m], labels[:, :, :m]], -1, out=ws.get("Z", (E, B, m, p), x))  # examples
     xq, yq = x[:, :, m], labels[:, :, m]  # (E, B, d), (E, B, K)
     A = (Km.transpose(-1, -2) @ Q[..., :d]) * scale  # (E, H, p, d): A_h's query columns
     t = xq @ A.permute(0, 3, 1, 2).reshape(E, d, H * p)  # (E, B, H p): A_h x_q
     u = O.permute(0, 2, 1, 3) @ V  # (E, H, K, p): u_h = O_h V_h
-    rows = torch.cat([t.view(E, B, H, p), u.reshape(E, 1, H * K, p).expand(E, B, H * K, p)], 2)
-    sv = rows @ Z.transpose(-1, -2)  # (E, B, H + H K, m): the scores, then u_hk z_j
-    s, v = sv[:, :, :H], sv[:, :, H:].view(E, B, H, K, m)
+    ZT = Z.transpose(-1, -2)
+    s = torch.matmul(t.view(E, B, H, p), ZT, out=ws.get("s", (E, B, H, m), x))  # the scores
+    rows = u.reshape(E, 1, H * K, p).expand(E, B, H * K, p).contiguous()
+    v = torch.matmul(rows, ZT, out=ws.get("v", (E, B, H * K, m), x)).view(E, B, H, K, m)  # u_hk z_j
     c = config.linear_scale or m  # linear attention's divisor
-    a = torch.softmax(s, -1) if config.activation == "softmax" else s / c  # (E, B, H, m)
+    a = ws.get("a", (E, B, H, m), x)  # (E, B, H, m)
+    if config.activation == "softmax":
+        torch.ops.aten._softmax.out(s, -1, False, out=a)
+    else:
+        torch.div(s, c, out=a)
     o = (a.unsqueeze(3) * v).sum(-1)  # (E, B, H, K): each head's output
     err = o.sum(2) - yq  # (E, B, K)
     losses = err.square().mean((1, 2))
     g = err * (2 / (B * K))  # (E, B, K): dL/dy_hat
     # the backward pass writes both left factors of its product with Z into one buffer
-    left = torch.empty(E, B, H * (1 + K), m, dtype=x.dtype, device=x.device)
+    left = ws.get("left", (E, B, H * (1 + K), m), x)
     gs, weights = left[:, :, :H], left[:, :, H:].view(E, B, H, K, m)
     torch.mul(a.unsqueeze(3), g[:, :, None, :, None], out=weights)  # a_hj g_k
     if K == 1 and config.activation == "softmax":  # dL/ds = a g (v - o), one pass fewer
@@ -76,7 +83,7 @@ def query_gradients(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x
             torch.mul(a, ga - (g.unsqueeze(2) * o).sum(-1, keepdim=True), out=gs)
         else:
             torch.div(ga, c, out=gs)
-    back = left @ Z  # (E, B, H + H K, p)
+    back = torch.matmul(left, Z, out=ws.get("back", (E, B, H * (1 + K), p), x))  # (E, B, H + H K, p)
     gt, gu = back[:, :, :H], back[:, :, H:].sum(1).view(E, H, K, p)  # dL/d(A_h x_q), dL/du_h
     gA = torch.zeros(E, H, p, p, dtype=x.dtype, device=x.device)
     gA[..., :d] = (gt.reshape(E, B, H * p).transpose(1, 2) @ xq).view(E, H, p, d) * scale

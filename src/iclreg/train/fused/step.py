@@ -29,7 +29,7 @@ from torch import Tensor
 
 from ...models import Ensemble
 from ..config import ExperimentConfig
-from .base import FAMILIES, Family
+from .base import FAMILIES, Family, Workspace
 
 
 def unsupported(config: ExperimentConfig, net: torch.nn.Module) -> str | None:
@@ -74,6 +74,7 @@ class FusedStep:
         self.decoupled, self.sgd, self.momentum = opt.name == "adamw", opt.name == "sgd", opt.momentum
         self.shapes = {name: p.shape for name, p in first.named_parameters()}
         self.sizes = [math.prod(s) for s in self.shapes.values()]
+        self.workspace = Workspace()  # the family's large intermediates, reused
         self.bind()
 
     def bind(self) -> None:
@@ -121,7 +122,7 @@ class FusedStep:
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
         """Loss, gradients and Adam step of every member on (E, B, n, d), (E, B, n); losses (E,)."""
         with torch.no_grad():
-            losses, grads = self.family.gradients(self.model_config, self.params(), x, y)
+            losses, grads = self.family.gradients(self.model_config, self.params(), x, y, self.workspace)
             g = torch.cat([grads[name].reshape(len(losses), -1) for name in self.shapes], 1)  # (E, P)
             self._sgd(g) if self.sgd else self._adam(g)
         self.optimizer._opt_called = True  # type: ignore[attr-defined]  # the scheduler checks it stepped
