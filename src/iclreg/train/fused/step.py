@@ -120,7 +120,8 @@ class FusedStep:
                 for (name, shape), part in zip(self.shapes.items(), parts, strict=True)}
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
-        """Loss, gradients and Adam step of every member on (E, B, n, d), (E, B, n); losses (E,)."""
+        """Loss, gradients and optimiser step of every member on (E, B, n, d), (E, B, n[, K]);
+        losses (E,)."""
         with torch.no_grad():
             losses, grads = self.family.gradients(self.model_config, self.params(), x, y, self.workspace)
             g = torch.cat([grads[name].reshape(len(losses), -1) for name in self.shapes], 1)  # (E, P)
