@@ -80,7 +80,8 @@ def test_plan_is_the_old_sweep(tmp_path):
            "optimizer": {"name": "adam", "lr": QUICK.lr}, "schedule": QUICK.schedule,
            "train": {"steps": QUICK.steps, "batch": QUICK.batch, "loss": "query"},
            "eval": {"samples": 2000, "estimators": []},
-           "run": {"device": "cpu", "checkpoint_every": 200, "keep": 11, "log_every": 20,
+           "run": {"device": "cpu", "checkpoint_every": QUICK.steps // 10, "keep": 11,
+                   "log_every": QUICK.steps // 100,
                    "figures": False}}  # a reproduction's runs leave the figures to its report
     path = tmp_path / "train_config.yaml"
     path.write_text(yaml.safe_dump(old, sort_keys=False))

@@ -36,6 +36,7 @@ def error_curves(
     seed: int = 0,
     *,
     n: int | None = None,
+    positions: int | None = None,
     device: str = "cpu",
     dtype: torch.dtype = torch.float64,
     progress: bool = False,
@@ -46,22 +47,28 @@ def error_curves(
         task: the prompt distribution; n overrides its prompt length (length generalisation).
         predictors: label -> callable ``(x (B, n, d), y (B, n)) -> (B, n)``.
         samples: number of prompts N.
+        positions: evaluate k < positions only, on the first ``positions`` pairs of the same
+            prompts of n pairs (a prediction reads only the pairs before it: the numbers at
+            those k are a full evaluation's, for the cost of the short prompts).
     Returns:
-        label -> {"mse": [n floats], "ci95": [[low, high] per k]}.
+        label -> {"mse": [n (or positions) floats], "ci95": [[low, high] per k]}.
     """
     check_evaluation(task, predictors, samples, seed, n=n, device=device, dtype=dtype)
     dev = resolve_device(device)
     n = task.n if n is None else n
-    sums = {name: torch.zeros(n, dtype=torch.float64) for name in predictors}
-    squares = {name: torch.zeros(n, dtype=torch.float64) for name in predictors}
+    check(positions is None or 1 <= positions <= n, f"positions must be in [1, n={n}], got {positions}")
+    kept = n if positions is None else positions
+    sums = {name: torch.zeros(kept, dtype=torch.float64) for name in predictors}
+    squares = {name: torch.zeros(kept, dtype=torch.float64) for name in predictors}
     chunks = math.ceil(samples / CHUNK)
     bar = Progress(samples, enabled=progress, desc="evaluation", unit="prompt", leave=False, logger=log)
     for chunk in range(chunks):
         batch = min(CHUNK, samples - chunk * CHUNK)
         prompts = task.sample(batch, seed, chunk, n=n, device=dev, dtype=dtype)
+        x, y = prompts.x[:, :kept], prompts.y[:, :kept]
         for name, f in predictors.items():
             with torch.no_grad():
-                err = (f(prompts.x, prompts.y) - prompts.y).square()  # (B, n) or (B, n, K)
+                err = (f(x, y) - y).square()  # (B, n) or (B, n, K)
             if err.dim() == 3:
                 err = err.mean(-1)  # average over label slots
             err = err.to(device="cpu", dtype=torch.float64)
@@ -79,6 +86,29 @@ def error_curves(
             "ci95": torch.stack([mean - half, mean + half], -1).tolist(),
         }
     return out
+
+
+def best_curves(
+    task: Task,
+    predictors: Mapping[str, Predictor],
+    samples: int,
+    seed: int = 0,
+    *,
+    at: int,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> tuple[str, dict[str, list[float]]]:
+    """MSE curves of several predictors of which only the best needs its whole curve: every
+    predictor's at k <= ``at`` (:func:`error_curves` with ``positions=at + 1``, the same prompts),
+    then the best one's (the lowest MSE at k = ``at``, the first on a tie) at every k < n.
+
+    Returns:
+        (the best's label, label -> MSE by k: n values for the best, at + 1 for the others).
+    """
+    short = error_curves(task, predictors, samples, seed, positions=at + 1, device=device, dtype=dtype)
+    chosen = min(short, key=lambda name: short[name]["mse"][at])
+    whole = error_curves(task, {chosen: predictors[chosen]}, samples, seed, device=device, dtype=dtype)
+    return chosen, {name: (whole if name == chosen else short)[name]["mse"] for name in predictors}
 
 
 def check_evaluation(

@@ -20,18 +20,31 @@ import torch
 from torch import Tensor
 
 from ..errors import check
-from ..models.causal import causal_mask, causal_weights, example_counts
+from ..models.causal import block_size, causal_mask, causal_weights, example_counts
 from .base import ESTIMATORS, Estimator, dot_query, exclusive_cumsum
 
 
 def kernel_predict(x: Tensor, y: Tensor, omega: Tensor, mu: Tensor) -> Tensor:
     """Multi-head softmax-kernel predictions for every prefix.
 
+    Computed in blocks of prompts whose (H, n, n) weights fit in the CPU caches
+    (``models.causal.block_size``); the prompts do not interact, so the numbers are those of
+    one batch, bit for bit, at a fraction of the memory traffic.
+
     Args:
         x: (B, n, d); y: (B, n); omega, mu: (H,).
     Returns:
         (B, n); position 0 (no examples) predicts 0.
     """
+    B, n = x.shape[:2]
+    step = block_size(B, omega.numel() * n * n * x.element_size(), x.device)
+    if step >= B:
+        return _kernel_block(x, y, omega, mu)
+    return torch.cat([_kernel_block(x[s:s + step], y[s:s + step], omega, mu) for s in range(0, B, step)])
+
+
+def _kernel_block(x: Tensor, y: Tensor, omega: Tensor, mu: Tensor) -> Tensor:
+    """:func:`kernel_predict` on one batch at once: (B, n, d), (B, n), (H,), (H,) -> (B, n)."""
     n = x.shape[1]
     inner = x @ x.transpose(-1, -2)  # (B, n, n): <x_i, x_j>
     scores = omega.view(1, -1, 1, 1) * inner.unsqueeze(1)  # (B, H, n, n)

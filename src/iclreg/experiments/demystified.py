@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..analysis import error_curves
+from ..analysis import best_curves, error_curves
 from ..analysis.patterns import HeadPatterns, head_patterns
 from ..estimators import build as build_estimator
 from ..report import error_curves_figure
@@ -84,7 +84,7 @@ class Trained:
     heads: int
     seed: int
     model: torch.nn.Module
-    curve: list[float]  # MSE by number of examples k
+    curve: list[float]  # MSE by number of examples k <= LONGEST (the best seed of its H), else k <= L
     patterns: HeadPatterns
 
     @property
@@ -163,12 +163,10 @@ class Demystified(Experiment):
         long_task = build_task(TASK.replace(f"n={L + 1}", f"n={LONGEST + 1}"))
         stats: dict[int, list[Trained]] = {}
         for heads, seeds in sizes.seeds.items():  # the same prompts as the references (seed 12)
-            stats[heads] = []
-            for seed in range(seeds):
-                model = runs.model(f"H{heads}/seed{seed}")
-                curves = error_curves(long_task, {"model": model}, sizes.eval_samples, seed=12,
-                                      device=self.device, dtype=torch.float32)
-                stats[heads].append(Trained(heads, seed, model, curves["model"]["mse"], head_patterns(model)))
+            models = {f"{seed}": runs.model(f"H{heads}/seed{seed}") for seed in range(seeds)}
+            _, curves = best_curves(long_task, models, sizes.eval_samples, seed=12, at=L, device=self.device,
+                                    dtype=torch.float32)  # only the best seed of an H is shown beyond L
+            stats[heads] = [Trained(heads, int(s), m, curves[s], head_patterns(m)) for s, m in models.items()]
         softmax = {"softmax H=2": best(stats[2]).curve}
         extra = [section for module, part_sizes in parts(sizes)
                  for section in module.sections(self, runs, part_sizes, softmax_curves=softmax)]

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from ..errors import check
 from .base import MODELS, ModelConfig, StackedPredictor
-from .causal import causal_weights
+from .causal import causal_attention, causal_weights
 
 
 @MODELS.register("softmax_attention")
@@ -126,10 +126,14 @@ class SoftmaxAttention(StackedPredictor):
         q = queries.unsqueeze(2) @ params["Q"].transpose(-1, -2).unsqueeze(1)  # (E, B, H, n_q, p)
         k = tokens.unsqueeze(2) @ params["K"].transpose(-1, -2).unsqueeze(1)  # (E, B, H, n, p)
         v = tokens.unsqueeze(2) @ params["V"].transpose(-1, -2).unsqueeze(1)
-        scores = q @ k.transpose(-1, -2) / math.sqrt(config.width)  # (E, B, H, n_q, n)
-        # over the examples j < i, linear weights divided by k or by the fixed linear_scale
-        attn = causal_weights(scores, config.activation, rows, config.linear_scale)
-        heads = attn @ v  # (E, B, H, n, p)
+        if torch.is_grad_enabled():
+            scores = q @ k.transpose(-1, -2) / math.sqrt(config.width)  # (E, B, H, n_q, n)
+            # over the examples j < i, linear weights divided by k or by the fixed linear_scale
+            attn = causal_weights(scores, config.activation, rows, config.linear_scale)
+            heads = attn @ v  # (E, B, H, n_q, p)
+        else:  # the same numbers bit for bit, in cache-sized blocks (evaluation at every prefix)
+            heads = causal_attention(q, k, v, config.activation, math.sqrt(config.width), rows,
+                                     config.linear_scale)
         E, B, H, n_q, p = heads.shape
         flat = heads.permute(0, 1, 3, 2, 4).reshape(E, B, n_q, H * p)  # (E, B, n_q, H p)
         out = flat @ params["O"].reshape(E, 1, -1, H * p).transpose(-1, -2)  # (E, B, n_q, K)
