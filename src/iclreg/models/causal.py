@@ -124,6 +124,8 @@ def causal_attention(
         raise ValueError(f"causal_attention: normalisation must be softmax or linear, got '{normalisation}'")
     if scale is not None and normalisation != "linear":
         raise ValueError(f"causal_attention: a fixed scale needs linear weights, not '{normalisation}'")
+    if q.device.type == "meta":  # a dry run (shapes only): the expression unblocked, no CPU mask
+        return causal_weights(q @ k.transpose(-1, -2) / divisor, normalisation, rows, scale) @ v
     lead, (n_q, n), p_v = q.shape[:-2], (q.shape[-2], k.shape[-2]), v.shape[-1]
     q, k, v = q.reshape(-1, n_q, q.shape[-1]), k.reshape(-1, n, k.shape[-1]), v.reshape(-1, n, p_v)
     read = causal_mask(n, q.device, rows)  # (n_q, n): True where j < i

@@ -165,8 +165,8 @@ class Trainer:
             return sampler.draw
         prefetch = torch.get_num_threads() >= 2
         self._locks.enter_context(one_thread())
-        log.info("fused step on the CPU: one torch thread computes%s", ", a second draws the next "
-                 "step's prompts" if prefetch else " (torch has one; two would draw prompts meanwhile)")
+        log.debug("fused step on the CPU: one torch thread computes%s", ", a second draws the next "
+                  "step's prompts" if prefetch else " (torch has one; two would draw prompts meanwhile)")
         if not prefetch:
             return sampler.draw
         return self._locks.enter_context(contextlib.closing(Prefetcher(sampler)))
