@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 import pytest
@@ -219,6 +220,25 @@ def test_bad_inputs(seed: int) -> None:
         model(x, y)
     with pytest.raises(UsageError, match=f"takes prompts of d={D} but x has d=2"):  # models/base.py
         model(x[..., :2], y)
+
+
+def test_gelu_new_is_gpt2s_tanh_gelu() -> None:
+    """The MLP's activation (u sigmoid(2z) on the CPU) is GPT-2's gelu_new, values and gradients."""
+    act = GPT2Regressor(GPT2Config(d=D, layers=1, width=4, heads=1, max_n=2)).blocks[0].mlp.act
+    u = torch.cat([torch.linspace(-12, 12, 2001, dtype=torch.float64), torch.tensor([-1e4, 0.0, 1e4])])
+
+    def gelu_new(v: torch.Tensor) -> torch.Tensor:  # Hugging Face's NewGELUActivation
+        return 0.5 * v * (1 + torch.tanh(math.sqrt(2 / math.pi) * (v + 0.044715 * v**3)))
+
+    for dtype, tol in ((torch.float64, 1e-14), (torch.float32, 1e-6)):
+        a, b = u.to(dtype).requires_grad_(), u.to(dtype).requires_grad_()
+        ours, theirs = act(a), torch.nn.functional.gelu(b, approximate="tanh")
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=tol)
+        torch.testing.assert_close(ours, gelu_new(u.to(dtype)), rtol=0, atol=tol)
+        g = torch.randn(u.shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+        (ga,), (gb,) = torch.autograd.grad(ours, a, g), torch.autograd.grad(theirs, b, g)
+        torch.testing.assert_close(ga, gb, rtol=0, atol=10 * tol)
+    assert torch.autograd.gradcheck(act, torch.randn(40, dtype=torch.float64, requires_grad=True))
 
 
 def test_init_is_deterministic_and_gpt2_scaled() -> None:

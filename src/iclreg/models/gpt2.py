@@ -28,11 +28,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from ..errors import check
 from .base import MODELS, ModelConfig, Predictor
@@ -146,13 +147,58 @@ class CausalSelfAttention(nn.Module):
         return self.resid_drop(self.c_proj(out))
 
 
+# gelu_new's constants: z = sqrt(2/pi) (u + 0.044715 u^3); _TWO_C = 2 sqrt(2/pi) scales 2z.
+_KAPPA = 0.044715
+_TWO_C = 2 * math.sqrt(2 / math.pi)
+
+
+class _SigmoidGeluNew(torch.autograd.Function):
+    """GPT-2's gelu_new, 0.5 u (1 + tanh z), evaluated as u sigmoid(2z): the same function
+    (1 + tanh z = 2 sigmoid(2z)), equal to ``F.gelu(u, approximate="tanh")`` to rounding (about
+    1e-16 in float64, 5e-7 in float32).
+
+    On the CPU PyTorch's tanh is several times slower than its sigmoid (at the quick size of
+    ``reproduce newton``, a (64, 26, 128) activation on one thread, ``F.gelu``'s tanh form takes
+    0.35 ms forward against 0.1 ms for the exact erf GELU); this form trains that model's step
+    about 5% faster. The backward is written out, d/du u s(w) = s + u s (1 - s) w' with
+    s = sigmoid(w), w = 2z, w' = 2 sqrt(2/pi) (1 + 3 * 0.044715 u^2), in place on one new tensor;
+    it is not itself differentiable (``once_differentiable``).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, u: Tensor) -> Tensor:
+        s = u * u
+        s.mul_(_KAPPA).add_(1).mul_(u).mul_(_TWO_C).sigmoid_()  # sigmoid(2z)
+        ctx.save_for_backward(u, s)
+        return u * s
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        u, s = ctx.saved_tensors
+        t = u * u  # the one new tensor: the rest works in place (each new one costs here)
+        t.mul_(3 * _KAPPA * _TWO_C).add_(_TWO_C).mul_(u)  # u w'
+        t.addcmul_(t, s, value=-1).add_(1).mul_(s)  # s (1 + u w' (1 - s))
+        return t.mul_(grad)
+
+
+class GeluNew(nn.Module):
+    """GPT-2's activation, the tanh approximation of GELU (Hugging Face's ``gelu_new``): on the
+    CPU as u sigmoid(2z) (:class:`_SigmoidGeluNew`, faster there), elsewhere ``F.gelu``'s."""
+
+    def forward(self, u: Tensor) -> Tensor:
+        if u.device.type == "cpu":
+            return _SigmoidGeluNew.apply(u)
+        return F.gelu(u, approximate="tanh")
+
+
 class MLP(nn.Module):
     """Position-wise MLP: width -> 4 width -> width with GPT-2's tanh-approximated GELU."""
 
     def __init__(self, width: int, dropout: float) -> None:
         super().__init__()
         self.c_fc = nn.Linear(width, 4 * width)
-        self.act = nn.GELU(approximate="tanh")  # GPT-2's gelu_new
+        self.act = GeluNew()  # GPT-2's gelu_new
         self.c_proj = nn.Linear(4 * width, width)
         self.drop = nn.Dropout(dropout)
 
