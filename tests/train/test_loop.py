@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -198,3 +199,36 @@ def test_reproductions_train_their_runs_without_run_figures():
 
     config = REPRODUCTIONS.get("newton")().config("gaussian:d=3,n=8", "softmax_attention:heads=1")
     assert config.run.figures is False and config.run.device == "cpu"
+
+
+def test_a_run_whose_errors_no_axis_can_show_finishes_with_its_figures(write_config, tmp_path, capsys):
+    """lr = 1e6: losses of 1e20 and more, finite, so the run trains to the end; its model's errors
+    put least squares below the log axis. The run finishes (eval.json), figures drawn, and so
+    does a sweep with such a member."""
+    config = write_config({"optimizer": {"lr": 1e6}, "train": {"steps": 20}})
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--out", str(run), "-q"]) == 0
+    losses = [r["loss"] for r in read_metrics(run / "metrics.jsonl") if "loss" in r]
+    assert min(losses) > 1e12 and all(map(math.isfinite, losses))
+    assert {"eval.json", "eval.png", "loss.png"} <= {p.name for p in run.iterdir()}
+    sweep = tmp_path / "sweep"
+    assert main(["train", str(config), "--sweep", "optimizer.lr=1e6,0.01", "--out", str(sweep), "-q"]) == 0
+    assert all((sweep / m / "eval.json").is_file() for m in ("optimizer.lr=1e6", "optimizer.lr=0.01"))
+    assert capsys.readouterr().err == ""
+
+
+def test_a_figure_that_cannot_be_drawn_never_fails_the_run(write_config, tmp_path, capsys, monkeypatch):
+    import iclreg.train.runs as runs
+
+    def broken(*args, **kwargs):
+        raise IndexError("index 0 is out of bounds for axis 0 with size 0")
+
+    monkeypatch.setattr(runs, "loss_figure", broken)
+    run = tmp_path / "run"
+    assert main(["train", str(write_config({"train": {"steps": 10}})), "--out", str(run), "-q"]) == 0
+    assert {"eval.json", "eval.png", "eval.pdf"} <= {p.name for p in run.iterdir()}
+    assert not list(run.glob("loss.*")) and not list(run.glob(".*.tmp"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loss.png was not drawn (IndexError: index 0 is out of bounds" in err[0], err
+    # and a resume of the finished run has nothing to do
+    assert main(["train", "--resume", str(run)]) == 0

@@ -76,6 +76,8 @@ def plot_on_log(ax: Axes, xs: Sequence[float], ys: Sequence[float], frame: LogFr
     """Plot one series on a log axis: values above ``frame.exact`` as a line, the exact ones as
     hollow triangles at ``frame.floors[floor]``, peaks above ``frame.top`` marked with their value."""
     shown = [v if v > frame.exact else math.nan for v in ys]
+    if not any(math.isfinite(v) for v in shown):  # matplotlib's markevery fails on an empty path
+        kwargs.pop("markevery", None)
     (line,) = ax.plot(xs, shown, **kwargs)
     exact = [x for x, v in zip(xs, ys, strict=True) if is_exact(v, frame.exact)]
     if exact and floor is not None:
@@ -145,8 +147,8 @@ def _band(ax: Axes, k: Sequence[float], curve: Mapping[str, Any], color: str, fr
     """The 95% band; on a log axis only where its lower edge and the mean are positive data."""
     low = [lo for lo, _ in curve["ci95"]]
     high = [hi for _, hi in curve["ci95"]]
-    if frame is None:
-        ax.fill_between(k, low, high, color=color, alpha=0.2, lw=0)
+    if frame is None:  # an error is never negative: the band stops at zero
+        ax.fill_between(k, [max(lo, 0.0) for lo in low], high, color=color, alpha=0.2, lw=0)
         return
     where = [lo > 0 and m > frame.exact for lo, m in zip(low, curve["mse"], strict=True)]
     ax.fill_between(k, [lo if w else 1.0 for lo, w in zip(low, where, strict=True)], high, where=where,
@@ -387,12 +389,10 @@ def probe_figures(result: Mapping[str, Any]) -> dict[str, Figure]:
     similarity to Newton ("_newton") and GD ("_gd")."""
     series = {f"layer {i}": (result["k"], m) for i, m in enumerate(result["probe_mse"])}
     series["least squares"] = (result["k"], result["ols_mse"])
-    return {
-        "": lines_figure(series, "number of examples $k$", "probe MSE", "per-layer read-out", logy=True),
-        "_newton": similarity_figure(result["newton"]["similarity"], result["newton"]["steps"],
-                                     "layers vs Newton steps", result["floor"]),
-        "_gd": similarity_figure(result["gd"]["similarity"], result["gd"]["steps"], "layers vs GD steps"),
-    }
+    return {"": lines_figure(series, "number of examples $k$", "probe MSE", "per-layer read-out", logy=True),
+            "_newton": similarity_figure(result["newton"]["similarity"], result["newton"]["steps"],
+                                         "layers vs Newton steps", result["floor"]),
+            "_gd": similarity_figure(result["gd"]["similarity"], result["gd"]["steps"], "layers vs GD steps")}
 
 
 __all__ = ["bars_figure", "error_curves_figure", "heads_figure", "lines_figure", "loss_figure",

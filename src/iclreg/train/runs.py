@@ -15,7 +15,9 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from ..errors import check
+from matplotlib.figure import Figure
+
+from ..errors import WriteError, check
 from ..logs import Progress, phase
 from ..report import error_curves_figure, save_figure, write_text
 from ..report.figures import loss_figure
@@ -50,16 +52,27 @@ def finish(trainer: Trainer, results: Sequence[tuple[Member, Result]]) -> None:
 
 def write_figures(m: Member, result: Result) -> None:
     """``eval.png`` (error against k) and ``loss.png`` (the logged losses) of member ``m``, each
-    with a PDF beside it (``eval.pdf``, ``loss.pdf``)."""
-    with writing(m.run_dir / "eval.png", m.run_dir):
-        save_figure(error_curves_figure(result["k"], result["results"], result["noise_floor"],
-                                        f"{m.config.model} on {m.config.task}",
-                                        train_n=result.get("train_n")),
-                    m.run_dir / "eval.png", also=(".pdf",))
-    records = [r for r in read_metrics(m.run_dir / "metrics.jsonl") if "loss" in r]
-    with writing(m.run_dir / "loss.png", m.run_dir):
-        save_figure(loss_figure([r["step"] for r in records], [r["loss"] for r in records]),
-                    m.run_dir / "loss.png", also=(".pdf",))
+    with a PDF beside it (``eval.pdf``, ``loss.pdf``). A figure never fails a run: one that
+    cannot be drawn (values no axis can show) is left out with one warning line, and the run
+    finishes; its numbers are in ``eval.json`` and ``metrics.jsonl``. A full disk still stops it."""
+    def eval_figure() -> Figure:
+        return error_curves_figure(result["k"], result["results"], result["noise_floor"],
+                                   f"{m.config.model} on {m.config.task}", train_n=result.get("train_n"))
+
+    def losses_figure() -> Figure:
+        records = [r for r in read_metrics(m.run_dir / "metrics.jsonl") if "loss" in r]
+        return loss_figure([r["step"] for r in records], [r["loss"] for r in records])
+
+    for name, draw in (("eval.png", eval_figure), ("loss.png", losses_figure)):
+        try:
+            with writing(m.run_dir / name, m.run_dir):
+                save_figure(draw(), m.run_dir / name, also=(".pdf",))
+        except WriteError:
+            raise
+        except Exception as err:  # a figure is a view of numbers the run keeps
+            why = " ".join(f"{type(err).__name__}: {err}".split())
+            log.warning("%s was not drawn (%s); the run's numbers are in eval.json and metrics.jsonl",
+                        m.run_dir / name, why[:200])
 
 
 def prepare_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
