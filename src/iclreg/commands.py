@@ -29,7 +29,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .analysis import compare
     from .estimators import build as build_estimator
     from .report import error_curves_figure, save_figure, text_table
-    from .report.files import check_writable_file
+    from .report.files import check_writable_file, writing_output
     from .tasks import build as build_task
 
     plot = check_writable_file(args.plot) if args.plot else None
@@ -44,7 +44,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     if plot:
         fig = error_curves_figure(result["k"], result["results"], result["noise_floor"], args.task)
-        save_figure(fig, plot)
+        with writing_output(plot):
+            save_figure(fig, plot)
     if args.json:
         print(json.dumps(result))
     else:
@@ -65,7 +66,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.sweep import config_sweeps, is_sweep, resume_sweep, run_sweep
 
     progress = show_progress(args)
-    backend = Backend(args.backend, args.address)
+    backend = Backend(args.backend, args.address, args.retries)
     if args.max_members is not None and args.max_members < 1:
         raise UsageError(f"--max-members must be at least 1, got {args.max_members}")
     # torchrun (DDP) trains one model; with --resume, CONFIG's place holds train.steps=N
@@ -99,7 +100,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .report import error_curves_figure, save_figure, text_table
-    from .report.files import check_writable_file
+    from .report.files import check_writable_file, writing_output
     from .tasks import build as build_task
     from .train import evaluate, load_run
 
@@ -111,8 +112,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                       estimators=tuple(args.estimator) if args.estimator else None,
                       device=args.device)
     if plot:
-        save_figure(error_curves_figure(result["k"], result["results"], result["noise_floor"],
-                                        str(args.run_dir), train_n=result.get("train_n")), plot)
+        figure = error_curves_figure(result["k"], result["results"], result["noise_floor"],
+                                     str(args.run_dir), train_n=result.get("train_n"))
+        with writing_output(plot):
+            save_figure(figure, plot)
     if args.json:
         print(json.dumps(result))
     else:
@@ -128,7 +131,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
     from .models.gpt2 import GPT2Regressor
     from .report import save_figure
     from .report.figures import probe_figures
-    from .report.files import check_writable_file
+    from .report.files import check_writable_file, writing_output
     from .tasks import build as build_task
     from .train import load_run
     from .train.preflight import check_probe
@@ -142,7 +145,8 @@ def cmd_probe(args: argparse.Namespace) -> int:
                          device=args.device, ln_f=args.ln_f)
     if plot:
         for suffix, fig in probe_figures(result).items():
-            save_figure(fig, plot.with_name(plot.stem + suffix + plot.suffix))
+            with writing_output(target := plot.with_name(plot.stem + suffix + plot.suffix)):
+                save_figure(fig, target)
     if args.json:
         print(json.dumps(result))
     else:
@@ -160,7 +164,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .experiments import runner
     from .train.backends import Backend, as_backend
 
-    backend = as_backend(Backend(args.backend, args.address))
+    backend = as_backend(Backend(args.backend, args.address, args.retries))
     result = runner.reproduce(args.paper, args.out, "quick" if args.quick else "full",
                               str(resolve_device(args.device)), args.runs,
                               progress=show_progress(args), backend=backend)
@@ -192,7 +196,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_test_time(args: argparse.Namespace) -> int:
     from .report import save_figure
     from .report.figures import lines_figure
-    from .report.files import check_writable_file
+    from .report.files import check_writable_file, writing_output
     from .testtime.run import run_test_time
 
     plot = check_writable_file(args.plot) if args.plot else None
@@ -200,8 +204,10 @@ def cmd_test_time(args: argparse.Namespace) -> int:
                            args.prompts, args.seed, args.device, run=args.run)
     metric, (label, curve) = result["metric"], next(iter(result["results"].items()))
     if plot:
-        save_figure(lines_figure({label: (result["N"], curve[metric])}, "samples N", metric,
-                                 f"{args.task}, {args.noise}, T = {args.steps}", logx=True), plot)
+        figure = lines_figure({label: (result["N"], curve[metric])}, "samples N", metric,
+                              f"{args.task}, {args.noise}, T = {args.steps}", logx=True)
+        with writing_output(plot):
+            save_figure(figure, plot)
     if args.json:
         print(json.dumps(result))
         return 0

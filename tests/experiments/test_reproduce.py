@@ -13,6 +13,7 @@ import re
 import pytest
 
 from iclreg.cli import main
+from iclreg.errors import UsageError
 from iclreg.experiments import REPRODUCTIONS, runner
 from iclreg.train import plan as plan_module
 
@@ -147,3 +148,93 @@ def test_cli_help_never_breaks_a_paper_name(capsys, monkeypatch, columns):
         main(["reproduce", "--help"])
     words = {w.strip(",") for w in capsys.readouterr().out.split()}
     assert all(p in words for p in PAPERS)
+
+
+PAPER = "softmax-limit"  # a plan of four tiny runs
+
+
+def test_a_stopped_reproduction_keeps_its_runs_and_the_same_command_continues_them(tmp_path, monkeypatch,
+                                                                                   caplog):
+    """Without --runs: a reproduction stopped part way keeps its runs beside --out (.OUT.runs), says
+    so in one line, and the same command run again reuses them; on success they move into out/runs."""
+    kind = REPRODUCTIONS.get(PAPER)
+    clean = runner.reproduce(PAPER, tmp_path / "clean", sizes=kind.toy).to_json()
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        _interrupt_after_first_run(patch)
+        with pytest.raises(KeyboardInterrupt):
+            runner.reproduce(PAPER, out, sizes=kind.toy)
+    kept = tmp_path / ".out.runs" / "quick"
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == [".out.runs", "clean"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(f"kept in {kept}: run the same command again" in w and "--runs DIR" in w for w in warnings)
+    first = next(iter(kind().plan(kind.toy)))
+    stamp = (kept / first / "eval.json").stat().st_mtime_ns
+    again = runner.reproduce(PAPER, out, sizes=kind.toy).to_json()
+    assert again == clean
+    assert (out / "runs" / first / "eval.json").stat().st_mtime_ns == stamp  # reused, not retrained
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clean", "out"]  # nothing left beside it
+
+
+def test_a_killed_reproduction_s_temporaries_are_removed_by_the_next_run(tmp_path):
+    """A reproduction killed (SIGKILL) leaves its temporary output beside --out; the next run of the
+    same --out removes it, and leaves a live process's temporary alone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    out = tmp_path / "rep"
+    proc = subprocess.Popen([sys.executable, "-m", "iclreg.cli", "reproduce", "tour", "--quick", "--out",
+                             str(out), "-q"], cwd=tmp_path,
+                            env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(tmp_path.glob(".rep.tmp-*")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    stale = list(tmp_path.glob(".rep.tmp-*"))
+    assert len(stale) == 1 and f"-{proc.pid}-" in stale[0].name
+    live = stale[0].with_name(stale[0].name.replace(f"-{proc.pid}-", f"-{os.getppid()}-"))
+    live.mkdir()  # the temporary of a process still running
+    runner.reproduce("tour", out, sizes=REPRODUCTIONS.get("tour").toy)
+    assert not stale[0].exists() and live.exists() and (out / "report.md").is_file()
+
+
+def test_runs_dir_is_checked_as_out_is(tmp_path, capsys):
+    """--runs DIR must be absent, empty or a runs directory iclreg wrote (a directory per mode)."""
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    assert main(["reproduce", PAPER, "--quick", "--out", str(tmp_path / "o"), "--runs", str(precious)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'thesis.tex'" in err[0] and "--runs" in err[0], err
+    assert sorted(p.name for p in precious.iterdir()) == ["thesis.tex"] and not (tmp_path / "o").exists()
+    (precious / "quick").mkdir()  # a mode's name does not make the rest of it iclreg's
+    with pytest.raises(UsageError, match="it holds 'thesis.tex'"):
+        runner.check_runs_dir(precious)
+    runs = tmp_path / "runs"
+    (runs / "quick" / "L10_softmax").mkdir(parents=True)
+    (runs / ".lock").write_text("")
+    assert runner.check_runs_dir(runs) == runs and runner.check_runs_dir(tmp_path / "new") == tmp_path / "new"
+
+
+def test_a_full_disk_while_writing_the_report_is_a_one_line_error(tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    import iclreg.experiments.runner as runner_module
+
+    def enospc(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runner_module, "write_report", enospc)
+    out = tmp_path / "rep"
+    assert main(["reproduce", "tour", "--quick", "--out", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"iclreg: error: cannot write '{out}' (No space left on device); free some space, "
+                   "then run the command again"]
+    assert list(tmp_path.iterdir()) == []

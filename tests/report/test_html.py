@@ -112,6 +112,9 @@ def demo(tmp_path_factory):
 
 def test_demo_pages_show_every_section_claim_reason_and_reference(demo):
     out, results = demo
+    assert [p.name for p in out.parent.iterdir()] == ["demo"]  # no temporary or kept runs beside it
+    trained = [p for p in PAPERS if REPRODUCTIONS.get(p)().plan(REPRODUCTIONS.get(p).toy)]
+    assert trained and all((out / p / "runs").is_dir() for p in trained)
     index = (out / "index.html").read_text()
     for paper, result in results.items():
         own = (out / paper / "report.html").read_text()

@@ -2,22 +2,25 @@
 run and the report.
 
 An output directory is written under a temporary name and replaces ``out`` only when the run
-succeeds (``report.files.atomic_output_dir``); the training runs kept with ``--runs DIR`` live
-outside it and survive a failed or interrupted run, which the next invocation continues.
+succeeds (``report.files.atomic_output_dir``); the training runs live outside it, in ``--runs
+DIR`` or else in ``.OUT.runs`` beside it (moved into ``out/runs`` with the report), and survive a
+failed or interrupted run, which the next invocation of the same command continues.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, check
 from ..logs import phase
 from ..report import atomic_output_dir, write_text
-from ..report.files import check_output_dir
+from ..report.files import WRITE_ERRNOS, check_output_dir, left_behind, writing_output
 from ..report.html import index_page, reproduction_page
 from ..report.markdown import reproduction_report
 from .base import REPRODUCTIONS, Reproduction
@@ -41,20 +44,61 @@ def default_out(paper: str, mode: str) -> Path:
     return Path(f"runs/{paper}{'-quick' if mode == 'quick' else ''}")
 
 
+def kept_runs(out: Path) -> Path:
+    """Where a reproduction into ``out`` given no ``--runs`` trains its runs: ``.OUT.runs``
+    beside ``out``. They move into ``out/runs`` when the report is written; a reproduction
+    stopped before that leaves them there, and the same command run again continues them."""
+    return out.parent / f".{out.name}.runs"
+
+
+def check_runs_dir(runs: str | Path) -> Path:
+    """Validate ``--runs DIR`` as ``--out`` is validated, creating nothing: absent, empty, or a
+    runs directory iclreg wrote (a directory per mode, ``quick`` or ``full``, and its lock)."""
+    path = check_output_dir(runs, "--runs")
+    modes = {m for name in REPRODUCTIONS.names() for m in REPRODUCTIONS.get(name).modes}
+    if path.is_dir():
+        foreign = sorted(p.name for p in path.iterdir() if not (
+            left_behind(p.name) or (p.name in modes and p.is_dir() and not p.is_symlink())))
+        check(not foreign, f"'{path}' is not empty (it holds '{foreign[0] if foreign else ''}') and is no "
+                           f"iclreg runs directory; choose a new or empty directory for --runs")
+    return path
+
+
+@contextlib.contextmanager
+def keeping_runs(kept: Path, target: Path) -> Iterator[None]:
+    """Move the runs trained into ``kept`` to ``target`` when the block succeeds; when it fails
+    (Ctrl-C, SIGTERM, an error), leave them and say in one line how to continue them."""
+    try:
+        yield
+    except BaseException:
+        if kept.is_dir() and any(kept.iterdir()):
+            log.warning("the runs trained so far are kept in %s: run the same command again to "
+                        "continue them (--runs DIR keeps runs in a place of your choosing)", kept)
+        raise
+    if kept.is_dir():
+        os.replace(kept, target)
+        with contextlib.suppress(OSError):
+            kept.parent.rmdir()  # empty unless another mode's runs wait there
+
+
 def reproduce(paper: str, out: str | Path | None = None, mode: str = "quick", device: str = "cpu",
               runs: str | None = None, sizes: Any = None, progress: bool = False,
               backend: Any = "local") -> Reproduction:
     """Run reproduction ``paper`` and write its report into ``out`` (replaced atomically);
-    its runs train on ``backend`` (``train.backends``: ``local`` or ``ray``)."""
+    its runs train on ``backend`` (``train.backends``: ``local`` or ``ray``), into ``runs``,
+    else into :func:`kept_runs` until they move into ``out/runs``."""
     kind = REPRODUCTIONS.get(paper)
     out = Path(out) if out is not None else default_out(paper, mode)
     if runs:
-        check_output_dir(runs, "--runs")
+        check_runs_dir(runs)
         if Path(runs).resolve().is_relative_to(out.resolve()):
             raise UsageError(f"--runs {runs} lies inside --out {out}, which a new report replaces; "
                              "keep the runs outside it")
-    experiment = kind(mode=mode, sizes=sizes, device=device, runs=runs, progress=progress, backend=backend)
-    with atomic_output_dir(out) as tmp:
+    where = Path(runs) if runs else kept_runs(out)
+    experiment = kind(mode=mode, sizes=sizes, device=device, runs=str(where), progress=progress,
+                      backend=backend)
+    with writing_output(out, WRITE_ERRNOS), atomic_output_dir(out) as tmp, \
+            contextlib.nullcontext() if runs else keeping_runs(where / mode, tmp / "runs"):
         result = experiment.run(tmp)
         with phase(f"{paper}: report", log):
             write_report(result, tmp)
@@ -70,14 +114,19 @@ def demo(out: str | Path = "runs/demo", sizes: Mapping[str, Any] | None = None,
     out, sizes = Path(out), dict(sizes or {})
     names = sorted(REPRODUCTIONS.names(), key=lambda n: n != FIRST)
     entries = []
-    with atomic_output_dir(out) as tmp:
+    with writing_output(out, WRITE_ERRNOS), atomic_output_dir(out) as tmp:
         for i, name in enumerate(names, 1):
             log.info("reproduction %d/%d: %s", i, len(names), name)
             (tmp / name).mkdir()
-            experiment = REPRODUCTIONS.get(name)(mode="quick", sizes=sizes.get(name), progress=progress)
-            result = experiment.run(tmp / name)
-            with phase(f"{name}: report", log):
-                write_report(result, tmp / name)
+            kept = kept_runs(out) / name
+            experiment = REPRODUCTIONS.get(name)(mode="quick", sizes=sizes.get(name), progress=progress,
+                                                 runs=str(kept))
+            with keeping_runs(kept / "quick", tmp / name / "runs"):
+                result = experiment.run(tmp / name)
+                with phase(f"{name}: report", log):
+                    write_report(result, tmp / name)
             entries.append((name, result))
         write_text(tmp / "index.html", index_page(entries, root=tmp))
+        with contextlib.suppress(OSError):
+            kept_runs(out).rmdir()  # every reproduction's runs moved into the output
     return out

@@ -10,8 +10,12 @@ the user's umask (0644 and 0755 under the usual 022), so a report can be served 
 from __future__ import annotations
 
 import contextlib
+import errno
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +26,7 @@ matplotlib.use("Agg")
 
 from matplotlib.figure import Figure  # noqa: E402
 
-from ..errors import UsageError, check  # noqa: E402
+from ..errors import UsageError, WriteError, check  # noqa: E402
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
@@ -68,7 +72,7 @@ def check_output_dir(path: str | Path, flag: str = "--out") -> Path:
     return path
 
 
-def _left_behind(name: str) -> bool:
+def left_behind(name: str) -> bool:
     """iclreg's own leftovers, which do not make a directory foreign: a run's lock file, which
     stays after its writer exits (train/lock.py), and the temporary of a killed atomic write."""
     return name == ".lock" or (name.startswith(".") and name.endswith(".tmp"))
@@ -79,7 +83,7 @@ def check_new_output_dir(path: str | Path, kind: str, flag: str = "--out") -> Pa
     absent or empty, so that iclreg never writes into a directory holding other files."""
     path = Path(path)
     if path.is_dir():
-        foreign = sorted(p.name for p in path.iterdir() if not _left_behind(p.name))
+        foreign = sorted(p.name for p in path.iterdir() if not left_behind(p.name))
         check(not foreign, f"'{path}' is not empty (it holds '{foreign[0] if foreign else ''}') and "
                            f"is no iclreg {kind}; choose a new or empty directory for {flag}")
     return check_output_dir(path, flag)
@@ -162,7 +166,64 @@ def save_figure(fig: Figure, path: str | Path, dpi: int | None = None, also: tup
             write_bytes(target, buf.getvalue())
 
 
+# a write that failed for want of space or write access (not a file the block reads)
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
+
+
+@contextlib.contextmanager
+def writing_output(path: str | Path, errnos: frozenset[int] | None = None) -> Iterator[None]:
+    """Turn an ``OSError`` raised while writing ``path`` (a full disk, ``ENOSPC``; a read-only
+    file system; a quota) into a one-line :class:`~iclreg.errors.WriteError`; ``errnos``: only
+    errors of these numbers. The writes of this module are atomic, so nothing half-written is
+    left behind."""
+    try:
+        yield
+    except OSError as err:
+        if errnos is not None and err.errno not in errnos:
+            raise
+        why = err.strerror or type(err).__name__
+        raise WriteError(f"cannot write '{path}' ({why}); free some space, then run the command "
+                         "again") from None
+
+
 OUTPUT_MARKERS = ("report.md", "index.html")
+
+
+def _temp_prefix(path: Path, pid: int | None = None) -> str:
+    """The name of ``path``'s temporaries up to their random part: ``.NAME.tmp-HOST-PID-``, so
+    that a later run can tell the temporary of a process that was killed from a live one's."""
+    host = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
+    return f".{path.name}.tmp-{host}-" + ("" if pid is None else f"{pid}-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> int:
+    """Delete the temporary directories of output ``path`` left beside it by processes of this
+    host that are gone (a reproduction killed mid-run); returns their count. Temporaries of
+    live processes, and of other hosts sharing the file system, are left alone."""
+    path = Path(path)
+    prefix, found = _temp_prefix(path), 0
+    if not path.parent.is_dir():
+        return 0
+    for entry in path.parent.iterdir():
+        pid, _, rest = entry.name.removeprefix(prefix).partition("-")
+        if entry.name.startswith(prefix) and pid.isdigit() and rest and entry.is_dir() \
+                and not entry.is_symlink() and int(pid) != os.getpid() and not _alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+            found += 1
+    if found:
+        logging.getLogger(__name__).info("removed %d temporary directories of %s left by stopped runs",
+                                         found, path)
+    return found
 
 
 @contextlib.contextmanager
@@ -170,7 +231,8 @@ def atomic_output_dir(path: str | Path) -> Iterator[Path]:
     """Yield a temporary directory that replaces ``path`` only if the block succeeds.
 
     An existing ``path`` is replaced only when it is empty or an earlier iclreg output (it
-    holds a report.md or index.html); anything else is refused before any work is done.
+    holds a report.md or index.html); anything else is refused before any work is done. The
+    temporaries of earlier runs of ``path`` that were killed are removed first.
     """
     path = Path(path)
     if path.is_dir() and any(path.iterdir()):
@@ -180,7 +242,8 @@ def atomic_output_dir(path: str | Path) -> Iterator[Path]:
         )
     check_output_dir(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(path.parent, f".{path.name}.")
+    remove_stale_temporaries(path)
+    tmp = make_temp_dir(path.parent, _temp_prefix(path, os.getpid()))
     try:
         yield tmp
     except BaseException:
