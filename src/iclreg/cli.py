@@ -93,7 +93,10 @@ def _add_backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="where the ensembles train: local (this process, default) or ray (one Ray "
                         "task per ensemble chunk; pip install 'iclreg[ray]')")
-    p.add_argument("--address", help="the Ray cluster (default RAY_ADDRESS, else a local Ray for the run)")
+    p.add_argument("--address", help="the Ray cluster to join (default RAY_ADDRESS, else a new local Ray "
+                                     "started for the run)")
+    p.add_argument("--retries", type=int, help="with --backend ray: send a failed task again, resuming "
+                                               "from its checkpoints, up to N times (default 1)")
 
 
 def _add_reproduction_commands(sub: argparse._SubParsersAction, argv: Sequence[str] | None) -> None:
@@ -136,7 +139,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                    help="train a grid over this key as ensembles (repeatable); values are separated "
                         "by commas, except that a comma followed by key=value continues the SPEC "
                         "before it: task=gaussian:d=5,n=41,gaussian:d=10,n=41 is two tasks")
-    p.add_argument("--max-members", type=int, help="at most this many ensemble members at once")
+    p.add_argument("--max-members", type=int, help="at most this many ensemble members at once (one "
+                   "Ray task each; default: as many as fit in memory, and with --backend ray split "
+                   "so that the tasks cover the cluster's CPUs or GPUs)")
     _add_backend_options(p)
     p.set_defaults(handler=commands.cmd_train)
 

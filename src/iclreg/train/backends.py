@@ -5,16 +5,17 @@ A sweep (``sweep.train_groups``) is a list of chunks, each one ensemble trained 
 holding the lock of the sweep's directory (``lock.py``) throughout, as it always has. The
 ``ray`` backend sends each chunk to a Ray task (``@ray.remote``, one GPU per task when the run's
 device is cuda) that calls the same :func:`train_chunk`, so a member's files, weights included,
-are the same bit for bit. A Ray worker is its members' writer: it takes their locks itself,
+are the same bit for bit (``ray_backend.py``: the connection, the tasks, their retries and
+cancellation). A Ray worker is its members' writer: it takes their locks itself,
 while the driver holds a shared lock on the sweep's directory, which keeps any other writer of
 the whole sweep out and lets the workers in. A chunk that fails is reported once every other
 chunk has finished, in one line that names its members; the finished members stay finished, so
 resuming the sweep trains only what is left.
 
 Ray is an optional extra (``pip install 'iclreg[ray]'``), imported only when asked for. Without
-an address (``--address`` or ``RAY_ADDRESS``) a local Ray is started for the run and stopped at
-its end; with one, every node of the cluster must see the run directories (a shared file
-system) and have iclreg installed.
+an address (``--address`` or ``RAY_ADDRESS``) a new local Ray is started for the run and
+stopped at its end (never a cluster already running on this machine); with one, every node of
+the cluster must see the run directories (a shared file system) and have iclreg installed.
 """
 
 from __future__ import annotations
@@ -22,17 +23,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import torch
-
 from ..errors import TrainingError, UsageError, check
 from .config import ExperimentConfig
-from .lock import group_lock, holds, shared_group_lock
+from .lock import group_lock
 from .loop import Trainer
 from .runs import finish, progress_bar
 
@@ -44,15 +42,33 @@ Chunk = tuple[list[ExperimentConfig], list[Path]]  # the members of one training
 @dataclasses.dataclass(frozen=True)
 class Backend:
     """Where a sweep's chunks train: ``local`` (this process) or ``ray`` (Ray tasks, on the
-    cluster at ``address``, else ``RAY_ADDRESS``, else a local Ray started for the run)."""
+    cluster at ``address``, else ``RAY_ADDRESS``, else a local Ray started for the run).
+    ``retries``: how many times (``ray``) a chunk whose task failed is sent again, resuming
+    from its checkpoints (default 1)."""
 
     name: str = "local"
     address: str | None = None
+    retries: int | None = None
 
     def __post_init__(self) -> None:
         check(self.name in BACKENDS, f"unknown backend '{self.name}'; use {' or '.join(BACKENDS)}")
         check(self.address is None or self.name == "ray",
               "an address names a Ray cluster; give it with --backend ray")
+        check(self.retries is None or self.name == "ray",
+              "--retries sends failed Ray tasks again; give it with --backend ray")
+        check(self.retries is None or 0 <= self.retries <= 100,
+              f"--retries must lie in [0, 100], got {self.retries}")
+
+    @property
+    def in_process(self) -> bool:
+        """Whether the chunks train in this process, so that their device and memory are
+        checked here (else on the workers, before each chunk starts)."""
+        return self.name == "local"
+
+    @property
+    def tries(self) -> int:
+        """How many times a chunk may be sent: once, plus ``retries`` (default 1)."""
+        return 1 + (1 if self.retries is None else self.retries)
 
     def check_single_run(self) -> None:
         """Refuse a backend other than ``local`` for a run that is no sweep."""
@@ -62,10 +78,13 @@ class Backend:
 
 def as_backend(backend: str | Backend) -> Backend:
     """``backend`` as a :class:`Backend`, refused before any file is written when its engine
-    cannot be imported."""
+    cannot be imported or (``ray``) nothing answers at its cluster's address."""
     backend = backend if isinstance(backend, Backend) else Backend(backend)
     if backend.name == "ray":
         import_ray()
+        from .ray_backend import check_reachable
+
+        check_reachable(backend.address)
     return backend
 
 
@@ -96,14 +115,16 @@ def train_chunk(configs: list[ExperimentConfig], dirs: list[Path], resume: bool,
     return sum(m.diverged_at is not None for m in trainer.members), error
 
 
-def run_chunks(backend: Backend, chunks: Sequence[Chunk], resume: bool, progress: bool) -> int:
-    """Train every chunk; returns how many members diverged.
+def run_chunks(backend: Backend, chunks: Sequence[Chunk], resume: bool, progress: bool,
+               max_members: int | None = None) -> int:
+    """Train every chunk; returns how many members diverged. ``max_members`` None: the ``ray``
+    backend splits the chunks to cover the cluster's workers.
 
     Raises:
         TrainingError: the sweep's one member diverged, or (``ray``) chunks failed; the others
             finished.
     """
-    return BACKENDS[backend.name](backend, chunks, resume, progress)
+    return BACKENDS[backend.name](backend, chunks, resume, progress, max_members)
 
 
 def _note(error: TrainingError | None, members: int) -> None:
@@ -118,7 +139,8 @@ def _parents(chunks: Sequence[Chunk]) -> list[Path]:
     return sorted({d.parent for _, dirs in chunks for d in dirs})
 
 
-def _local(backend: Backend, chunks: Sequence[Chunk], resume: bool, progress: bool) -> int:
+def _local(backend: Backend, chunks: Sequence[Chunk], resume: bool, progress: bool,
+           max_members: int | None) -> int:
     members = sum(len(c) for c, _ in chunks)
     total = sum(c.train.steps for configs, _ in chunks for c in configs)
     diverged = 0
@@ -132,72 +154,11 @@ def _local(backend: Backend, chunks: Sequence[Chunk], resume: bool, progress: bo
     return diverged
 
 
-def _ray_task(configs: list[ExperimentConfig], dirs: list[str], resume: bool) -> tuple[int, Any]:
-    """One chunk in a Ray worker (paths absolute: a worker's directory is not the driver's)."""
-    return train_chunk(configs, [Path(d) for d in dirs], resume)
+def _ray(backend: Backend, chunks: Sequence[Chunk], resume: bool, progress: bool,
+         max_members: int | None) -> int:
+    from .ray_backend import run_on_ray  # Ray is imported only when asked for
 
-
-def _cause(err: BaseException) -> str:
-    """One line for a failed task: the worker's exception, else Ray's first line."""
-    cause = getattr(err, "cause", None)
-    if isinstance(cause, BaseException):
-        err = cause
-    text = next((line for line in str(err).splitlines() if line.strip()), "")
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
-@contextlib.contextmanager
-def _connected(ray: ModuleType, address: str | None) -> Any:
-    """Ray, connected to ``address`` (else ``RAY_ADDRESS``; else a local Ray started here and
-    stopped at the end); an already connected Ray is used as it is."""
-    if ray.is_initialized():
-        yield
-        return
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    ray.init(address=address, **({} if address else {"include_dashboard": False}))
-    try:
-        yield
-    finally:
-        ray.shutdown()
-
-
-def _ray(backend: Backend, chunks: Sequence[Chunk], resume: bool, progress: bool) -> int:
-    ray = import_ray()
-    parents = _parents(chunks)
-    for parent in parents:
-        check(not holds(parent), f"'{parent}' is locked by this process, so a Ray worker could not "
-                                 "write its members; train it with the local backend")
-    members = sum(len(c) for c, _ in chunks)
-    total = sum(c.train.steps for configs, _ in chunks for c in configs)
-    diverged, failed = 0, []
-    with contextlib.ExitStack() as locks, _connected(ray, backend.address), \
-            progress_bar(total, 0, progress) as bar:
-        for parent in parents:
-            locks.enter_context(shared_group_lock(parent))
-        task = ray.remote(_ray_task)
-        pending = {}
-        for configs, dirs in chunks:
-            gpu = any(torch.device(c.run.device).type == "cuda" for c in configs)
-            ref = task.options(num_gpus=1 if gpu else 0, max_retries=0).remote(
-                configs, [str(d.resolve()) for d in dirs], resume)
-            pending[ref] = (configs, dirs)
-        while pending:
-            (ref,), _ = ray.wait(list(pending), num_returns=1)
-            configs, dirs = pending.pop(ref)
-            try:
-                count, error = ray.get(ref)
-            except ray.exceptions.RayError as err:
-                failed.append((dirs, _cause(err)))
-                continue
-            bar.update(sum(c.train.steps for c in configs))
-            _note(error, members)
-            diverged += count
-    if failed:
-        names = ", ".join(str(d) for dirs, _ in failed for d in dirs)
-        causes = "; ".join(dict.fromkeys(cause for _, cause in failed))
-        raise TrainingError(f"{len(failed)} of {len(chunks)} chunks failed ({causes}); their members: "
-                            f"{names}; every other member finished")
-    return diverged
+    return run_on_ray(backend, chunks, resume, progress, max_members)
 
 
 BACKENDS = {"local": _local, "ray": _ray}

@@ -65,7 +65,7 @@ def train_plan(plan: Mapping[str, ExperimentConfig], out: str | Path, progress: 
         check_run_dir(dirs[name])
     # every kept run is this plan's, and every new run can start, before any file is written
     kept = {name: stored_config(dirs[name], config) for name, config in plan.items() if name not in new}
-    check_members([plan[name] for name in new])
+    check_members([plan[name] for name in new], backend.in_process)
     todo = []
     for name, config in plan.items():
         if name in new:

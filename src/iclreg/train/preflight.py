@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import torch
 
-from ..analysis.compare import check_evaluation
+from ..analysis.compare import CHUNK, check_evaluation
 from ..device import DTYPES, resolve_device
 from ..errors import check
 from ..estimators import build as build_estimator
 from ..models import MODELS, Ensemble, Predictor, StackedPredictor
-from ..resources import MAX_SAMPLES, check_fits, nbytes, peak_bytes
+from ..resources import MAX_SAMPLES, check_fits, evaluation_bytes, nbytes, peak_bytes
 from ..tasks import TASKS, Task
 from .config import ExperimentConfig
 from .trackers import check_trackers
@@ -63,25 +63,34 @@ def training_bytes(config: ExperimentConfig) -> int:
     return saved + 4 * params + nbytes(prompts.x, prompts.y, prompts.w)
 
 
-def check_training(config: ExperimentConfig) -> None:
+def check_training(config: ExperimentConfig, here: bool = True) -> None:
     """Refuse a run that would fail after it started: an absent device, prompts the model cannot
     take (at the task's n and at ``eval.n``), or a training step or evaluation that does not
-    fit in the free memory, or a tracker whose package is not installed."""
+    fit in the free memory, or a tracker whose package is not installed.
+
+    ``here=False``: the run trains elsewhere (a Ray worker, which checks its own device and
+    memory before it starts), so only what the sizes tell is checked here."""
     check_trackers(config.run.trackers)
-    device = resolve_device(config.run.device)
+    device = resolve_device(config.run.device) if here else None
     need = training_bytes(config)
-    check_fits(need, device, f"a training step of {config.model} on {config.train.batch} prompts",
-               "lower train.batch or the model's size")
+    if device is not None:
+        check_fits(need, device, f"a training step of {config.model} on {config.train.batch} prompts",
+                   "lower train.batch or the model's size")
     task = TASKS.build(config.task)
     check_model_evaluation(meta_model(config), config, task, config.eval.n or task.n,
-                           config.eval.samples, config.eval.estimators, str(device))
+                           config.eval.samples, config.eval.estimators,
+                           None if device is None else str(device))
 
 
 def check_model_evaluation(model: torch.nn.Module, config: ExperimentConfig, task: Task, n: int,
-                           samples: int, estimators: tuple[str, ...], device: str) -> None:
+                           samples: int, estimators: tuple[str, ...], device: str | None) -> None:
     """What :func:`~iclreg.analysis.evaluate.evaluate` checks before it starts: the model and the
-    estimators on prompts of ``n`` pairs, one chunk at a time."""
+    estimators on prompts of ``n`` pairs, one chunk at a time; ``device`` None (the evaluation
+    runs on another machine): the shapes alone, by a dry run on meta tensors."""
     predictors = {"model": model, **{s: build_estimator(s, task=task) for s in estimators}}
+    if device is None:
+        evaluation_bytes(task, predictors, min(CHUNK, samples), n, DTYPES[config.run.dtype])
+        return
     check_evaluation(task, predictors, samples, eval_seed(config), n=n,
                      device=device, dtype=DTYPES[config.run.dtype])
 

@@ -133,14 +133,15 @@ def member_bytes(config: ExperimentConfig) -> int:
     return training_bytes(config)
 
 
-def check_members(configs: list[ExperimentConfig]) -> None:
+def check_members(configs: list[ExperimentConfig], here: bool = True) -> None:
     """``preflight.check_training`` for each group of members that share shapes (one dry run
-    per group): a member that could not train or evaluate is refused before any file exists."""
+    per group): a member that could not train or evaluate is refused before any file exists.
+    ``here=False`` (Ray workers train them): their device and memory are the workers' to check."""
     checked = set()
     for config in configs:
         key = group_key(config)
         if key not in checked:
-            check_training(config)
+            check_training(config, here)
             checked.add(key)
 
 
@@ -158,9 +159,11 @@ def plan_chunks(size: int, per_member: int, budget: int, max_members: int | None
 
 # --- running --------------------------------------------------------------------------------
 def plan_loops(configs: list[ExperimentConfig], dirs: list[Path], resume: bool,
-               max_members: int | None) -> list[Chunk]:
+               max_members: int | None, here: bool = True) -> list[Chunk]:
     """The training loops of members that share shapes and, on resume, the step of their latest
-    checkpoint, each group split into chunks that fit in memory (or ``max_members``)."""
+    checkpoint, each group split into chunks that fit in memory (or ``max_members``).
+    ``here=False`` (Ray workers train them): split by ``max_members`` alone; each worker splits
+    its chunk again to fit its own memory (``ray_backend``)."""
     groups: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i, config in enumerate(configs):
         stacked = isinstance(build_model(config), StackedPredictor)
@@ -169,7 +172,8 @@ def plan_loops(configs: list[ExperimentConfig], dirs: list[Path], resume: bool,
     chunks = []
     for members in groups.values():
         first = configs[members[0]]
-        per, budget = member_bytes(first), available_bytes(torch.device(first.run.device))
+        per = member_bytes(first)
+        budget = available_bytes(torch.device(first.run.device)) if here else per * len(members)
         chunk = plan_chunks(len(members), per, budget, max_members)
         if chunk < len(members):
             count = math.ceil(len(members) / chunk)
@@ -197,11 +201,11 @@ def train_groups(configs: list[ExperimentConfig], dirs: list[Path], resume: bool
             failed, once the others finished.
     """
     backend = as_backend(backend)
-    loops = plan_loops(configs, dirs, resume, max_members)
+    loops = plan_loops(configs, dirs, resume, max_members, backend.in_process)
     steps = sum(c.train.steps for c in configs)
     with phase(f"training {_count(len(configs), 'run')} in {_count(len(loops), 'loop')}, "
                f"{steps:,} steps in all", log):
-        diverged = run_chunks(backend, loops, resume, progress)
+        diverged = run_chunks(backend, loops, resume, progress, max_members)
     if not resume and diverged == len(configs) > 1:
         raise TrainingError(f"all {len(configs)} members diverged; see their metrics.jsonl")
 
@@ -219,7 +223,7 @@ def run_sweep(path: str | Path, overrides: list[str], sweeps: list[str], out: st
     for name, _ in members:
         check(not (out / name / "config.yaml").exists(), f"'{out / name}' already holds a run")
     check_new_output_dir(out, "sweep")
-    check_members([c for _, c in members])
+    check_members([c for _, c in members], backend.in_process)
     out.mkdir(parents=True, exist_ok=True)
     base, every = grid(path, overrides, sweeps)
     with writing(out / "sweep.yaml", out, new=True):
@@ -240,7 +244,7 @@ def train_members(members: list[tuple[str, ExperimentConfig]], out: str | Path, 
     dirs = [out / name for name, _ in members]
     for path in dirs:
         check_run_dir(path)
-    check_members([c for _, c in members])
+    check_members([c for _, c in members], backend.in_process)
     for path, (_, config) in zip(dirs, members, strict=True):
         prepare_run_dir(path, config)
     train_groups([c for _, c in members], dirs, False, progress, max_members, backend)
