@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from iclreg.cli import main
+from iclreg.errors import UsageError
 from iclreg.train import resolve, train
 
 
@@ -48,3 +49,53 @@ def test_a_full_disk_under_plot_is_a_one_line_error(command, run, tmp_path, caps
     assert main([*argv, "--plot", str(plot), "-q"]) == 1
     one_line_error(capsys, f"cannot write '{plot}' (No space left on device)", "run the command again")
     assert list(plot.parent.iterdir()) == []
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """A config whose eval.estimators, through ``levels`` nested aliases of nine, stands for 9^levels
+    estimators (the "billion laughs")."""
+    lines = ["task: gaussian:d=3,n=8", "model: softmax_attention:heads=1",
+             "x0: &a0 [ols, ols, ols, ols, ols, ols, ols, ols, ols]"]
+    lines += [f"x{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    return "\n".join([*lines, f"eval: {{estimators: *a{levels - 1}}}"]) + "\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    (alias_bomb(), "stands for 926,177,121 values through its YAML aliases"),
+    ("task: gaussian:d=3,n=8\nmodel: softmax_attention:heads=1\neval: &e {estimators: [*e]}\n",
+     "holds an alias (*name) inside the value it names"),
+    ("task: " + "[" * 50_000 + "]" * 50_000 + "\n", "is nested too deeply to read"),
+])
+def test_a_config_that_expands_without_bound_is_a_one_line_error(text, message, tmp_path, capsys):
+    config = tmp_path / "bomb.yaml"
+    config.write_text(text)
+    assert main(["train", str(config), "--out", str(tmp_path / "run")]) == 2
+    one_line_error(capsys, f"config file '{config}'", message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bomb.yaml"]
+
+
+def test_aliases_that_expand_to_a_config_s_size_still_load(tmp_path):
+    from iclreg.train import load_config
+
+    config = tmp_path / "aliases.yaml"
+    config.write_text("task: gaussian:d=3,n=8\nmodel: softmax_attention:heads=1\n"
+                      "x: &e [ols, bayes]\neval: {estimators: *e}\n")
+    with pytest.raises(UsageError, match="unknown key 'config.x'"):  # read through; x is no section
+        load_config(config)
+    config.write_text(config.read_text().replace("x: &e [ols, bayes]\neval: {estimators: *e}",
+                                                 "eval: {estimators: &e [ols, bayes], n: 8}"))
+    assert load_config(config).eval.estimators == ("ols", "bayes")
+
+
+@pytest.mark.parametrize("argv", [
+    ["compare", "--task", "gaussian:d=3,n=5,noise_std=1e200", "--samples", "16"],
+    ["compare", "--task", "gaussian:d=3,n=5,w_std=1e200", "--samples", "16", "--json"],
+    ["train", "CONFIG", "task=gaussian:d=3,n=8,noise_std=1e200", "--out", "RUN"],
+])
+def test_values_whose_results_overflow_are_a_one_line_error(argv, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("task: gaussian:d=3,n=8\nmodel: softmax_attention:heads=1\n")
+    argv = [str(config) if a == "CONFIG" else str(tmp_path / "run") if a == "RUN" else a for a in argv]
+    assert main(argv) == 2
+    one_line_error(capsys, "would have a second moment of about inf", "scale the task down")
+    assert capsys.readouterr().out == "" and not (tmp_path / "run").exists()

@@ -98,6 +98,19 @@ def test_invalid_parameters_are_usage_errors(spec: str):
         tasks.build(spec)
 
 
+@pytest.mark.parametrize("spec", [
+    "gaussian:d=3,noise_std=1e200", "gaussian:d=3,w_std=1e200", "gaussian:d=3,w_mean=[0,1e200,0]",
+    "gaussian:d=2,cov=spectrum,spectrum=[1e300,1]", "local:d=3,r=1e300", "binary:d=4,w_std=1e20",
+    "sparse:d=6,s=2,noise_std=1e16", "multitask:d=6,noise_std=1e100",
+])
+def test_scales_whose_results_overflow_are_refused(spec: str):
+    """Labels whose second moment exceeds 1e30 would turn errors into inf (float32 holds 3.4e38),
+    so the task is refused, naming its scales; 1e14 is still a task."""
+    with pytest.raises(UsageError, match="would have a second moment of about .* which results cannot hold"):
+        tasks.build(spec)
+    assert tasks.build("gaussian:d=3,noise_std=1e14,w_std=1e14").noise_std == 1e14
+
+
 # --- covariance of x -------------------------------------------------------------------------
 COV_SPECS = {
     "gaussian:d=4,n=50": np.eye(4),

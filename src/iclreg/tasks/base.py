@@ -28,6 +28,9 @@ from . import covariance
 
 TASKS: Registry[Task] = Registry("task")
 SEEDS = 2**63  # every seed lies in 0 <= seed < 2^63 (what torch.manual_seed and NumPy take)
+# the largest E[y^2] a task may have: its errors, their sums over prompts and positions and the
+# estimators' X^T y stay finite in float32 (max 3.4e38) with room for 1e8 terms
+MAX_LABEL_VARIANCE = 1e30
 
 
 def check_seed(seed: int, what: str) -> None:
@@ -130,6 +133,26 @@ class Task:
                 all(s > 0 for s in self.spectrum),
                 f"{self.name}: spectrum values must be positive, got {list(self.spectrum)}",
             )
+        variance = self.label_variance_bound()
+        if variance > MAX_LABEL_VARIANCE:
+            scales = {k: getattr(self, k, None) for k in ("noise_std", "w_std", "w_mean", "spectrum", "r")}
+            given = ", ".join(f"{k}={v}" for k, v in scales.items() if v is not None)
+            check(False, f"{self.name}: labels of this task ({given}) would have a second moment of about "
+                         f"{variance:.3g}, which results cannot hold: it must stay below "
+                         f"{MAX_LABEL_VARIANCE:g}; scale the task down")
+
+    def label_variance_bound(self) -> float:
+        """An upper bound on E[y^2] = E[<w, x>^2] + sigma^2 (sigma^2 d for a task whose noise grows
+        with the coordinates it sums, such as multitask), from the prior's second moment
+        ||w_mean||^2 + d tau^2 and the largest eigenvalue of x's covariance (at most d, or the
+        largest of ``spectrum``; local tasks widen x by (1 + r)). Products, not powers: a value too
+        large gives inf, not an exception."""
+        mean = getattr(self, "w_mean", 0.0)  # gaussian tasks and their kin
+        means = mean if isinstance(mean, tuple) else (mean,) * self.d
+        prior = sum(m * m for m in means) + self.d * self.w_std * self.w_std
+        top = {"identity": 1.0, "spectrum": max(self.spectrum or (1.0,))}.get(self.cov, float(self.d))
+        widen = 1.0 + abs(getattr(self, "r", 0.0))
+        return prior * top * widen * widen + self.d * self.noise_std * self.noise_std
 
     # --- covariance of x -------------------------------------------------------------------
     @cached_property

@@ -25,6 +25,7 @@ from ..resources import MAX_SAMPLES
 from ..spec import Spec, parse_spec, parse_value
 from ..tasks import TASKS, counter
 from ..tasks.base import check_seed
+from ..yamlfile import load as load_yaml
 from .curriculum import CurriculumConfig, Ramp
 from .trackers import check_tracker_specs
 
@@ -297,8 +298,7 @@ def _fill_model_from_task(model: dict[str, Any], task_spec: str) -> None:
 
 def from_dict(cls: type, data: Any, where: str) -> Any:
     """Build dataclass ``cls`` from a mapping, checking keys and converting values."""
-    if data is None:
-        data = {}
+    data = {} if data is None else data
     check(isinstance(data, dict), f"{where} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -337,7 +337,7 @@ def load_file(path: str | Path) -> dict[str, Any]:
     except OSError as err:
         raise UsageError(f"cannot read config file '{path}': {err.strerror}") from None
     try:
-        data = tomllib.loads(text) if path.suffix == ".toml" else yaml.safe_load(text)
+        data = tomllib.loads(text) if path.suffix == ".toml" else load_yaml(text, f"config file '{path}'")
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as err:
         first = str(err).splitlines()[0]
         raise UsageError(f"config file '{path}' is malformed: {first}") from None

@@ -19,6 +19,7 @@ import yaml
 from ..device import DTYPES, resolve_device
 from ..errors import UsageError, check
 from ..models import MODELS, Predictor
+from ..yamlfile import load as load_yaml
 from .checkpoint import checkpoint_dirs, checkpoint_step, load_checkpoint
 from .config import ExperimentConfig, resolve
 
@@ -36,7 +37,7 @@ def read_run_config(run_dir: str | Path) -> ExperimentConfig:
     check(Path(run_dir).is_dir(), f"run directory '{run_dir}' does not exist")
     check(path.is_file(), f"'{run_dir}' is not a run directory: it has no config.yaml")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text(), f"'{path}'")
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise UsageError(f"'{path}' is malformed: {str(err).splitlines()[0]}") from None
     check(isinstance(data, dict), f"'{path}' is empty or not a mapping of sections; restore the "

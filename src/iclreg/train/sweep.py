@@ -42,6 +42,7 @@ from ..models import StackedPredictor
 from ..report import write_text
 from ..report.files import check_new_output_dir
 from ..spec import _split_top_level
+from ..yamlfile import load as load_yaml
 from .backends import Backend, Chunk, as_backend, run_chunks
 from .checkpoint import latest_step
 from .config import ExperimentConfig, _format_value, apply_overrides, load_file, resolve, save_config
@@ -258,7 +259,7 @@ def is_sweep(path: str | Path) -> bool:
 def read_sweep(out: Path) -> dict[str, Any]:
     """The contents of ``out/sweep.yaml``, checked to list the members."""
     try:
-        spec = yaml.safe_load((out / "sweep.yaml").read_text())
+        spec = load_yaml((out / "sweep.yaml").read_text(), f"'{out}/sweep.yaml'")
         names = spec["members"]
     except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
         spec, names = None, None
