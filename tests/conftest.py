@@ -12,6 +12,11 @@ import torch
 # slower and let a BLAS call split its work differently from one run to the next, so that two
 # runs of the same float computation in one test can differ in their last bits.
 torch.set_num_threads(1)
+# ... and the same count in every subprocess a test starts (a CLI, a killed run): the autograd
+# step's numbers depend on it (iclreg.train.environment), so a subprocess compared with an
+# in-process run must compute with the same. Tests of other counts set it explicitly
+# (tests/train/conftest.py, thread_env).
+os.environ["OMP_NUM_THREADS"] = "1"
 
 
 @pytest.fixture

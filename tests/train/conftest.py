@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,11 @@ TINY = {
     "eval": {"samples": 64, "estimators": ["ols"]},
     "run": {"checkpoint_every": 10, "log_every": 5},
 }
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment of a subprocess whose torch computes with ``threads`` intra-op threads."""
+    return {**os.environ, "OMP_NUM_THREADS": str(threads)}
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from iclreg.cli import main
 from iclreg.errors import UsageError
+from iclreg.models import MODELS
 from iclreg.train import load_config, load_run, train
 from iclreg.train.metrics import read_metrics
 from iclreg.train.sweep import run_sweep
@@ -49,6 +50,35 @@ def test_member_of_an_ensemble_is_bit_identical_to_training_alone(write_config, 
     rows = json.loads((out / "summary.json").read_text())
     assert len(rows) == 12 and all(r["steps"] == 25 and not r["diverged"] for r in rows)
     assert len({r["final_loss"] for r in rows}) == 12
+
+
+# every registered family, at the sizes where torch's products fold size-1 dimensions (one head,
+# one layer), and each engine that can train it; gpt2 and lstm have no ensemble form: a sweep
+# trains their members one at a time
+FAMILIES = [("softmax_attention:heads=1", "query", "auto"),
+            ("softmax_attention:heads=1", "query", "autograd"), ("softmax_attention:heads=1", "all", "auto"),
+            ("softmax_attention:heads=3", "query", "autograd"),
+            ("linear_attention:layers=1", "all", "auto"), ("reduced_attention", "query", "auto"),
+            ("reduced_attention", "query", "autograd"), ("cot:d=3,steps=3,lr=0.2", "chain", "auto"),
+            ("cot:d=3,steps=3,lr=0.2", "chain", "autograd"), ("gpt2:layers=1,width=8,heads=1", "all", "auto"),
+            ("lstm:hidden=8,layers=1", "all", "auto")]
+
+
+def test_every_family_is_checked_below():
+    assert {spec.split(":")[0] for spec, _, _ in FAMILIES} == set(MODELS.names())
+
+
+@pytest.mark.parametrize(("model", "loss", "engine"), FAMILIES)
+def test_every_family_s_member_is_bit_identical_to_training_alone(write_config, tmp_path, model, loss,
+                                                                  engine):
+    config = write_config({**F64, "model": model, "train": {"steps": 12, "loss": loss},
+                           "task": "gaussian:d=3,n=9,noise_std=0.3", "run": {**F64["run"], "engine": engine},
+                           "eval": {"samples": 32, "estimators": []}})
+    out = run_sweep(config, [], ["train.seed=0,1,2"], tmp_path / "sweep")
+    alone = train(load_config(config, ["train.seed=1"]), tmp_path / "alone")
+    a, b = last_weights(alone), last_weights(out / "train.seed=1")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert losses(alone) == losses(out / "train.seed=1")
 
 
 def test_heads_are_grouped_and_members_load_alone(write_config, tmp_path, caplog):

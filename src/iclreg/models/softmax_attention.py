@@ -32,6 +32,21 @@ from .base import MODELS, ModelConfig, StackedPredictor
 from .causal import causal_attention, causal_weights
 
 
+def _heads(tokens: Tensor, weights: Tensor) -> Tensor:
+    """Every head's projection W_h z of every token: tokens (E, B, n, p), weights (E, H, p, p)
+    -> (E, B, H, n, p).
+
+    One matrix product per member, (B n, p) by (p, H p), whatever E and H: a product whose
+    other operand broadcasts over a size-1 batch (E = 1, H = 1) is folded by torch into one
+    larger product with another summation order, so member e of an ensemble would differ from
+    e trained alone in the last bits.
+    """
+    E, B, n, p = tokens.shape
+    H = weights.shape[1]
+    stacked = weights.transpose(-1, -2).permute(0, 2, 1, 3).reshape(E, p, H * p)  # (E, p, H p)
+    return (tokens.reshape(E, B * n, p) @ stacked).view(E, B, n, H, p).permute(0, 1, 3, 2, 4)
+
+
 @MODELS.register("softmax_attention")
 @dataclass(frozen=True)
 class SoftmaxAttentionConfig(ModelConfig):
@@ -121,11 +136,8 @@ class SoftmaxAttention(StackedPredictor):
         queries = torch.cat([x, torch.zeros_like(labels)], -1)  # (E, B, n, p)
         rows = slice(n - 1, n) if last_only else slice(0, n)
         queries = queries[:, :, rows]  # (E, B, n_q, p)
-        # batched matrix products (not einsum) so that every member's arithmetic is the same
-        # whatever the ensemble size: member e of an ensemble matches e trained alone bitwise
-        q = queries.unsqueeze(2) @ params["Q"].transpose(-1, -2).unsqueeze(1)  # (E, B, H, n_q, p)
-        k = tokens.unsqueeze(2) @ params["K"].transpose(-1, -2).unsqueeze(1)  # (E, B, H, n, p)
-        v = tokens.unsqueeze(2) @ params["V"].transpose(-1, -2).unsqueeze(1)
+        q = _heads(queries, params["Q"])  # (E, B, H, n_q, p)
+        k, v = _heads(tokens, params["K"]), _heads(tokens, params["V"])  # (E, B, H, n, p)
         if torch.is_grad_enabled():
             scores = q @ k.transpose(-1, -2) / math.sqrt(config.width)  # (E, B, H, n_q, n)
             # over the examples j < i, linear weights divided by k or by the fixed linear_scale

@@ -40,13 +40,14 @@ from .checkpoint import checkpoint_dirs, latest_step, load_checkpoint, save_chec
 from .config import ExperimentConfig
 from .distributed import Group, NoMetrics, synchronize
 from .durable import remove_temporaries
+from .environment import Environment, intra_op_threads, resume_in
 from .fused.step import FusedStep
 from .lock import run_lock
 from .member_state import join_lists, join_states, member_lists, member_state
 from .metrics import MetricsLog
 from .optim import build_optimizer, build_scheduler, set_scheduled_lrs
 from .run import build_model, load_weights
-from .sampler import Prefetcher, StreamSampler, one_thread
+from .sampler import Prefetcher, StreamSampler
 from .step import build_step
 from .trackers import open_trackers
 
@@ -132,7 +133,9 @@ class Trainer:
         make_step = build_step if group is None else group.build_step
         self.update = make_step(cfg, self.net, self.optimizer, self.device,
                                 last_only=stacked and cfg.train.loss == "query")
-        self._locks = contextlib.ExitStack()  # locks, and the fused step's threads (sampler.py)
+        self._locks = contextlib.ExitStack()  # locks, and the step's threads (environment.py)
+        self.environment = Environment.current(self.device, cfg.run.dtype,
+                                               thread_bound=not isinstance(self.update, FusedStep))
         try:
             self._draw = self._sampler()
             for m in self.members if self.writes else []:
@@ -164,12 +167,18 @@ class Trainer:
         if not (isinstance(self.update, FusedStep) and self.device.type == "cpu"):
             return sampler.draw
         prefetch = torch.get_num_threads() >= 2
-        self._locks.enter_context(one_thread())
+        self._locks.enter_context(intra_op_threads(1))
         log.debug("fused step on the CPU: one torch thread computes%s", ", a second draws the next "
                   "step's prompts" if prefetch else " (torch has one; two would draw prompts meanwhile)")
         if not prefetch:
             return sampler.draw
         return self._locks.enter_context(contextlib.closing(Prefetcher(sampler)))
+
+    @property
+    def name(self) -> str:
+        """The run directory, or "E members in DIR"."""
+        dirs = [m.run_dir for m in self.members]
+        return str(dirs[0]) if len(dirs) == 1 else f"{len(dirs)} members in {os.path.commonpath(dirs)}"
 
     @property
     def writes(self) -> bool:
@@ -205,6 +214,8 @@ class Trainer:
             ckpt = load_checkpoint(path, m.config.to_dict())
             load_weights(m.model, ckpt.weights, path)
             states.append(ckpt.state)
+        recorded = Environment.from_dict(states[0].get("environment"))
+        self.environment = resume_in(recorded, self.environment, self._locks, self.name)
         try:
             self.optimizer.load_state_dict(join_states([s["optimizer"] for s in states]))
             self.scheduler.load_state_dict(join_lists([s["scheduler"] for s in states]))
@@ -246,7 +257,8 @@ class Trainer:
         for e, m in enumerate(self.members):
             if m.diverged_at is None:
                 state = {"config": m.config.to_dict(), "optimizer": member_state(optimizer, e),
-                         "scheduler": member_lists(scheduler, e, len(self))}
+                         "scheduler": member_lists(scheduler, e, len(self)),
+                         "environment": self.environment.to_dict()}
                 save_checkpoint(m.run_dir, self.step, m.model, state, m.config.run.keep)
 
     # --- one step ---------------------------------------------------------------------------
@@ -276,9 +288,7 @@ class Trainer:
     def run(self, bar: Progress | None = None) -> list[tuple[Member, Result]]:
         """Train to ``train.steps``; return each member's final evaluation, diverged members
         left out (their files are the caller's to write: ``runs.finish``)."""
-        dirs = [m.run_dir for m in self.members]
-        what = dirs[0] if len(dirs) == 1 else f"{len(dirs)} members in {os.path.commonpath(dirs)}"
-        with self._phase(f"training {what}, steps {self.step:,} to {self.config.train.steps:,}"):
+        with self._phase(f"training {self.name}, steps {self.step:,} to {self.config.train.steps:,}"):
             results = self._loop(bar)
         if not self.writes:
             return []

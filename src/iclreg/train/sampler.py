@@ -9,7 +9,7 @@ to step (a fresh stacked tensor of a large ensemble costs page faults at every s
 Drawing prompts is serial work (one generator per member), and on the CPU it is as costly as
 the fused step itself. :class:`Prefetcher` overlaps the two: while the caller trains on step
 t, a second thread draws step t + 1 into the other of two buffers. Both threads compute with
-one intra-op thread each (:func:`one_thread`), so a run's numbers are the same whatever the
+one intra-op thread each (``environment.intra_op_threads``), so a run's numbers are the same whatever the
 machine's thread count: drawing is a pure function of (seed, step), and the step's arithmetic
 never splits over threads.
 """
@@ -17,7 +17,7 @@ never splits over threads.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import torch
@@ -95,13 +95,3 @@ class Prefetcher:
             self.pending = None
         self.pool.shutdown(wait=True)
 
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """torch's intra-op threads set to one inside the block, restored after it."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
