@@ -147,6 +147,8 @@ def process_group(device: str) -> Iterator[Group | None]:
         dist.init_process_group("nccl" if cuda else "gloo")
     try:
         yield group
+        if joined:  # every rank done before the group goes: gloo aborts a rank whose peer left first
+            dist.barrier()
     finally:
         if joined:
             dist.destroy_process_group()
