@@ -74,6 +74,66 @@ def test_a_metrics_line_that_is_not_a_record_is_a_clear_error(run, capsys, line)
     one_line_error(capsys, "metrics.jsonl' line 2 is not a metrics record")
 
 
+def test_a_deleted_metrics_file_is_said_on_resume(run, capsys):
+    """The checkpoints hold weights, not losses: a resume without metrics.jsonl goes on, and says
+    in one line which steps' metrics are lost."""
+    shutil.rmtree(run / "checkpoints" / "step_00000030")
+    (run / "eval.json").unlink()
+    (run / "metrics.jsonl").unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "-q"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"iclreg: warning: {run / 'metrics.jsonl'} is missing, but the run resumes from step 20: the "
+                   "metrics of steps 1 to 20 are lost (the checkpoints do not hold them); it records the "
+                   "steps after 20 only"]
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [25, 30, 30]
+
+
+def snapshot(directory: Path) -> dict[str, bytes | None]:
+    """Every entry under ``directory``: a file's bytes, None for a directory."""
+    return {str(p.relative_to(directory)): None if p.is_dir() else p.read_bytes()
+            for p in sorted(directory.rglob("*"))}
+
+
+@pytest.mark.parametrize("damage", ["metrics a directory", "timing unreadable", "checkpoint damaged"])
+def test_an_extension_of_a_damaged_run_changes_nothing(run, capsys, damage):
+    """--resume RUN train.steps=N reads what the resume will read before it removes eval.json and
+    rewrites config.yaml: a damaged run is refused in one line, exactly as it was."""
+    if damage == "metrics a directory":
+        (run / "metrics.jsonl").unlink()
+        (run / "metrics.jsonl").mkdir()
+    elif damage == "timing unreadable":
+        (run / "timing.jsonl").write_bytes(b"\xff\xfe not text\n{}\n")
+    else:
+        (last_checkpoint(run) / "model.safetensors").write_bytes(b"\x00" * 17)
+    (run / ".lock").unlink(missing_ok=True)
+    before = snapshot(run)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "train.steps=40"]) == 2
+    one_line_error(capsys)
+    assert snapshot(run) == before
+
+
+def test_a_refused_sweep_resume_leaves_nothing_behind(write_config, tmp_path, capsys):
+    """A sweep that cannot resume (a member with no config.yaml that sweep.yaml cannot rebuild, or
+    one it does not list in its grid) is refused before its lock is taken: no .lock, no file."""
+    out = tmp_path / "sweep_broken"
+    assert main(["train", str(write_config({"train": {"steps": 10}})), "--sweep", "train.seed=0,1",
+                 "--out", str(out), "-q"]) == 0
+    shutil.rmtree(out / "train.seed=1")
+    spec = (out / "sweep.yaml").read_text()
+    (out / "sweep.yaml").write_text(spec.replace("train.seed=1", "train.seed=7"))
+    (out / ".lock").unlink()
+    before = snapshot(out)
+    assert main(["train", "--resume", str(out)]) == 2
+    one_line_error(capsys, "lists 'train.seed=7', which is not a point of its grid")
+    assert snapshot(out) == before
+    (out / "sweep.yaml").write_text("members: [a]\n")  # from an older iclreg: no grid to rebuild from
+    assert main(["train", "--resume", str(out)]) == 2
+    one_line_error(capsys, "has no config.yaml", "cannot rebuild it")
+    assert not (out / ".lock").exists() and not (out / "a").exists()
+
+
 # --- B4: damage -----------------------------------------------------------------------------
 def flip_a_bit_of_tensor_data(path: Path) -> None:
     """Flip one bit inside tensor data (the file stays well-formed): near the end of a

@@ -18,8 +18,9 @@ at s0 and decays to the floor at N, a warm restart (Loshchilov & Hutter, SGDR, a
 
     lr(s) = lr * (r + (1 - r) * (1 + cos(pi * (s - w) / (N - w))) / 2),   r = min_lr_ratio.
 
-What is written. The extension first removes ``eval.json`` (the run is unfinished from then
-on), then rewrites ``config.yaml`` atomically with ``train.steps = N`` and T appended to
+What is written. Once the metrics and the latest checkpoint have been read (a damaged run is
+refused with nothing changed), the extension removes ``eval.json`` (the run is unfinished from
+then on), then rewrites ``config.yaml`` atomically with ``train.steps = N`` and T appended to
 ``train.extended_from``; checkpoints written under an earlier plan stay valid
 (``config.planned_configs``). A kill between the two leaves the old plan, which ``--resume``
 finishes (re-evaluating it); a kill after them, the new plan, which ``--resume`` carries on.
@@ -41,6 +42,7 @@ from .checkpoint import checkpoint_dirs, checkpoint_step, load_checkpoint
 from .config import ExperimentConfig, save_config
 from .durable import write_run_file, writing
 from .lock import run_lock
+from .metrics import TIMING, read_metrics
 from .run import read_run_config
 
 log = logging.getLogger(__name__)
@@ -98,9 +100,25 @@ def extension(run_dir: Path, stored: ExperimentConfig, config: ExperimentConfig,
     if stored == config or not writes:
         yield
         return
+    check_extensible(run_dir, stored)
     with run_lock(run_dir):
         write_extension(run_dir, stored, config)
         yield
+
+
+def check_extensible(run_dir: Path, stored: ExperimentConfig) -> None:
+    """Read now what the resume after an extension reads, so that a damaged run is refused
+    before its extension removes ``eval.json`` and rewrites ``config.yaml``: the metrics files
+    (``metrics.py``) and the latest checkpoint (checksums and config).
+
+    Raises:
+        UsageError: one of them cannot be read or is damaged.
+    """
+    for name in ("metrics.jsonl", TIMING):
+        read_metrics(run_dir / name)
+    dirs = checkpoint_dirs(run_dir)
+    if dirs:
+        load_checkpoint(dirs[-1], stored.to_dict())
 
 
 def write_extension(run_dir: Path, stored: ExperimentConfig, config: ExperimentConfig) -> None:
@@ -243,6 +261,8 @@ def extend_members(out: Path, members: list[tuple[str, ExperimentConfig]], spec:
         return members
     kept = [(name, config) for name, config in members if not diverged(out / name)]
     _check_extension(out, spec, [config for _, config in kept], steps)
+    for name, config in kept:
+        check_extensible(out / name, config)
     planned = dict(members) | {name: extended_config(config, steps) for name, config in kept}
     for name, stored in members:
         if planned[name] != stored:

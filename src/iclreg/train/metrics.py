@@ -40,6 +40,7 @@ class MetricsLog:
                 if file.exists():
                     kept = [line for line, r in _lines(file) if r["step"] <= resume_step]
                     write_run_file(file, "".join(line + "\n" for line in kept), path.parent)
+            _warn_lost(path, resume_step)
             times = [r["seconds"] for r in read_metrics(self.timing)
                      if isinstance(r.get("seconds"), (int, float))]
             self.seconds_before = float(times[-1]) if times else 0.0
@@ -59,6 +60,18 @@ class MetricsLog:
         """Close the trackers."""
         for tracker in self.trackers:
             tracker.close()
+
+
+def _warn_lost(path: Path, resume_step: int) -> None:
+    """Say in one line that the metrics of a run resumed from ``resume_step`` lack the records
+    before it (the file was deleted or cut short): the checkpoints hold weights, not losses, so
+    they cannot be rebuilt, and the file holds only what follows."""
+    last = max((r["step"] for _, r in _lines(path)), default=0)
+    if last < resume_step:
+        what = "is missing" if not path.exists() else f"ends at step {last}"
+        log.warning("%s %s, but the run resumes from step %d: the metrics of steps %d to %d are lost "
+                    "(the checkpoints do not hold them); it records the steps after %d only",
+                    path, what, resume_step, last + 1, resume_step, resume_step)
 
 
 def _append(path: Path, record: dict[str, Any]) -> None:

@@ -269,9 +269,9 @@ def read_sweep(out: Path) -> dict[str, Any]:
     return spec
 
 
-def _member_config(out: Path, name: str, spec: dict[str, Any]) -> ExperimentConfig:
+def _member_config(out: Path, name: str, spec: dict[str, Any], write: bool = True) -> ExperimentConfig:
     """A member's config; one not written yet (a kill after sweep.yaml) is rebuilt from the grid
-    in sweep.yaml and written now."""
+    in sweep.yaml and (``write``) written now."""
     path = out / name
     if (path / "config.yaml").exists():
         return read_run_config(path)
@@ -280,6 +280,8 @@ def _member_config(out: Path, name: str, spec: dict[str, Any]) -> ExperimentConf
           f"it; start the sweep again in a new directory")
     configs = dict(expand_grid(spec["base"], spec["grid"]))
     check(name in configs, f"'{out}/sweep.yaml' lists '{name}', which is not a point of its grid")
+    if not write:
+        return configs[name]
     path.mkdir(exist_ok=True)
     write_run_file(path / "config.yaml", save_config(configs[name]), path)
     return configs[name]
@@ -303,6 +305,9 @@ def resume_sweep(out: str | Path, progress: bool = False, max_members: int | Non
     if message is not None:
         log.info(message)
         return out
+    for name in spec["members"]:  # a sweep that cannot resume is refused before its lock is taken
+        _member_config(out, name, spec, write=False)
+        diverged(out / name)  # its metrics can be read
     with group_lock(out):
         remove_temporaries(out)
         members = [(name, _member_config(out, name, spec)) for name in spec["members"]]
