@@ -83,9 +83,9 @@ def test_a_deleted_metrics_file_is_said_on_resume(run, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "-q"]) == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"iclreg: warning: {run / 'metrics.jsonl'} is missing, but the run resumes from step 20: the "
-                   "metrics of steps 1 to 20 are lost (the checkpoints do not hold them); it records the "
-                   "steps after 20 only"]
+    assert err == [f"iclreg: warning: {run / 'metrics.jsonl'} is missing, but the run resumes from step "
+                   "20: the metrics of steps 1 to 20 are lost (the checkpoints do not hold them); it records "
+                   "the steps after 20 only"]
     assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [25, 30, 30]
 
 
