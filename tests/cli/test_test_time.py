@@ -66,6 +66,20 @@ def test_the_average_of_multiplicative_noise_decodes_tends_to_ridge_gd(capsys):
     assert abs(many - ridge) < 0.2 * abs(one - ridge) and abs(many - ridge) < 0.25 * abs(gd - ridge)
 
 
+@pytest.mark.parametrize("task", ["sparse:d=4,n=8,s=2", "binary:d=4,n=8"])
+def test_vote_and_support_are_refused_on_every_continuous_task(capsys, task):
+    for args in (["--technique", "vote"], ["--noise", "support:k=2"]):
+        assert main(["test-time", "--task", task, "--decoder", "gd:lr=0.01", "--steps", "3", *args]) == 2
+        assert "binary01 coefficients" in capsys.readouterr().err
+
+
+def test_vote_and_support_run_on_binary01(capsys):
+    args = ["test-time", "--task", "binary01:d=6,n=6,k=2", "--decoder", "gd:lr=0.1", "--steps", "5",
+            "--noise", "support:k=2", "--technique", "vote", "--samples", "1,4", "--prompts", "8", "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["metric"] == "recovery"
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--decoder", "gd:lr=0.01", "--samples", "0"], "--samples values must lie in [1,"),
     (["--decoder", "gd:lr=0.01", "--samples", "1,x"], "comma-separated list of integers"),
@@ -75,6 +89,8 @@ def test_the_average_of_multiplicative_noise_decodes_tends_to_ridge_gd(capsys):
     (["--decoder", "gd:lr=0.01", "--technique", "best:reward=l3"], "reward"),
     (["--decoder", "gd:lr=0.01", "--samples", "100000000"], "of memory"),
     (["--decoder", "gd:lr=0.01", "--prompts", "1"], "--prompts must lie in [2,"),
+    (["--decoder", "gd:lr=0.01", "--technique", "vote"], "--technique vote needs a task with binary01"),
+    (["--decoder", "gd:lr=0.01", "--noise", "support:k=3"], "--noise support needs a task with binary01"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
     plot = tmp_path / "fig.png"

@@ -106,6 +106,9 @@ class Task:
     """
 
     name: ClassVar[str]
+    # the coefficients w* the task draws: "continuous", "sign" (+-w_std), or "binary01" (0/1 entries,
+    # where exact support recovery is meaningful); test-time support sampling and vote need "binary01"
+    coefficients: ClassVar[str] = "continuous"
     d: int = 20
     n: int = 41
     noise_std: float = 0.0

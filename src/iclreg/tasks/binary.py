@@ -20,6 +20,8 @@ class BinaryTask(Task):
     on this task is the Gaussian-prior posterior mean, not the exact discrete posterior.
     """
 
+    coefficients = "sign"
+
     def sample_w(self, batch: int, opts: dict[str, Any]) -> Tensor:
         u = torch.rand(batch, self.d, **opts)
         return self.w_std * (2.0 * (u < 0.5).to(u.dtype) - 1.0)

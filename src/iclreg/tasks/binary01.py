@@ -32,6 +32,7 @@ class Binary01Task(Task):
     both in the support), E w = w_std p 1 and Cov w = w_std^2 ((p - q) I + (q - p^2) 1 1^T).
     """
 
+    coefficients = "binary01"
     k: int = 5
 
     def __post_init__(self) -> None:

@@ -43,6 +43,7 @@ class Noise:
     """Base of every noise: ``draw`` the step's randomness, then ``apply`` it to F(w_t)."""
 
     name: ClassVar[str]
+    coefficients: ClassVar[str | None] = None  # the task coefficients it needs (None: any)
 
     def draw(self, shape: torch.Size, generator: torch.Generator | None,
              dtype: torch.dtype, device: torch.device) -> Tensor | None:
@@ -130,6 +131,7 @@ class Support(Noise):
         temperature: tau >= 0.
     """
 
+    coefficients = "binary01"
     k: int = 5
     temperature: float = 1.0
 

@@ -47,6 +47,10 @@ def run_test_time(task: str, decoder: str | None, noise: str, technique: str, st
     check((decoder is None) != (run is None), "give either --decoder SPEC or --run RUN_DIR")
     chosen = ChainOfThoughtDecoder(run=run) if run is not None else build_decoder(decoder)
     built = build_task(task), chosen, build_noise(noise), build_technique(technique)
+    for part, what in ((built[2], "--noise"), (built[3], "--technique")):
+        check(part.coefficients in (None, built[0].coefficients),
+              f"{what} {part.name} needs a task with {part.coefficients} coefficients (such as "
+              f"binary01:d=30,k=4), not {built[0].name}'s ({built[0].coefficients})")
     check(chosen.d in (None, built[0].d), f"the task has d={built[0].d} but the decoder emits d={chosen.d}; "
                                   "use a task of the decoder's dimension")
     dev = resolve_device(device)

@@ -33,6 +33,7 @@ class Technique:
     """Base of every technique: ``technique(w, x, y) -> w_hat``."""
 
     name: ClassVar[str]
+    coefficients: ClassVar[str | None] = None  # the task coefficients it needs (None: any)
 
     def __call__(self, w: Tensor, x: Tensor, y: Tensor) -> Tensor:
         """Combine samples.
@@ -102,6 +103,8 @@ def vote_index(support: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class Vote(Technique):
     """Majority vote over supports: the 0/1 indicator of the most frequent support."""
+
+    coefficients = "binary01"
 
     def __call__(self, w: Tensor, x: Tensor, y: Tensor) -> Tensor:
         support = (w != 0).transpose(0, 1)  # (B, N, d)
