@@ -12,7 +12,20 @@ import re
 
 import pytest
 
-from iclreg.experiments.claims import AtLeast, AtMost, Between, Check, Claim, Falls, Near, Rises, leaves
+from iclreg.experiments.claims import (
+    AtLeast,
+    AtMost,
+    Between,
+    Check,
+    Claim,
+    Falls,
+    Interval,
+    Near,
+    Rises,
+    leaves,
+    paired,
+    versus_theory,
+)
 from iclreg.report.format import format_value
 
 NUMBER = r"(-?[0-9.]+(?:e[-+]?[0-9]+)?)"
@@ -20,6 +33,11 @@ NUMBER = r"(-?[0-9.]+(?:e[-+]?[0-9]+)?)"
 
 def decide_from_text(text: str, values: list[float]) -> bool:
     """An independent reading of one check's tolerance text."""
+    text = re.sub(r"^(paired|vs theory): ", "", text)
+    if m := re.fullmatch(rf"at most {NUMBER} \+ .*\(= {NUMBER}\)", text):
+        return all(v <= float(m[1]) + float(m[2]) * (1 + 1e-3) for v in values)
+    if m := re.fullmatch(rf"at least {NUMBER} - .*\(= {NUMBER}\)", text):
+        return all(v >= float(m[1]) - float(m[2]) * (1 + 1e-3) for v in values)
     if m := re.fullmatch(rf"at most {NUMBER}", text):
         return all(v <= float(m[1]) for v in values)
     if m := re.fullmatch(rf"below {NUMBER}", text):
@@ -44,7 +62,10 @@ def decide_from_text(text: str, values: list[float]) -> bool:
 
 BOUNDS = [AtMost(0.2), AtMost(0.01, strict=True), AtLeast(2.0), AtLeast(0.3, strict=True),
           Between(-1.2, -0.75), Near(0.243, abs=0.02), Near(0.1145, se=0.0011, k=3), Near(1.0, rel=0.15),
-          Near(0.604, abs=0.02, se=0.008, k=5.88), Falls(), Falls(slack=0.05), Rises()]
+          Near(0.604, abs=0.02, se=0.008, k=5.88), Falls(), Falls(slack=0.05), Rises(),
+          Interval("paired", 0.0, 0.004), Interval("paired", 0.0, 0.004, side="at_most"),
+          Interval("paired", 0.1, 0.004, z=2, side="at_least"),
+          Interval("vs theory", 0.31, 0.01, theory_se=0.003, grid=0.002)]
 
 
 def synthetic(bound) -> list[list[float]]:
@@ -52,8 +73,9 @@ def synthetic(bound) -> list[list[float]]:
     if isinstance(bound, (Falls, Rises)):
         return [[3, 2, 1], [1, 2, 3], [1, 1.04, 0.5], [1, 1.06, 0.5], [1, 1], [2, 1, 1.5]]
     edges = {AtMost: lambda b: [b.limit], AtLeast: lambda b: [b.limit], Between: lambda b: [b.low, b.high],
-             Near: lambda b: [b.target - b.allowance, b.target + b.allowance]}[type(bound)](bound)
-    out = [] if isinstance(bound, Near) else [[e] for e in edges]  # exactly on the edge: strict or not
+             Near: lambda b: [b.target - b.allowance, b.target + b.allowance],
+             Interval: lambda b: [b.target - b.allowance, b.target + b.allowance]}[type(bound)](bound)
+    out = [] if isinstance(bound, (Near, Interval)) else [[e] for e in edges]  # on the edge: strict or not
     for e in edges:
         step = 1e-3 * max(abs(e), 1e-3)
         out += [[e - step], [e + step], [e - 100 * step], [e + 100 * step]]
@@ -111,3 +133,35 @@ def test_one_formatter_for_people():
     assert format_value([[0.1, 0.2], [0.3]]) == "(0.1, 0.2), (0.3)"
     assert format_value({"kernel": {"1": 0.5}}) == "kernel: (1: 0.5)"
     assert format_value(None) == "-" and format_value("text") == "text"
+
+
+def test_a_paired_comparison_uses_the_spread_of_the_difference_not_of_the_prompts():
+    """Prompt-to-prompt spread (std 1) is shared by a and b and cancels; the difference has std 0.01."""
+    import random
+
+    rng = random.Random(0)
+    base = [rng.gauss(0.0, 1.0) for _ in range(400)]
+    a = [v + 0.05 + rng.gauss(0.0, 0.01) for v in base]
+    b = [v + rng.gauss(0.0, 0.01) for v in base]
+    check = paired("a - b", a, b)
+    assert check.value == pytest.approx(0.05, abs=0.005)
+    assert check.bound.se == pytest.approx(0.01 * math.sqrt(2 / 400), rel=0.2)
+    assert not check.holds and "paired: within 3 SE" in check.text  # 0.05 is ~70 paired SE from 0
+    assert paired("a - b", a, b, target=0.05).holds
+    assert paired("a - b", b, a, side="at_most").holds and not paired("a - b", a, b, side="at_most").holds
+    # negative control: shuffling the pairing destroys the cancellation and the SE grows ~100-fold
+    shuffled = b[:]
+    rng.shuffle(shuffled)
+    assert paired("a - b", a, shuffled).bound.se > 30 * check.bound.se
+
+
+def test_a_theory_comparison_states_and_uses_the_theory_error():
+    check = versus_theory("rate", 0.50, 0.01, 0.53, theory_se=0.005, grid=0.004)
+    assert check.bound.allowance == pytest.approx(3 * math.hypot(0.01, 0.005) + 0.004)
+    assert "theory MC SE" in check.text and "theory bound" in check.text and check.holds
+    # negative control: the theory shifted by its own tolerance (and a little) no longer agrees
+    shifted = 0.53 + check.bound.allowance + 1e-3
+    assert not versus_theory("rate", 0.50, 0.01, shifted, theory_se=0.005, grid=0.004).holds
+    assert not versus_theory("rate", 0.495, 0.01, 0.53).holds  # without the theory's error: a miss
+    with pytest.raises(ValueError):
+        paired("x", [1.0], [2.0])

@@ -10,6 +10,12 @@ check holds, and a miss carries the reason (which quantity, which value, which b
     Claim.falls_with("3-gap", "gap by L", "falls with L", {"L = 10": 0.1, "L = 100": 0.02})
     Claim.of("6-lstm", "LSTM vs transformer", "markedly worse", {"LSTM": a, "transformer": b},
              Check("LSTM / transformer", a / b, AtLeast(2)))
+    Claim.of("7-split", "best split", "theory", m, paired("theory's best - best", err_t, err_b,
+             side="at_most"), versus_theory("N = 4", mean, se, 0.31, theory_se=0.002))
+
+Two quantities measured on the same prompts are compared by ``paired`` (the interval of the
+per-prompt difference), a measurement against theory by ``versus_theory`` (the theory's own
+Monte Carlo error and any grid/truncation bound are part of the tolerance, and stated).
 
 Measured values are data (numbers, lists, mappings with string keys); the report formats them.
 """
@@ -124,6 +130,53 @@ class Near(Bound):
 
 
 @dataclass(frozen=True)
+class Interval(Bound):
+    """A mean difference judged by its own interval: |x - target| (``side`` "both"), x - target
+    (``"at_most"``) or target - x (``"at_least"``) at most z sqrt(se^2 + theory_se^2) + grid.
+
+    ``se`` is the standard error of the measured difference: for a ``paired`` comparison the
+    spread over prompts of the per-prompt difference, so what the prompts share cancels;
+    ``theory_se`` the Monte Carlo error of a theory value and ``grid`` a deterministic bound on
+    its error (a truncation or a finite grid). The text names which were used.
+    """
+
+    kind: str  # "paired" or "vs theory": what the report says was compared
+    target: float
+    se: float
+    z: float = 3.0
+    side: str = "both"
+    theory_se: float = 0.0
+    grid: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.side not in ("both", "at_most", "at_least"):
+            raise ValueError(f"side must be both, at_most or at_least, got {self.side!r}")
+
+    @property
+    def allowance(self) -> float:
+        return self.z * math.hypot(self.se, self.theory_se) + self.grid
+
+    @property
+    def text(self) -> str:
+        parts = [f"{self.z:g} x sqrt(SE^2 + theory MC SE^2)" if self.theory_se else f"{self.z:g} SE"]
+        if self.grid:
+            parts.append(f"theory bound {_num(self.grid)}")
+        what = f"{' + '.join(parts)} (= {_num(self.allowance)})"
+        if self.side == "both":
+            return f"{self.kind}: within {what} of {_num(self.target)}"
+        word = "at most" if self.side == "at_most" else "at least"
+        sign = "+" if self.side == "at_most" else "-"
+        return f"{self.kind}: {word} {_num(self.target)} {sign} {what}"
+
+    def ok(self, x: float) -> bool:
+        if self.side == "at_most":
+            return x - self.target <= self.allowance
+        if self.side == "at_least":
+            return self.target - x <= self.allowance
+        return abs(x - self.target) <= self.allowance
+
+
+@dataclass(frozen=True)
 class Falls(Bound):
     """Each value below the one before it; ``slack``: up to that fraction above is allowed."""
 
@@ -158,6 +211,35 @@ class Rises(Bound):
         pairs = list(zip(xs, xs[1:], strict=False))
         steps = all(b > a for a, b in pairs) if self.strict else all(b >= a for a, b in pairs)
         return steps and (not self.grows or (len(xs) > 1 and xs[-1] > xs[0]))
+
+
+# --- comparisons on the same prompts, and with theory -------------------------------------
+def _mean_se(values: Any) -> tuple[float, float]:
+    xs = [float(v) for v in leaves(list(values))]
+    if len(xs) < 2:
+        raise ValueError("a paired comparison needs at least two prompts")
+    mean = sum(xs) / len(xs)
+    var = sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
+    return mean, math.sqrt(var / len(xs))
+
+
+def paired(what: str, a: Any, b: Any, *, z: float = 3.0, side: str = "both", target: float = 0.0,
+           theory_se: float = 0.0, grid: float = 0.0) -> Check:
+    """Two quantities measured on the same prompts (per-prompt sequences ``a``, ``b``; ``b`` may be
+    a per-prompt theory value): the mean of a_i - b_i against ``target`` with the interval
+    mean +- z SE of the paired difference (``side``: both ways, or "at_most" / "at_least" the
+    target). A theory's own error enters as ``theory_se`` (Monte Carlo) and ``grid`` (a bound)."""
+    diffs = [float(x) - float(y) for x, y in zip(leaves(list(a)), leaves(list(b)), strict=True)]
+    mean, se = _mean_se(diffs)
+    return Check(what, mean, Interval("paired", target, se, z, side, theory_se, grid))
+
+
+def versus_theory(what: str, measured: float, se: float, theory: float, *, theory_se: float = 0.0,
+                  grid: float = 0.0, z: float = 3.0) -> Check:
+    """A measured mean (standard error ``se``) against a theory value whose own error is stated:
+    its Monte Carlo standard error ``theory_se`` and a deterministic bound ``grid`` (a finite grid,
+    a truncation). Holds when |measured - theory| <= z sqrt(se^2 + theory_se^2) + grid."""
+    return Check(what, measured, Interval("vs theory", theory, se, z, "both", theory_se, grid))
 
 
 # --- checks and claims ----------------------------------------------------------------------
