@@ -35,6 +35,7 @@ from ..train import ExperimentConfig
 from . import demystified as he
 from .base import Experiment, Runs, Section
 from .claims import AtLeast, AtMost, Check, Claim
+from .demystified_mechanism import AGREE
 
 COVARIANCES = {"toeplitz": "cov=toeplitz,rho=0.5", "spiked": "cov=rotated,cond=10,cov_seed=0"}
 W_VAR = 1 / he.D  # w ~ N(0, I/d)
@@ -170,7 +171,7 @@ def agree_claim(cov: str, rows: list[Measured]) -> Claim:
     key = {f"H={r.heads} seed {r.seed}": {"pgd": r.agree_pgd, "gd": r.agree_gd} for r in rows}
     return Claim.of(
         f"aniso-pgd-{cov}", f"{cov} covariance: predictions agree better with preconditioned GD "
-        f"(P = Sigma^-1) than with plain GD, both one step with a fitted lr ({he.AGREE})",
+        f"(P = Sigma^-1) than with plain GD, both one step with a fitted lr ({AGREE})",
         "multi-head attention implements preconditioned GD (abstract)", key,
         Check("pgd - gd disagreement", [r.agree_pgd - r.agree_gd for r in rows], AtMost(0, True)))
 
@@ -218,7 +219,7 @@ def _table(rows: list[Measured], sizes: AnisoSizes) -> list[str]:
             f"{sizes.seeds} seeds, Adam lr {sizes.lr}, {sizes.steps} steps, batch {sizes.batch}. "
             "W = sum_h mu_h KQ_h[x, x] is the layer's first-order preconditioner (a cancelling pair counts "
             "once, dummy heads are discounted by their small mu). "
-            f"Agreement: {he.AGREE} at L = {he.L} on {sizes.eval_samples} fresh prompts (seed 13), each "
+            f"Agreement: {AGREE} at L = {he.L} on {sizes.eval_samples} fresh prompts (seed 13), each "
             "estimator's one-step lr fitted by least squares to the model on other prompts (seed 14).", "",
             "| cov | H | seed | cos(W, Sigma^-1) | cos(W, I) | cos(W, G*) | abs cos(W_h, Sigma^-1) | mu_h | "
             "pgd | gd |", "|---|---:|---:|---:|---:|---:|---|---|---:|---:|"]
