@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from iclreg.estimators import build as build_estimator
-from iclreg.theory.debiased_gd import debiased_gd_risk, gd_optimal_lr, gd_risk
+from iclreg.theory.debiased_gd import debiased_gd_optimal_lr, debiased_gd_risk, gd_optimal_lr, gd_risk
 
 F64 = torch.float64
 
@@ -85,3 +85,28 @@ def test_optimal_lr_minimises_the_gd_risk(d, L, s, t):
     grid = torch.linspace(0.01, 2.0, 20_001, dtype=F64).tolist()
     numeric = min(grid, key=lambda c: gd_risk(d, L, s, t, c))
     assert gd_optimal_lr(d, L, s, t) == pytest.approx(numeric, abs=1e-4)
+
+
+@pytest.mark.parametrize("d, L, s, t", [(5, 40, math.sqrt(0.1), 1 / math.sqrt(5)), (3, 7, 0.5, 1.2)])
+def test_optimal_lr_minimises_the_debiased_gd_risk(d, L, s, t):
+    grid = torch.linspace(0.01, 2.0, 20_001, dtype=F64).tolist()
+    numeric = min(grid, key=lambda c: debiased_gd_risk(d, L, s, t, c))
+    assert debiased_gd_optimal_lr(d, L, s, t) == pytest.approx(numeric, abs=1e-4)
+
+
+def test_refitted_debiased_gd_is_bayes_up_to_a_constant_factor():
+    """He et al.'s setting: excess risk over the Bayes excess tends to 1 + (d + 1) tau^2 / sigma^2
+    = 13 with the step refitted at each L; with the step fixed at L = 40 it grows (31.9 at L = 1000)."""
+    from iclreg.theory import bayes_risk
+
+    d, s, t = 5, math.sqrt(0.1), 1 / math.sqrt(5)
+    fixed = debiased_gd_optimal_lr(d, 40, s, t)
+    assert fixed == pytest.approx(8 / 9.1, rel=1e-12)
+
+    def excess_ratio(L, lr):
+        return (debiased_gd_risk(d, L, s, t, lr) - s**2) / (bayes_risk(d, L, s, t) - s**2)
+
+    refit = [excess_ratio(L, debiased_gd_optimal_lr(d, L, s, t)) for L in (40, 1000, 10**5)]
+    assert refit[0] == pytest.approx(9.88, abs=0.01) and refit[-1] == pytest.approx(13, abs=0.01)
+    assert excess_ratio(1000, 2 * 0.13 * 3.45) == pytest.approx(31.86, abs=0.01)
+    assert excess_ratio(1000, fixed) > 2 * refit[1]

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from ..errors import check
 
-__all__ = ["debiased_gd_risk", "gd_optimal_lr", "gd_risk"]
+__all__ = ["debiased_gd_optimal_lr", "debiased_gd_risk", "gd_optimal_lr", "gd_risk"]
 
 
 def _one_step_risk(d: int, L: int, m: int, noise_std: float, w_std: float, lr: float) -> float:
@@ -76,3 +76,17 @@ def gd_optimal_lr(d: int, L: int, noise_std: float, w_std: float) -> float:
     check(L >= 1 and w_std > 0, f"gd_optimal_lr needs L >= 1 and w_std > 0, got L={L}, w_std={w_std}")
     tau2 = float(w_std) ** 2
     return tau2 * L / (tau2 * (L + d + 1) + float(noise_std) ** 2)
+
+
+def debiased_gd_optimal_lr(d: int, L: int, noise_std: float, w_std: float) -> float:
+    r"""The step c minimising :func:`debiased_gd_risk` at L >= 2 examples:
+    tau^2 L / (tau^2 (L + d) + sigma^2) (dR/dc = 0 with m = L - 1).
+
+    With the step refitted at each L the excess risk R - sigma^2 over the Bayes excess tends to
+    1 + (d + 1) tau^2 / sigma^2 as L -> infinity (both are of order 1/L): He et al.'s "Bayes
+    optimal up to a proportional factor". A step fixed at one L leaves the bias d tau^2 (1 - c)^2,
+    so the ratio grows without bound."""
+    check(L >= 2 and w_std > 0,
+          f"debiased_gd_optimal_lr needs L >= 2 and w_std > 0, got L={L}, w_std={w_std}")
+    tau2 = float(w_std) ** 2
+    return tau2 * L / (tau2 * (L + d) + float(noise_std) ** 2)
