@@ -12,10 +12,15 @@ softmax attention beyond the training length, and the trained error against the 
    (c/L) sum_i y_i x_i^T x_q (a product of two sums, x_bar times y_bar, is out of its reach, so
    no debiasing), consistent as L grows. Divided by 40 instead, the same sum is GD with step
    c L / 40: it undershoots below 40 and overshoots beyond (five times at L = 200). Exact risks:
-   ``theory.debiased_gd.gd_risk``.
-2. The trained softmax H = 2 error over the exact Bayes (ridge) error (``theory.bayes_risk``) for
-   L = 10..200 against the exact debiased-GD / Bayes ratio (``theory.debiased_gd``): "nearly
-   achieves Bayesian optimality up to a proportional factor".
+   ``theory.debiased_gd.gd_risk``. The claim checks linear / L, the linear self-attention of the
+   works the paper compares with (scores over the prompt's number of examples); linear / 40 fails
+   by its normalisation alone, so it is reported beside it and not checked.
+2. "Nearly achieves Bayesian optimality up to a proportional factor", on excess risk
+   (MSE - sigma^2): the trained softmax H = 2 excess over the exact Bayes excess
+   (``theory.bayes_risk``) at the training length and below, against the factor
+   1 + (d + 1) tau^2 / sigma^2 of debiased GD with its step refitted at each L
+   (``theory.debiased_gd.debiased_gd_optimal_lr``). A model trained at one length keeps its step,
+   and its ratio grows without bound beyond that length: reported, not checked.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from ..report.figures import lines_figure
 from ..report.style import PALETTE
 from ..tasks import build as build_task
 from ..theory import bayes_risk
-from ..theory.debiased_gd import debiased_gd_risk, gd_optimal_lr, gd_risk
+from ..theory.debiased_gd import debiased_gd_optimal_lr, debiased_gd_risk, gd_optimal_lr, gd_risk
 from ..train import ExperimentConfig
 from .base import Experiment, Runs, Section
 from .claims import AtLeast, AtMost, Check, Claim, Falls
@@ -49,9 +54,11 @@ VARIANTS = {  # name in the plan -> (label, model SPEC)
     "fixed": (f"linear / {L}", f"softmax_attention:heads=2,activation=linear,linear_scale={L}"),
 }
 SOFTMAX = "softmax H=2"
-MARGIN = 2.0  # "clearly worse": the fixed-scale error at L = 200 at least twice softmax's
-TRACK = 0.15  # trained / Bayes within 15% of the exact debiased-GD / Bayes ratio at each L
+MARGIN = 2.0  # "does not generalise as well": linear / L's excess risk at L = 200 at least twice softmax's
+TRACK = 0.15  # trained excess ratio within 15% of exact debiased GD's at each L of NEAR
 SIGMA, TAU = math.sqrt(NOISE_VAR), 1 / math.sqrt(D)
+NEAR = (10, 20, 40)  # the near-Bayes claim's lengths: the training length and below (the paper's tables)
+FACTOR = 1 + (D + 1) * TAU**2 / SIGMA**2  # 13: refitted debiased GD's excess over Bayes's as L -> infinity
 
 
 @dataclass(frozen=True)
@@ -101,6 +108,7 @@ class Theory:
     gd: list[float]  # GD with the step c* optimal at L = 40
     gd_fixed: list[float]  # the same sum divided by 40: GD with step c* k / 40
     c_star: float
+    refit_ratio: list[float]  # debiased GD with its step refitted at k: excess risk over Bayes's (k >= 2)
 
     @classmethod
     def at(cls, k_max: int) -> Theory:
@@ -109,7 +117,16 @@ class Theory:
         return cls([bayes_risk(D, k, SIGMA, TAU) for k in ks],
                    [debiased_gd_risk(D, k, SIGMA, TAU, HE_LR) for k in ks],
                    [gd_risk(D, k, SIGMA, TAU, c) for k in ks],
-                   [gd_risk(D, k, SIGMA, TAU, c * k / L) if k else SIGMA**2 + D * TAU**2 for k in ks], c)
+                   [gd_risk(D, k, SIGMA, TAU, c * k / L) if k else SIGMA**2 + D * TAU**2 for k in ks], c,
+                   [_refit_ratio(k) for k in ks])
+
+
+def _refit_ratio(k: int) -> float:
+    """Excess risk of debiased GD with the step optimal at k examples over the Bayes excess (nan below 2)."""
+    if k < 2:
+        return math.nan
+    risk = debiased_gd_risk(D, k, SIGMA, TAU, debiased_gd_optimal_lr(D, k, SIGMA, TAU))
+    return (risk - SIGMA**2) / (bayes_risk(D, k, SIGMA, TAU) - SIGMA**2)
 
 
 def sections(exp: Experiment, runs: Runs, sizes: LengthSizes,
@@ -151,6 +168,31 @@ def _at(curve: Sequence[float]) -> dict[str, float]:
     return {f"L={k}": float(curve[k]) for k in LENGTHS}
 
 
+def _excess(value: float) -> float:
+    """The error above the noise floor sigma^2, which no predictor can remove."""
+    return value - SIGMA**2
+
+
+def linear_claim(softmax: Sequence[float], scaled: dict[str, Sequence[float]],
+                 fixed: dict[str, Sequence[float]]) -> Claim:
+    """5-linear-length, for the paper's linear attention: scores over the number of examples L
+    (``scaled``, by seed); the fixed-scale variant (``fixed``) is reported beside it, unchecked."""
+    big = max(LENGTHS)
+    return Claim.of(
+        "5-linear-length",
+        f"trained at L = {L}: softmax H=2 keeps improving past {L}; linear attention with its scores divided "
+        "by the number of examples L (the linear self-attention of von Oswald, Ahn and Zhang et al., which "
+        f"the paper compares with) does not generalise as well: its excess risk (MSE - sigma^2) at L = {big} "
+        f"at least {MARGIN:g}x softmax's. Linear / {L} (fixed scale, fails by construction) is reported "
+        "beside it, not checked",
+        "softmax readily generalises to longer sequences, linear transformers do not",
+        {SOFTMAX: _at(softmax), **{k: _at(c) for k, c in {**scaled, **fixed}.items()}},
+        Check(f"{SOFTMAX} at L = {L}, 100, {big}", [softmax[L], softmax[100], softmax[big]], Falls()),
+        Check(f"linear / L excess over {SOFTMAX} excess at L = {big} (each seed)",
+              {k: _excess(c[big]) / _excess(softmax[big]) for k, c in scaled.items()}, AtLeast(MARGIN)),
+        figure="length_linear.png")
+
+
 def _linear_section(linear: dict[str, list[float]], softmax: list[float], theory: Theory,
                     sizes: LengthSizes) -> Section:
     fixed = {_label(n): c for n, c in linear.items() if n.split("/")[1] == "fixed"}
@@ -158,19 +200,7 @@ def _linear_section(linear: dict[str, list[float]], softmax: list[float], theory
     big = max(LENGTHS)
     same = max(abs(linear[f"linear/fixed/seed{s}"][L] - linear[f"linear/scaled/seed{s}"][L])
                for s in range(sizes.seeds))
-    claim = Claim.of(
-        "5-linear-length",
-        f"trained at L = {L}: softmax H=2 keeps improving past {L}; linear attention with its scores "
-        f"divided by the fixed training length does not (at L = {big} at least {MARGIN:g}x softmax's "
-        "error); linear attention divided by L, reported beside them, is not checked",
-        "softmax readily generalises to longer sequences, linear transformers do not",
-        {SOFTMAX: _at(softmax), **{k: _at(c) for k, c in {**fixed, **scaled}.items()}},
-        Check(f"{SOFTMAX} at L = {L}, 100, {big}", [softmax[L], softmax[100], softmax[big]], Falls()),
-        Check(f"linear / {L} minus itself at L = {L}, at L = {big} (each seed)",
-              {k: c[big] - c[L] for k, c in fixed.items()}, AtLeast(0, True)),
-        Check(f"linear / {L} over {SOFTMAX} at L = {big} (each seed)",
-              {k: c[big] / softmax[big] for k, c in fixed.items()}, AtLeast(MARGIN)),
-        figure="length_linear.png")
+    claim = linear_claim(softmax, scaled, fixed)
     columns = ["L", *scaled, *fixed, SOFTMAX, "debiased GD (exact)", "GD, c* (exact)",
                f"GD, c* L/{L} (exact)", "Bayes (exact)"]
     rows = ["| " + " | ".join(columns) + " |", "|---:" * len(columns) + "|"]
@@ -194,9 +224,17 @@ def _linear_section(linear: dict[str, list[float]], softmax: list[float], theory
             + (f"they train alike (largest gap of their errors at L = {L}, seed by seed: {same:.2g})."
                if sizes.train_fixed else f"they train to the same weights, so linear / {L} is evaluated "
                "with the weights of the linear / L run of its seed (not trained again)."),
-            f"- So the paper's contrast depends on the normalisation: at L = {big} linear / L reaches "
-            f"{_span(c[big] / softmax[big] for c in scaled.values())} times softmax's error, linear / {L} "
-            f"{_span(c[big] / softmax[big] for c in fixed.values())} times."]
+            "- Which linear attention the claim checks: the paper contrasts softmax with the linear "
+            "transformers of the works it builds on (von Oswald et al., Ahn et al., Zhang, Frei & "
+            "Bartlett), whose scores are divided by the prompt's number of examples: linear / L. "
+            f"Linear / {L} fails by its normalisation alone (the exact 'GD, c* L/{L}' column needs no "
+            "training), so a check on it could not refute the paper.",
+            f"- At L = {big} linear / L reaches {_span(c[big] / softmax[big] for c in scaled.values())} "
+            f"times softmax's error and {_span(claim.checks[1].numbers)} times its excess risk "
+            f"(linear / {L}: {_span(c[big] / softmax[big] for c in fixed.values())} "
+            "times the error). What separates linear / L from softmax is the step: GD's c* fitted at "
+            f"L = {L} against softmax's debiased GD step; with a fixed step c both tend to the excess "
+            "d tau^2 (1 - c)^2, not to a failure to generalise."]
     data = {"lengths": list(LENGTHS), SOFTMAX: [softmax[k] for k in LENGTHS],
             **{label: [c[k] for k in LENGTHS] for label, c in {**scaled, **fixed}.items()},
             "GD, c* (exact)": [theory.gd[k] for k in LENGTHS],
@@ -228,40 +266,58 @@ def _linear_figure(fixed: dict[str, list[float]], scaled: dict[str, list[float]]
                         colors=colors, styles=styles, vlines={f"training length L = {L}": L})
 
 
-def _bayes_section(softmax: list[float], theory: Theory) -> Section:
-    trained = {f"L={k}": softmax[k] / theory.bayes[k] for k in LENGTHS}
-    exact = {f"L={k}": theory.debiased[k] / theory.bayes[k] for k in LENGTHS}
-    gap = {key: abs(trained[key] / exact[key] - 1) for key in trained}
-    limit = (SIGMA**2 + D * TAU**2 * (1 - HE_LR) ** 2) / SIGMA**2
-    claim = Claim.of(
+def near_bayes_claim(softmax: Sequence[float], theory: Theory) -> Claim:
+    """5-near-bayes on excess risk (MSE - sigma^2) over the Bayes excess, at the lengths ``NEAR``
+    up to the training length; the longer lengths are reported (``measured``), not checked."""
+    trained = {f"L={k}": _excess(softmax[k]) / _excess(theory.bayes[k]) for k in LENGTHS}
+    exact = {f"L={k}": _excess(theory.debiased[k]) / _excess(theory.bayes[k]) for k in LENGTHS}
+    near = [f"L={k}" for k in NEAR]
+    return Claim.of(
         "5-near-bayes",
-        f"trained {SOFTMAX} (best seed) error / Bayes error at L = {', '.join(map(str, LENGTHS))}: "
-        f"falls with L and tracks the exact debiased-GD (lr {HE_LR:.3f}) / Bayes ratio within "
-        f"{100 * TRACK:g}%",
+        f"near-Bayes up to a factor, in excess risk over the Bayes excess, where the paper means it: a "
+        f"model read at its training length and below (L = {', '.join(map(str, NEAR))}): the trained "
+        f"{SOFTMAX} (best seed) ratio at most {FACTOR:g} = 1 + (d+1) tau^2 / sigma^2 (debiased GD with its "
+        f"step refitted at each L, as L -> infinity) and within {100 * TRACK:g}% of exact debiased GD "
+        f"(lr {HE_LR:.3f}); beyond {L} a model trained at {L} is not checked (its ratio grows)",
         "nearly achieves Bayesian optimality up to a proportional factor",
-        {"trained / Bayes": trained, "debiased GD / Bayes (exact)": exact},
-        Check("trained / Bayes, by L", list(trained.values()), Falls()),
-        Check("|trained/Bayes over debiased-GD/Bayes - 1|, each L", gap, AtMost(TRACK)),
+        {"trained excess / Bayes excess": trained, "debiased GD (exact)": exact,
+         "debiased GD, step refitted at L (exact)": {f"L={k}": theory.refit_ratio[k] for k in LENGTHS}},
+        Check(f"trained excess / Bayes excess, L <= {L}", {k: trained[k] for k in near}, AtMost(FACTOR)),
+        Check("|trained over debiased GD - 1|, L <= 40", {k: abs(trained[k] / exact[k] - 1) for k in near},
+              AtMost(TRACK)),
         figure="near_bayes.png")
-    rows = ["| L | Bayes (exact) | debiased GD (exact) | ratio (exact) | trained H=2 | ratio (trained) | "
-            "trained / exact ratio |", "|---:|---:|---:|---:|---:|---:|---:|"]
+
+
+def _bayes_section(softmax: list[float], theory: Theory) -> Section:
+    claim = near_bayes_claim(softmax, theory)
+    trained, exact, refit = claim.measured.values()
+    rows = ["| L | Bayes (exact) | debiased GD (exact) | trained H=2 | excess ratio: debiased GD | trained | "
+            "debiased GD refitted at L |", "|---:|---:|---:|---:|---:|---:|---:|"]
     for k in LENGTHS:
         key = f"L={k}"
-        rows.append(f"| {k} | {theory.bayes[k]:.4f} | {theory.debiased[k]:.4f} | {exact[key]:.3f} | "
-                    f"{softmax[k]:.4f} | {trained[key]:.3f} | {trained[key] / exact[key]:.3f} |")
-    text = ["The factor to Bayes is not a constant: debiased GD's exact ratio is "
-            f"{exact['L=10']:.2f} at L = 10 and falls towards its limit (sigma^2 + d tau^2 (1 - c)^2) / "
-            f"sigma^2 = {limit:.3f} as L grows (the Bayes risk tends to sigma^2, debiased GD with a "
-            "fixed step c to sigma^2 + d tau^2 (1 - c)^2). 'Up to a factor' is read as: the ratio "
-            "stays bounded and falls with L, as the theory's does.", "", *rows]
-    ks = list(range(2, max(LENGTHS) + 1))
+        rows.append(f"| {k} | {theory.bayes[k]:.4f} | {theory.debiased[k]:.4f} | {softmax[k]:.4f} | "
+                    f"{exact[key]:.2f} | {trained[key]:.2f} | {refit[key]:.2f} |")
+    big = max(LENGTHS)
+    far = _excess(debiased_gd_risk(D, 1000, SIGMA, TAU, HE_LR)) / _excess(bayes_risk(D, 1000, SIGMA, TAU))
+    text = ["Excess risk: the MSE less the noise floor sigma^2 = 0.1, which no predictor removes "
+            f"({100 * SIGMA**2 / theory.bayes[big]:.0f}% of the Bayes error at L = {big}: it pulls a ratio "
+            "of raw errors towards 1). "
+            "Debiased GD with a fixed step c keeps the excess d tau^2 (1 - c)^2 as L grows while Bayes's "
+            "falls as 1/L, so the ratio of a model trained at one length grows without bound beyond it "
+            f"(exact, lr {HE_LR:.3f}: {far:.1f} at L = 1000). With the step refitted at each L, as a model "
+            f"trained at that L has it, the ratio stays below {FACTOR:g}: the paper's proportional factor. "
+            "So the statement holds for a model at its training length and below; the trained "
+            f"{SOFTMAX}, trained at {L}, reaches {trained[f'L={big}']:.1f} at L = {big} (reported, not "
+            "checked).", "", *rows]
+    ks = list(range(2, big + 1))
     figure = lines_figure(
-        {f"trained {SOFTMAX} / Bayes": (ks, [softmax[k] / theory.bayes[k] for k in ks]),
-         "debiased GD / Bayes (exact)": (ks, [theory.debiased[k] / theory.bayes[k] for k in ks])},
-        "number of examples $L$", "error / Bayes error", "near-Bayes up to a factor", logx=True,
+        {f"trained {SOFTMAX}": (ks, [_excess(softmax[k]) / _excess(theory.bayes[k]) for k in ks]),
+         "debiased GD (exact)": (ks, [_excess(theory.debiased[k]) / _excess(theory.bayes[k]) for k in ks]),
+         "debiased GD, step refitted at L (exact)": (ks, theory.refit_ratio[2:])},
+        "number of examples $L$", "excess risk / Bayes excess risk", "near-Bayes up to a factor", logx=True,
         vlines={f"training length L = {L}": L},
-        hlines={f"limit of debiased GD / Bayes = {limit:.3f}": limit, "Bayes = 1": 1.0},
-        styles={"debiased GD / Bayes (exact)": "--"})
+        hlines={f"factor 1 + (d+1) tau^2 / sigma^2 = {FACTOR:g}": FACTOR},
+        styles={"debiased GD (exact)": "--", "debiased GD, step refitted at L (exact)": ":"})
     data = {"lengths": list(LENGTHS), "Bayes (exact)": [theory.bayes[k] for k in LENGTHS],
-            "debiased GD (exact)": [theory.debiased[k] for k in LENGTHS], "limit ratio": limit}
+            "debiased GD (exact)": [theory.debiased[k] for k in LENGTHS], "factor": FACTOR}
     return Section("5c. Near-Bayes up to a factor", text, [claim], {"near_bayes.png": figure}, data)
