@@ -41,6 +41,8 @@ from ..theory.demystified import figure_omega
 from ..train import ExperimentConfig
 from .base import REPRODUCTIONS, Experiment, Runs, Section
 from .claims import AtLeast, AtMost, Check, Claim, Near
+from .demystified_controls import CONTROLS as CONTROLS  # every claim's negative control (re-exported)
+from .demystified_controls import with_controls
 from .demystified_heads import (
     PUBLISHED_OMEGA,
     head_split,
@@ -177,9 +179,9 @@ class Demystified(Experiment):
         softmax = {"softmax H=2": best(stats[2]).curve}
         extra = [section for module, part_sizes in parts(sizes)
                  for section in module.sections(self, runs, part_sizes, softmax_curves=softmax)]
-        return [self._estimators(sizes), self._training(runs, stats), self._patterns(runs, stats),
-                self._mechanism(sizes, stats), self._lengths(long_task, sizes, stats), *extra,
-                self._notes(sizes)]
+        sections = [self._estimators(sizes), self._training(runs, stats), self._patterns(runs, stats),
+                    self._mechanism(sizes, stats), self._lengths(long_task, sizes, stats), *extra]
+        return [*map(with_controls, sections), self._notes(sizes)]
 
     # --- 1. the estimator table -------------------------------------------------------------
     def _estimators(self, sizes: Sizes) -> Section:
