@@ -14,8 +14,9 @@ w ~ N(0, I/d); one softmax attention layer with H heads in the paper's parameter
    which divide K^T Q by sqrt(d+2), so ours is converted to that normalisation before the
    comparison (``theory.demystified.figure_omega``: times sqrt(6/7) at d = 5).
 4. Mechanism: prediction agreement of H = 1 with the single-head estimator and of H >= 2
-   with debiased GD, and the extracted (omega_h, mu_h) against the optimum of the
-   approximate loss. 5. Length generalisation beyond L = 40.
+   with debiased GD rather than plain GD (``demystified_mechanism``), and the extracted
+   (omega_h, mu_h) against the optimum of the approximate loss. 5. Length generalisation beyond
+   L = 40. Every claim has a negative control (``demystified_controls``).
 """
 
 from __future__ import annotations
