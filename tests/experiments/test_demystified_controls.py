@@ -17,10 +17,8 @@ from iclreg.experiments import demystified as he
 from iclreg.experiments import demystified_aniso as aniso
 from iclreg.experiments import demystified_length as part
 from iclreg.experiments import demystified_multitask as multi
-from iclreg.experiments.base import Section
 from iclreg.experiments.claims import Claim
 from iclreg.experiments.demystified import CONTROLS, TOY, Demystified, Trained, magnitude_claim
-from iclreg.experiments.demystified_controls import with_controls
 from iclreg.experiments.demystified_heads import split_trend_claim, theory_h1_claim
 from iclreg.experiments.demystified_mechanism import (
     debiased_claim,
@@ -190,13 +188,9 @@ def test_every_claim_has_a_control_and_a_case():
     assert all(phrase and len(phrase) <= 90 for phrase in CONTROLS.values())
 
 
-def test_controls_are_listed_below_each_section():
-    claims = [Claim.within("4-Hge2", "x", 1.0, 1.0), Claim.within("new-claim", "y", 1.0, 1.0)]
-    section = with_controls(Section("s", ["text"], claims))
-    assert section.text[0] == "text" and "Negative controls" in section.text[2]
-    assert section.text[3] == f"- `4-Hge2`: {CONTROLS['4-Hge2']}"
-    assert "a defect" in section.text[4]
-    assert with_controls(Section("notes", ["n"])).text == ["n"]
+def test_the_reproduction_lists_its_controls():
+    """The report rows read the controls from ``Demystified.controls`` (base.with_control)."""
+    assert Demystified.controls is CONTROLS
     assert math.isfinite(omega1)
 
 

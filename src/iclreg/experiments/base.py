@@ -18,7 +18,7 @@ import logging
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -36,6 +36,7 @@ from .claims import Claim
 
 log = logging.getLogger(__name__)
 REPRODUCTIONS: Registry[Experiment] = Registry("paper")
+NO_CONTROL = "none listed"  # the report's marker for a claim without a negative control
 
 
 @dataclass
@@ -68,8 +69,13 @@ class Reproduction:
 
     def to_json(self) -> dict[str, Any]:
         """``{"paper", "mode", "claims": [{"id", "statement", "published", "measured",
-        "tolerance", "holds", "reason"}]}``."""
+        "tolerance", "holds", "reason", "control"}]}``."""
         return {"paper": self.paper, "mode": self.mode, "claims": [c.to_json() for c in self.claims]}
+
+
+def with_control(claim: Claim, controls: Mapping[str, str]) -> Claim:
+    """``claim`` with its negative control from ``controls`` (``NO_CONTROL`` when none is listed)."""
+    return replace(claim, control=claim.control or controls.get(claim.id, NO_CONTROL))
 
 
 class Runs(Mapping[str, Path]):
@@ -115,6 +121,9 @@ class Experiment:
     modes: ClassVar[dict[str, Any]]  # mode -> sizes
     toy: ClassVar[Any]  # the smallest sizes that run every part (tests)
     references: ClassVar[tuple[Reference, ...]] = ()  # the works its claims and texts cite
+    # claim id -> its negative control: a perturbation that breaks the claimed mechanism, under
+    # which the claim must miss (tests/experiments/test_<paper>_controls.py runs each at toy size)
+    controls: ClassVar[Mapping[str, str]] = {}
     mode: str = "quick"
     sizes: Any = None
     device: str = "cpu"
@@ -158,6 +167,8 @@ class Experiment:
             dirs = train_plan(plan, self.runs_dir(out), progress=self.progress, backend=self.backend)
         with phase(f"{self.name}: analysis", log):
             sections = self.analyse(Runs(dirs, self.device), sizes)
+        for section in sections:
+            section.claims = [with_control(c, self.controls) for c in section.claims]
         result = Reproduction(paper=self.name, title=self.title, mode=self.mode, sections=sections,
                               references=self.references)
         with phase(f"{self.name}: figures", log):

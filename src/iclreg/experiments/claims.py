@@ -290,6 +290,7 @@ class Claim:
     checks: tuple[Check, ...] = ()
     figure: str | None = None
     missing: str | None = field(default=None)  # why nothing could be measured
+    control: str = ""  # the negative control under which the claim must miss (one short phrase)
 
     @property
     def holds(self) -> bool:
@@ -351,4 +352,4 @@ class Claim:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "statement": self.statement, "published": self.published,
                 "measured": self.measured, "tolerance": self.tolerance, "holds": self.holds,
-                "reason": self.reason}
+                "reason": self.reason, "control": self.control}

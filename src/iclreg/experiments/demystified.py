@@ -43,7 +43,6 @@ from ..train import ExperimentConfig
 from .base import REPRODUCTIONS, Experiment, Runs, Section
 from .claims import AtLeast, AtMost, Check, Claim, Near
 from .demystified_controls import CONTROLS as CONTROLS  # every claim's negative control (re-exported)
-from .demystified_controls import with_controls
 from .demystified_heads import (
     PUBLISHED_OMEGA,
     head_split,
@@ -154,6 +153,7 @@ class Demystified(Experiment):
     modes = {"quick": QUICK, "full": FULL}
     toy = TOY
     references = (HE_2025, OWN_RUNS)
+    controls = CONTROLS
 
     def plan(self, sizes: Sizes) -> dict[str, ExperimentConfig]:
         """One run per (H, seed); the seeds of one H share a shape and train as one ensemble; then
@@ -182,7 +182,7 @@ class Demystified(Experiment):
                  for section in module.sections(self, runs, part_sizes, softmax_curves=softmax)]
         sections = [self._estimators(sizes), self._training(runs, stats), self._patterns(runs, stats),
                     self._mechanism(sizes, stats), self._lengths(long_task, sizes, stats), *extra]
-        return [*map(with_controls, sections), self._notes(sizes)]
+        return [*sections, self._notes(sizes)]
 
     # --- 1. the estimator table -------------------------------------------------------------
     def _estimators(self, sizes: Sizes) -> Section:

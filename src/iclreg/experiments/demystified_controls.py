@@ -3,12 +3,11 @@
 hold. A claim whose check passes under its control could not have failed, and is a defect.
 
 Each control is run by the test suite at toy size (tests/experiments/test_demystified_controls.py,
-one case per entry of ``CONTROLS``); the report lists them below each section's text.
+one case per entry of ``CONTROLS``); the report lists each below its claim's statement
+(``Experiment.controls``).
 """
 
 from __future__ import annotations
-
-from .base import Section
 
 CONTROLS = {
     "1-multi-head": "ridge's predictions in place of the estimator's",
@@ -40,13 +39,3 @@ CONTROLS = {
     "multitask-one-task": "one head of H = 6 serving both tasks",
     "multitask-loss": "the H = 1 loss in place of H = 3's",
 }
-NONE = "none listed (a defect: add one to demystified_controls.CONTROLS)"
-
-
-def with_controls(section: Section) -> Section:
-    """``section`` with one line per claim naming its negative control, below its text."""
-    if section.claims:
-        section.text += ["", "Negative controls (each claim must miss under its control; the test suite "
-                         "runs them at toy size):"]
-        section.text += [f"- `{c.id}`: {CONTROLS.get(c.id, NONE)}" for c in section.claims]
-    return section

@@ -108,8 +108,10 @@ class _Page:
                 mark, cls = "<span class='yes'>yes</span>", "hold"
             else:
                 mark, cls = f"<span class='no'>no</span><div class='reason'>{_cell(c.reason)}</div>", "miss"
+            control = _cell(getattr(c, "control", "") or "none listed")
             rows.append(f"<tr class='{cls}' id='{self.key}-claim-{slug(c.id)}'><td>{ident}</td>"
-                        f"<td>{_markdown().renderInline(str(c.statement))}</td><td>{_cell(c.published)}</td>"
+                        f"<td>{_markdown().renderInline(str(c.statement))}"
+                        f"<div class='control'>control: {control}</div></td><td>{_cell(c.published)}</td>"
                         f"<td>{_cell(c.measured)}</td><td>{_cell(c.tolerance)}</td><td>{mark}</td></tr>")
         rows.append("</tbody></table></div>")
         return self.heading("Claims", f"{self.key}-claims") + "\n".join(rows)

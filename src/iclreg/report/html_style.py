@@ -30,6 +30,7 @@ col.c-ours{width:17%}col.c-tolerance{width:18%}col.c-holds{width:16%}
 table.claims tr.miss{background:#fff3f3}
 .yes{color:#17701f;font-weight:600}.no{color:#b3001b;font-weight:700}
 .reason{color:#5c0010;font-size:12px;margin-top:2px}
+.control{color:#555;font-size:12px;font-style:italic;margin-top:2px}
 a.fig{font-size:11.5px}
 table.refs td{max-width:640px}
 code{font:12.5px/1.3 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#f3f3f3;

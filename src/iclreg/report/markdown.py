@@ -17,12 +17,14 @@ def _cell(value: Any) -> str:
 
 
 def claims_table(claims: list[Any]) -> list[str]:
-    """Markdown rows: claim, statement, published, ours, tolerance, holds (a miss with its reason)."""
+    """Markdown rows: claim, statement (its negative control below it), published, ours, tolerance,
+    holds (a miss with its reason)."""
     lines = ["| claim | statement | published | ours | tolerance | holds |", "|---|---|---|---|---|---|"]
     for c in claims:
         mark = "yes" if c.holds else f"**no**: {_cell(c.reason)}"
-        lines.append(f"| {c.id} | {_cell(c.statement)} | {_cell(c.published)} | {_cell(c.measured)} | "
-                     f"{_cell(c.tolerance)} | {mark} |")
+        control = f"<br>_control: {_cell(getattr(c, 'control', '') or 'none listed')}_"
+        lines.append(f"| {c.id} | {_cell(c.statement)}{control} | {_cell(c.published)} | "
+                     f"{_cell(c.measured)} | {_cell(c.tolerance)} | {mark} |")
     return lines
 
 
