@@ -28,6 +28,43 @@ GARG_TASK = "gaussian:d=20,n=41"
 GARG_ESTIMATORS = ["ols", "newton:steps=3", "newton:steps=6", "newton:steps=12", "gd:steps=100,lr=0.01",
                    "averaging", "knn:k=3", "zero"]
 BAYES_KS = (2, 5, 10, 20, 40)
+NEWTON_STEPS = ("newton:steps=3", "newton:steps=6", "newton:steps=12")
+
+
+CONTROLS = {
+    "bayes-exact": "ridge with 10 x the Bayes lambda in place of the posterior mean",
+    "newton-converges": "GD steps (lr 0.01) in place of Newton-Schulz steps",
+}
+
+
+def exact_bayes_risk() -> dict[int, float]:
+    """k -> the exact finite-k Bayes risk in He et al.'s setup (noise floor included)."""
+    return {k: bayes_risk(d=5, k=k, noise_std=math.sqrt(0.1), w_std=1 / math.sqrt(5)) for k in BAYES_KS}
+
+
+def bayes_claim(curve: dict[str, list], exact: dict[int, float]) -> Claim:
+    """bayes-exact: an error curve (``mse``, ``ci95`` by k) within 3 SE of the exact risk at each k."""
+    se = {k: (curve["ci95"][k][1] - curve["ci95"][k][0]) / (2 * 1.96) for k in exact}
+    return Claim.of(
+        "bayes-exact", "Monte Carlo error of the `bayes` estimator against the exact finite-k Bayes "
+        f"risk, k = {', '.join(map(str, exact))}", {f"k = {k}": v for k, v in exact.items()},
+        {f"k = {k}": curve["mse"][k] for k in exact},
+        *(Check(f"k = {k}", curve["mse"][k], Near(exact[k], se=se[k], k=3)) for k in exact),
+        figure="he_estimators.png")
+
+
+def newton_claim(curves: dict[str, dict], last: int) -> Claim:
+    """newton-converges: Newton-Schulz's error at k = ``last`` over the zero predictor's falls with
+    the steps and is at most 1e-3 after 12 (``curves``: spec -> curve, as ``compare`` returns)."""
+    zero = curves["zero"]["mse"][last]
+    relative = {spec: curves[spec]["mse"][last] / zero for spec in NEWTON_STEPS}
+    return Claim.of(
+        "newton-converges", f"Newton-Schulz's error at k = {last} relative to the zero predictor's, "
+        "after 3, 6 and 12 steps", "Fu et al.: Iterative Newton converges to least squares "
+        "(error 0 for k >= d)", relative,
+        Check("by steps", list(relative.values()), Falls()),
+        Check("after 12 steps", relative["newton:steps=12"], AtMost(1e-3)),
+        figure="standard_estimators.png")
 
 
 @dataclass(frozen=True)
@@ -44,6 +81,7 @@ class Tour(Experiment):
     modes = {"quick": Sizes(samples=20_000), "full": Sizes(samples=200_000)}
     toy = Sizes(samples=512)
     references = (HE_2025, GARG_2022, FU_2024)
+    controls = CONTROLS
 
     def analyse(self, runs: Runs, sizes: Sizes) -> list[Section]:
         return [self._he(sizes.samples), self._standard(max(sizes.samples // 10, 256))]
@@ -61,15 +99,8 @@ class Tour(Experiment):
                 mse, (lo, hi) = curves[label]["mse"][L], curves[label]["ci95"][L]
                 rows.append(f"| {L} | {label} | `{specs[label]}` | {published[i]:.3f} | {mse:.3f} "
                             f"({lo:.3f}-{hi:.3f}) | {mse - published[i]:+.3f} |")
-        exact = {k: bayes_risk(d=5, k=k, noise_std=math.sqrt(0.1), w_std=1 / math.sqrt(5)) for k in BAYES_KS}
-        bayes = curves["ridge"]  # ``bayes``: the posterior mean
-        se = {k: (bayes["ci95"][k][1] - bayes["ci95"][k][0]) / (2 * 1.96) for k in BAYES_KS}
-        claim = Claim.of(
-            "bayes-exact", "Monte Carlo error of the `bayes` estimator against the exact finite-k Bayes "
-            f"risk, k = {', '.join(map(str, BAYES_KS))}", {f"k = {k}": v for k, v in exact.items()},
-            {f"k = {k}": bayes["mse"][k] for k in BAYES_KS},
-            *(Check(f"k = {k}", bayes["mse"][k], Near(exact[k], se=se[k], k=3)) for k in BAYES_KS),
-            figure="he_estimators.png")
+        exact = exact_bayes_risk()
+        claim = bayes_claim(curves["ridge"], exact)  # ``bayes``: the posterior mean
         text = [f"Task `{HE_TASK}`, {samples} prompts; the error is against the noisy label (noise floor "
                 f"0.1 included). GD and debiased GD use lr = 2 omega mu = {HE_LR:.4f}; the single head "
                 "uses mu fitted at L = 40 at every length, as in the published table.", "", *rows, "",
@@ -84,17 +115,8 @@ class Tour(Experiment):
         task = build_task(GARG_TASK)
         result = compare(task, {s: build_estimator(s, task=task) for s in GARG_ESTIMATORS}, samples,
                          seed=2, device=self.device, progress=self.progress)
-        curves, last = result["results"], task.n - 1
-        zero = curves["zero"]["mse"][last]
-        newton = ("newton:steps=3", "newton:steps=6", "newton:steps=12")
-        relative = {spec: curves[spec]["mse"][last] / zero for spec in newton}
-        claim = Claim.of(
-            "newton-converges", f"Newton-Schulz's error at k = {last} relative to the zero predictor's, "
-            "after 3, 6 and 12 steps", "Fu et al.: Iterative Newton converges to least squares "
-            "(error 0 for k >= d)", relative,
-            Check("by steps", list(relative.values()), Falls()),
-            Check("after 12 steps", relative["newton:steps=12"], AtMost(1e-3)),
-            figure="standard_estimators.png")
+        curves = result["results"]
+        claim = newton_claim(curves, task.n - 1)
         rows = [5, 10, 15, 19, 20, 21, 25, 30, 40]
         text = ["Newton-Schulz reaches least squares in a few steps; unnormalised GD with lr = 0.01 needs "
                 f"many more at k near d. {samples} prompts.", "", markdown_table(result["k"], curves, rows)]
