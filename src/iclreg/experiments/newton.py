@@ -79,6 +79,20 @@ OWN_RUNS = own_measurement(
     "(about 7 minutes): error/d 0.79, 0.43, 0.046, 0.003 at k = 5, 10, 20, 40")
 
 
+CONTROLS = {  # claim id -> its negative control (tests/experiments/test_newton_controls.py)
+    "1-learns": "the zero predictor in place of the transformer",
+    "6-lstm": "the transformer in place of the LSTM",
+    "2-probes": "the probes in reverse layer order",
+    "3-similarity": "every layer's similarity at the zero-predictor floor",
+    "4-newton-linear": "GD's best steps in place of Newton's",
+    "4-gd-exponential": "Newton's best steps (linear growth) in place of GD's",
+    "4-ols": "the penultimate layer's probe in place of the last",
+    "7-depth": "every layer's probe error equal to the last layer's",
+    "5-accuracy": "the penultimate layer's error on ill-conditioned prompts",
+    "5-newton-vs-gd": "isotropic prompts in place of the ill-conditioned ones",
+}
+
+
 def active_layers(best_newton: list[int]) -> list[int]:
     """The layers that compute something: from the first whose best Newton step exceeds 1 to the
     last (only the last layer when none does)."""
@@ -101,6 +115,7 @@ class Newton(Experiment):
     modes = {"quick": QUICK, "full": FULL}
     toy = TOY
     references = (FU_2024, GARG_2022, OWN_RUNS)
+    controls = CONTROLS
 
     @staticmethod
     def tasks(sizes: Sizes) -> tuple[str, str]:
