@@ -32,8 +32,6 @@ pooled in one bucket whose weight 1 / (k + 1) lies in [0, 1 / (ties + 1)]: the r
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 __all__ = ["subset_vote_rate"]
@@ -44,26 +42,23 @@ def _log_binom(n: torch.Tensor | float, k: torch.Tensor) -> torch.Tensor:
     return torch.lgamma(n + 1) - torch.lgamma(k + 1) - torch.lgamma(n - k + 1)
 
 
-def _binom_pmf(m: int, rho: float, upto: int) -> torch.Tensor:
-    """Binomial(m, rho) pmf at 0..upto (0 beyond m): (upto + 1,)."""
+def _binom_pmf(m: int, rho: torch.Tensor, upto: int) -> torch.Tensor:
+    """Binomial(m, rho_c) pmf at 0..upto (0 beyond m) for each rho_c in [0, 1]: (C, upto + 1)."""
     k = torch.arange(upto + 1, dtype=torch.float64)
     valid = k <= m
     kk = torch.where(valid, k, torch.zeros_like(k))
-    if rho <= 0.0:
-        return (k == 0).to(torch.float64)
-    if rho >= 1.0:
-        return (k == m).to(torch.float64)
-    log = _log_binom(m, kk) + kk * math.log(rho) + (m - kk) * math.log1p(-rho)
+    r = rho.unsqueeze(-1)  # (C, 1)
+    log = _log_binom(m, kk) + torch.special.xlogy(kk, r) + torch.special.xlogy(m - kk, 1.0 - r)
     return torch.where(valid, log.exp(), torch.zeros_like(log))
 
 
 def _mul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Product of two (R + 1, S + 1) polynomials in (z, s): truncated at z^R, s^S pooled."""
-    rows, cols = a.shape
+    """Product of (C, R + 1, S + 1) polynomials in (z, s): truncated at z^R, s^S pooled."""
+    rows, cols = a.shape[-2:]
     shape = (2 * rows, 2 * cols)
     full = torch.fft.irfft2(torch.fft.rfft2(a, shape) * torch.fft.rfft2(b, shape), shape)
-    out = full[:rows, : 2 * cols - 1].clamp_min(0.0)  # (R + 1, 2S + 1)
-    return torch.cat([out[:, : cols - 1], out[:, cols - 1:].sum(-1, keepdim=True)], -1)
+    out = full[..., :rows, : 2 * cols - 1].clamp_min(0.0)  # (C, R + 1, 2S + 1)
+    return torch.cat([out[..., : cols - 1], out[..., cols - 1:].sum(-1, keepdim=True)], -1)
 
 
 def _power(a: torch.Tensor, g: int) -> torch.Tensor:
@@ -77,32 +72,35 @@ def _power(a: torch.Tensor, g: int) -> torch.Tensor:
     return out
 
 
-def _rivals_below(values: list[int], mult: list[int], c: int, rest: int, rival_total: int,
-                  ties: int) -> tuple[float, float]:
-    """E[1 / (k + 1); every rival count <= c] given the rivals take ``rest`` of the N-subset:
-    (value with the pooled bucket at its midpoint, half the bucket's range)."""
-    if rest == 0:
-        return 1.0, 0.0
-    rho = rest / rival_total
-    cols = min(ties, rest // c) + 2  # k = 0 .. ties, and the pooled bucket
+def _rivals_below(values: list[int], mult: list[int], cs: list[int], n: int, rival_total: int,
+                  ties: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each true count c of ``cs`` (all < n), E[1 / (k + 1); every rival count <= c] given the
+    rivals take the other n - c of the subset: (values with the pooled bucket at its midpoint,
+    half the bucket's range), each (C,). All c at once: row r of c's polynomial is exact up to
+    r = n - c, the only row read."""
+    c = torch.tensor(cs, dtype=torch.int64)
+    rest = n - c  # (C,)
+    rows = int(rest.max()) + 1
+    cols = min(ties, int(rest.max()) // min(cs)) + 2  # k = 0 .. ties, and the pooled bucket
+    rho = rest.double() / rival_total
+    index = torch.arange(rows)
     total = None
     for v, g in zip(values, mult, strict=True):
-        pmf = _binom_pmf(v, rho, rest)  # (R + 1,)
-        factor = torch.zeros(rest + 1, cols, dtype=torch.float64)
-        factor[:c, 0] = pmf[:c]
-        if c <= rest:
-            factor[c, 1] = pmf[c]
+        pmf = _binom_pmf(v, rho, rows - 1)  # (C, rows)
+        factor = torch.zeros(len(cs), rows, cols, dtype=torch.float64)
+        factor[..., 0] = torch.where(index < c.unsqueeze(-1), pmf, 0.0)
+        factor[..., 1] = torch.where(index == c.unsqueeze(-1), pmf, 0.0)
         part = _power(factor, g)
         total = part if total is None else _mul(total, part)
-    norm = _binom_pmf(rival_total, rho, rest)[rest].item()
-    row = total[rest] / norm  # (cols,)
+    norm = _binom_pmf(rival_total, rho, rows - 1).gather(1, rest.unsqueeze(-1)).squeeze(-1)  # (C,)
+    row = total[torch.arange(len(cs)), rest] / norm.unsqueeze(-1)  # (C, cols)
     weights = 1.0 / torch.arange(1, cols + 1, dtype=torch.float64)
     weights[-1] = 0.5 / (cols - 1)  # the pooled bucket: k >= cols - 1, weight in [0, 1 / (cols - 1)]
-    return float((row * weights).sum()), float(row[-1]) * 0.5 / (cols - 1)
+    return (row * weights).sum(-1), row[:, -1] * 0.5 / (cols - 1)
 
 
 def subset_vote_rate(counts: torch.Tensor | list[int], true_index: int, num_samples: int,
-                     ties: int = 32, cut: float = 1e-13) -> tuple[float, float]:
+                     ties: int = 8, cut: float = 1e-13) -> tuple[float, float]:
     """Exact vote rate of a uniformly random N-subset of M decodes (module docstring).
 
     Args:
@@ -126,10 +124,15 @@ def subset_vote_rate(counts: torch.Tensor | list[int], true_index: int, num_samp
     all_n = torch.tensor(float(n), dtype=torch.float64)
     log_h = _log_binom(m_t, c) + _log_binom(total - m_t, n - c) - _log_binom(total, all_n)
     h = log_h.exp()
-    rate, bound = 0.0, float(h[h < cut].sum())
-    for ci, hc in zip(c.long().tolist(), h.tolist(), strict=True):
-        if hc < cut:
-            continue
-        value, err = _rivals_below(values, mult, ci, n - ci, total - m_t, ties)
-        rate, bound = rate + hc * value, bound + hc * err
+    keep = h >= cut
+    rate, bound = 0.0, float(h[~keep].sum())
+    cs = c[keep].long().tolist()
+    last = [ci for ci in cs if ci == n]  # every vote to the true answer: no rival
+    cs = [ci for ci in cs if ci < n]
+    if last:
+        rate += h[n - 1].item()
+    if cs:
+        value, err = _rivals_below(values, mult, cs, n, total - m_t, ties)
+        hc = h[torch.tensor(cs) - 1]
+        rate, bound = rate + float((hc * value).sum()), bound + float((hc * err).sum())
     return rate, bound
