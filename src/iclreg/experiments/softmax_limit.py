@@ -55,6 +55,16 @@ GAP_SOURCE = own_measurement(
     "linear| test risk from the same start, 0.13 (L = 100) and 0.105 (L = 200) after 150k SGD steps, "
     "0.025 at L = 1000 after 50k steps (lr 1e-3, batch 128)")
 ACTIVATIONS = ("softmax", "linear")
+CONTROLS = {  # claim id -> its negative control (tests/experiments/test_softmax_limit_controls.py)
+    "1-gaussian-limit": "the limit with G scaled by 1.2",
+    "2-slopes": "the limit with G scaled by 1.2",
+    "1-rademacher": "Gaussian tokens in place of Rademacher ones",
+    "3-tracks-flow": "a softmax risk off the flow by the same amount at every L",
+    "3-softmax-vs-linear": "a softmax - linear gap that does not shrink with L",
+    "3-conservation": "b held at its start (||A||_F^2 - b_0^2 in place of ||A||_F^2 - b^2)",
+    "3-bayes-end": "the flow stopped at the training time (a twentieth of its horizon)",
+    "4-stability": "finite/infinite-L gaps growing tenfold along training",
+}
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,7 @@ class SoftmaxLimit(Experiment):
     modes = {"quick": QUICK, "full": FULL}
     toy = TOY
     references = (BOURSIER_BOYER, SLOPES_SOURCE, GAP_SOURCE)
+    controls = CONTROLS
 
     # --- the plan: one run per (L, activation, seed); the seeds of one (L, activation) share
     # shapes and train as one ensemble, and the same seed gives the same start at every L -------
