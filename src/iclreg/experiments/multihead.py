@@ -40,6 +40,7 @@ from ..theory.multihead import local_constant, optimal_constant
 from ..train import ExperimentConfig
 from .base import REPRODUCTIONS, Experiment, Runs, Section
 from .claims import AtLeast, AtMost, Check, Claim
+from .multihead_controls import CONTROLS
 
 D_IN, NOISE_VAR = 5, 0.1
 PRIOR_MEAN, PRIOR_STD = 0.4, 0.2  # w ~ N(0.4 * 1, 0.04 I): E|w|^2 = 0.8 + 0.2 = 1, as in the base case
@@ -154,6 +155,7 @@ class Multihead(Experiment):
     modes = {"quick": QUICK, "full": FULL}
     toy = TOY
     references = (CUI_2024, HE_2025)
+    controls = CONTROLS
 
     # --- training -------------------------------------------------------------------------------
     def plan(self, sizes: Sizes) -> dict[str, ExperimentConfig]:
