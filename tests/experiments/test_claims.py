@@ -38,6 +38,10 @@ def decide_from_text(text: str, values: list[float]) -> bool:
         return all(v <= float(m[1]) + float(m[2]) * (1 + 1e-3) for v in values)
     if m := re.fullmatch(rf"at least {NUMBER} - .*\(= {NUMBER}\)", text):
         return all(v >= float(m[1]) - float(m[2]) * (1 + 1e-3) for v in values)
+    if m := re.fullmatch(rf"above {NUMBER} \+ .*\(= {NUMBER}\)", text):
+        return all(v > float(m[1]) + float(m[2]) * (1 - 1e-3) for v in values)
+    if m := re.fullmatch(rf"below {NUMBER} - .*\(= {NUMBER}\)", text):
+        return all(v < float(m[1]) - float(m[2]) * (1 - 1e-3) for v in values)
     if m := re.fullmatch(rf"at most {NUMBER}", text):
         return all(v <= float(m[1]) for v in values)
     if m := re.fullmatch(rf"below {NUMBER}", text):
@@ -65,7 +69,8 @@ BOUNDS = [AtMost(0.2), AtMost(0.01, strict=True), AtLeast(2.0), AtLeast(0.3, str
           Near(0.604, abs=0.02, se=0.008, k=5.88), Falls(), Falls(slack=0.05), Rises(),
           Interval("paired", 0.0, 0.004), Interval("paired", 0.0, 0.004, side="at_most"),
           Interval("paired", 0.1, 0.004, z=2, side="at_least"),
-          Interval("vs theory", 0.31, 0.01, theory_se=0.003, grid=0.002)]
+          Interval("vs theory", 0.31, 0.01, theory_se=0.003, grid=0.002),
+          Interval("paired", 0.0, 0.01, side="above"), Interval("paired", 0.2, 0.01, side="below")]
 
 
 def synthetic(bound) -> list[list[float]]:
@@ -75,6 +80,8 @@ def synthetic(bound) -> list[list[float]]:
     edges = {AtMost: lambda b: [b.limit], AtLeast: lambda b: [b.limit], Between: lambda b: [b.low, b.high],
              Near: lambda b: [b.target - b.allowance, b.target + b.allowance],
              Interval: lambda b: [b.target - b.allowance, b.target + b.allowance]}[type(bound)](bound)
+    if isinstance(bound, Interval) and bound.side in ("above", "below"):
+        edges = [bound.target + (1 if bound.side == "above" else -1) * bound.allowance]
     out = [] if isinstance(bound, (Near, Interval)) else [[e] for e in edges]  # on the edge: strict or not
     for e in edges:
         step = 1e-3 * max(abs(e), 1e-3)

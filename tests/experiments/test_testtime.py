@@ -52,9 +52,10 @@ def test_support_frequencies_counts_distinct_supports():
     p, true = measure.support_frequencies(ws, w, 0)
     assert sorted(p) == [0.25, 0.25, 0.5] and p[true] == 0.5
     assert measure.support_frequencies(ws[1:2], w, 0)[1] == -1
-    # plug-in theory: one prompt, N = 1 -> the true support's frequency
-    assert measure.support_vote_theory(ws, w, [1])[1] == pytest.approx(0.5)
-    assert measure.predicted_limit(ws, w) == 1.0
+    # exact subset rate: one prompt, N = 1 -> the true support's frequency; N = 4: all four decodes,
+    # the true support (2 votes) beats the two others (1 vote each)
+    rate, bound = measure.support_vote_theory(ws, w, [1, 4])
+    assert rate[1].item() == pytest.approx(0.5) and rate[4].item() == pytest.approx(1.0) and bound[4] < 1e-12
 
 
 def test_average_theory_matches_monte_carlo_given_the_prompt():

@@ -132,7 +132,8 @@ class Near(Bound):
 @dataclass(frozen=True)
 class Interval(Bound):
     """A mean difference judged by its own interval: |x - target| (``side`` "both"), x - target
-    (``"at_most"``) or target - x (``"at_least"``) at most z sqrt(se^2 + theory_se^2) + grid.
+    (``"at_most"``) or target - x (``"at_least"``) at most z sqrt(se^2 + theory_se^2) + grid;
+    ``"above"`` / ``"below"``: x beyond the target by more than that (a significant difference).
 
     ``se`` is the standard error of the measured difference: for a ``paired`` comparison the
     spread over prompts of the per-prompt difference, so what the prompts share cancels;
@@ -147,10 +148,11 @@ class Interval(Bound):
     side: str = "both"
     theory_se: float = 0.0
     grid: float = 0.0
+    grid_what: str = "theory bound"  # what ``grid`` is, in the text (a bound, an approximation)
 
     def __post_init__(self) -> None:
-        if self.side not in ("both", "at_most", "at_least"):
-            raise ValueError(f"side must be both, at_most or at_least, got {self.side!r}")
+        if self.side not in ("both", "at_most", "at_least", "above", "below"):
+            raise ValueError(f"side must be both, at_most, at_least, above or below, got {self.side!r}")
 
     @property
     def allowance(self) -> float:
@@ -160,15 +162,19 @@ class Interval(Bound):
     def text(self) -> str:
         parts = [f"{self.z:g} x sqrt(SE^2 + theory MC SE^2)" if self.theory_se else f"{self.z:g} SE"]
         if self.grid:
-            parts.append(f"theory bound {_num(self.grid)}")
+            parts.append(f"{self.grid_what} {_num(self.grid)}")
         what = f"{' + '.join(parts)} (= {_num(self.allowance)})"
         if self.side == "both":
             return f"{self.kind}: within {what} of {_num(self.target)}"
-        word = "at most" if self.side == "at_most" else "at least"
-        sign = "+" if self.side == "at_most" else "-"
+        word = {"at_most": "at most", "at_least": "at least", "above": "above", "below": "below"}[self.side]
+        sign = "+" if self.side in ("at_most", "above") else "-"
         return f"{self.kind}: {word} {_num(self.target)} {sign} {what}"
 
     def ok(self, x: float) -> bool:
+        if self.side == "above":
+            return x - self.target > self.allowance
+        if self.side == "below":
+            return self.target - x > self.allowance
         if self.side == "at_most":
             return x - self.target <= self.allowance
         if self.side == "at_least":
@@ -224,14 +230,15 @@ def _mean_se(values: Any) -> tuple[float, float]:
 
 
 def paired(what: str, a: Any, b: Any, *, z: float = 3.0, side: str = "both", target: float = 0.0,
-           theory_se: float = 0.0, grid: float = 0.0) -> Check:
+           theory_se: float = 0.0, grid: float = 0.0, grid_what: str = "theory bound") -> Check:
     """Two quantities measured on the same prompts (per-prompt sequences ``a``, ``b``; ``b`` may be
     a per-prompt theory value): the mean of a_i - b_i against ``target`` with the interval
-    mean +- z SE of the paired difference (``side``: both ways, or "at_most" / "at_least" the
-    target). A theory's own error enters as ``theory_se`` (Monte Carlo) and ``grid`` (a bound)."""
+    mean +- z SE of the paired difference (``side``: both ways, "at_most" / "at_least" the target,
+    or significantly "above" / "below" it). A theory's own error enters as ``theory_se`` (Monte
+    Carlo) and ``grid`` (a bound)."""
     diffs = [float(x) - float(y) for x, y in zip(leaves(list(a)), leaves(list(b)), strict=True)]
     mean, se = _mean_se(diffs)
-    return Check(what, mean, Interval("paired", target, se, z, side, theory_se, grid))
+    return Check(what, mean, Interval("paired", target, se, z, side, theory_se, grid, grid_what))
 
 
 def versus_theory(what: str, measured: float, se: float, theory: float, *, theory_se: float = 0.0,

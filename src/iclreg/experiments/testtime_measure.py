@@ -19,9 +19,11 @@ from torch import Tensor
 from ..analysis.fit import loglog_slope
 from ..models.cot import ChainOfThought
 from ..testtime import NOISES, TECHNIQUES, Decoder, GDDecoder, decode
+from ..theory import best_of_n as bon
 from ..theory import testtime as theory
+from ..theory.vote import subset_vote_rate
 
-THEORY_PROMPTS = 64  # prompts of the exact vote-rate theory (O(K N^3) each)
+PER_PROMPT = "per prompt"  # the key of per-prompt tensors (for paired checks; not saved)
 
 
 def mean_se(values: Tensor) -> tuple[float, float]:
@@ -60,7 +62,7 @@ def affine_map(decoder: Decoder, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 def average_theory(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sigma: float,
                    samples: int) -> Tensor:
     """Exact E||avg_N - w*||^2 given each prompt for multiplicative noise sigma: (P,)."""
-    m, cov = theory.affine_noisy_decode_moments(*affine_map(decoder, x, y), steps, decoder.lr, sigma)
+    m, cov = noisy_moments(decoder, x, y, steps, sigma)
     return (m - w).square().sum(-1) + cov.diagonal(dim1=-2, dim2=-1).sum(-1) / samples
 
 
@@ -82,21 +84,43 @@ def support_step_fidelity(cot: Decoder, x: Tensor, y: Tensor, k: int, steps: int
     return ((cot.bind(x, y)(states) - exact).norm(dim=-1) / exact.norm(dim=-1)).mean(-1).tolist()
 
 
+def moments(decoder: Decoder, x: Tensor, y: Tensor, steps: int, sigma: float) -> tuple[Tensor, Tensor]:
+    """m_T (P, d) and V_T = tr Sigma_T (P,) of the multiplicative-noise decode, given the prompts."""
+    m, cov = noisy_moments(decoder, x, y, steps, sigma)
+    return m, cov.diagonal(dim1=-2, dim2=-1).sum(-1)
+
+
+def noisy_moments(decoder: Decoder, x: Tensor, y: Tensor, steps: int, sigma: float) -> tuple[Tensor, Tensor]:
+    """Exact m_T (P, d), Sigma_T (P, d, d) of the multiplicative-noise decode: in S's eigenbasis
+    (O(d^2) a step) for the sum-form GD decoder, else from the decoder's affine step (O(d^3))."""
+    if isinstance(decoder, GDDecoder) and not decoder.mean:
+        return theory.noisy_decode_covariance(x, y, steps, decoder.lr, sigma)
+    return theory.affine_noisy_decode_moments(*affine_map(decoder, x, y), steps, decoder.lr, sigma)
+
+
 def averaging(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sigma: float,
-              samples: list[int], gen: torch.Generator) -> dict[str, Any]:
-    """Claim 2 and 8: excess of the N-average over the mean trajectory, errors, theory."""
+              samples: list[int], gen: torch.Generator,
+              theory_decoder: Decoder | None = None) -> dict[str, Any]:
+    """Claim 2 and 8: excess of the N-average over the mean trajectory, errors, theory (of
+    ``theory_decoder`` when given: a negative control)."""
     ws = chains(x, y, decoder, f"multiplicative:std={sigma}", [steps], max(samples), gen)[steps]
-    m, cov = theory.affine_noisy_decode_moments(*affine_map(decoder, x, y), steps, decoder.lr, sigma)
-    v_t = cov.diagonal(dim1=-2, dim2=-1).sum(-1).mean().item()
-    excess, err, norm = {}, {}, {}
+    m, v_t = moments(theory_decoder or decoder, x, y, steps, sigma)
+    excess, err, norm, prompts = {}, {}, {}, {"excess": {}, "error": {}, "theory": {}}
     for n_ in samples:
         avg = ws[:n_].mean(0)
-        excess[n_] = mean_se((avg - m).square().sum(-1))
-        err[n_] = mean_se((avg - w).square().sum(-1))
+        prompts["excess"][n_] = (avg - m).square().sum(-1)
+        prompts["error"][n_] = (avg - w).square().sum(-1)
+        prompts["theory"][n_] = v_t / n_
+        excess[n_] = mean_se(prompts["excess"][n_])
+        err[n_] = mean_se(prompts["error"][n_])
         norm[n_] = (avg - w).norm(dim=-1).mean().item()
-    return {"excess": excess, "error": err, "norm": norm, "theory": {n_: v_t / n_ for n_ in samples},
+    greedy = chains(x, y, decoder, "greedy", [steps], 1, gen)[steps][0]
+    norm["GD (greedy)"] = (greedy - w).norm(dim=-1).mean().item()
+    norm["mean trajectory (ridge-GD)"] = (m - w).norm(dim=-1).mean().item()
+    return {"excess": excess, "error": err, "norm": norm,
+            "theory": {n_: v_t.mean().item() / n_ for n_ in samples},
             "slope": loglog_slope(samples, [excess[n_][0] for n_ in samples]),
-            "mean_error": (m - w).square().sum(-1).mean().item()}
+            "mean_error": (m - w).square().sum(-1).mean().item(), PER_PROMPT: prompts}
 
 
 def thoughts(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, ts: list[int], sigma: float,
@@ -105,7 +129,8 @@ def thoughts(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, ts: list[int], s
     noisy = chains(x, y, decoder, f"multiplicative:std={sigma}", ts, samples, gen)
     greedy = chains(x, y, decoder, "greedy", ts, 1, gen)
     return {"greedy": [(greedy[t][0] - w).square().sum(-1).mean().item() for t in ts],
-            "noisy": [(noisy[t].mean(0) - w).square().sum(-1).mean().item() for t in ts]}
+            "noisy": [(noisy[t].mean(0) - w).square().sum(-1).mean().item() for t in ts],
+            "greedy E||w_T - w*||": [(greedy[t][0] - w).norm(dim=-1).mean().item() for t in ts]}
 
 
 def best_of_n(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sigma: float,
@@ -114,31 +139,52 @@ def best_of_n(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sig
     additive noise eta * sigma (isotropic noise inside the step), beside greedy."""
     best = TECHNIQUES.build("best:reward=norm2")
     greedy = chains(x, y, decoder, "greedy", [steps], 1, gen)[steps][0]
-    out: dict[str, Any] = {"greedy": (greedy - w).norm(dim=-1).mean().item()}
-    for label, noise in (("multiplicative", f"multiplicative:std={sigma}"),
-                         ("additive", f"additive:std={decoder.lr * sigma}")):
+    out: dict[str, Any] = {"greedy": (greedy - w).norm(dim=-1).mean().item(),
+                           "greedy squared": (greedy - w).square().sum(-1).mean().item(), PER_PROMPT: {}}
+    p, b = affine_map(decoder, x, y)
+    for label, noise, (m, cov) in (
+            ("multiplicative", f"multiplicative:std={sigma}",
+             noisy_moments(decoder, x, y, steps, sigma)),
+            ("additive", f"additive:std={decoder.lr * sigma}",
+             bon.additive_decode_moments(p, b, steps, decoder.lr * sigma))):
         ws = chains(x, y, decoder, noise, [steps], max(samples), gen)[steps]
-        out[label] = [(best(ws[:n_], x, y) - w).norm(dim=-1).mean().item() for n_ in samples]
+        picked = {n_: best(ws[:n_], x, y) - w for n_ in samples}
+        out[label] = [picked[n_].norm(dim=-1).mean().item() for n_ in samples]
         out[label + " gain"] = (out["greedy"] - out[label][-1]) / out["greedy"]
+        sq = {n_: v.square().sum(-1) for n_, v in picked.items()}
+        th = {n_: bon.best_of_n_error(m, cov, w, n_) for n_ in samples}
+        out[label + " squared"] = [sq[n_].mean().item() for n_ in samples]
+        out[label + " theory squared"] = [th[n_].mean().item() for n_ in samples]
+        sm = (cov @ m.unsqueeze(-1)).squeeze(-1)
+        tr2 = (cov @ cov).diagonal(dim1=-2, dim2=-1).sum(-1)
+        out[label + " terms"] = {"4 e^T Sigma m": (4 * ((m - w) * sm).sum(-1)).mean().item(),
+                                 "2 tr Sigma^2": (2 * tr2).mean().item()}
+        out[PER_PROMPT][label] = {"measured": sq, "theory": th}
     return out
 
 
 def votes(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, k: int, steps: int, ns: list[int],
-          gens: tuple[torch.Generator, torch.Generator]) -> dict[str, Any]:
-    """Claim 5: greedy top-k and majority-vote exact-support recovery, with the plug-in theory."""
+          gens: tuple[torch.Generator, torch.Generator], theory_prompts: int,
+          theory_decoder: Decoder | None = None) -> dict[str, Any]:
+    """Claim 5: greedy top-k and majority-vote exact-support recovery, with the exact vote rate of
+    random N-subsets of M = 4 max(N) independent decodes (``theory.vote``) on the first
+    ``theory_prompts`` prompts: unbiased for the vote rate at every N."""
     vote = TECHNIQUES.build("vote")
     greedy = chains(x, y, decoder, f"support:k={k},temperature=0", [steps], 1, gens[0])[steps][0]
-    greedy_rate = (greedy == w).all(-1).double().mean().item()
+    greedy_hit = (greedy == w).all(-1).double()
     ws = chains(x, y, decoder, f"support:k={k}", [steps], max(ns), gens[0])[steps]
-    rates = [(vote(ws[:n_], x, y) == w).all(-1).double().mean().item() for n_ in ns]
-    est = chains(x, y, decoder, f"support:k={k}", [steps], max(ns), gens[1])[steps]
-    cut = THEORY_PROMPTS
-    predicted = support_vote_theory(est[:, :cut], w[:cut], [n_ for n_ in ns if n_ <= 16])
-    limit = predicted_limit(est, w)
-    theory_cross = first_crossing(ns, list(predicted.values()) + [limit] * (len(ns) - len(predicted)),
-                                  greedy_rate)
-    return {"greedy": greedy_rate, "vote": rates, "theory": predicted, "limit": limit,
-            "crossing": first_crossing(ns, rates, greedy_rate), "theory crossing": theory_cross}
+    hits = {n_: (vote(ws[:n_], x, y) == w).all(-1).double() for n_ in ns}
+    cut = min(theory_prompts, x.shape[0])
+    est = chains(x[:cut], y[:cut], theory_decoder or decoder, f"support:k={k}", [steps], 4 * max(ns),
+                 gens[1])[steps]
+    rate, bound = support_vote_theory(est, w[:cut], ns)
+    greedy_rate = greedy_hit.mean().item()
+    theo = {n_: rate[n_].mean().item() for n_ in ns}
+    return {"greedy": greedy_rate, "vote": [hits[n_].mean().item() for n_ in ns], "theory": theo,
+            "theory bound": {n_: bound[n_] for n_ in ns}, "theory prompts": cut,
+            "crossing": first_crossing(ns, [hits[n_].mean().item() for n_ in ns], greedy_rate),
+            "theory crossing": first_crossing(ns, list(theo.values()), greedy_hit[:cut].mean().item()),
+            PER_PROMPT: {"vote": hits, "greedy": greedy_hit, "theory": rate}}
 
 
 def support_frequencies(ws: Tensor, w: Tensor, b: int) -> tuple[list[float], int]:
@@ -149,43 +195,56 @@ def support_frequencies(ws: Tensor, w: Tensor, b: int) -> tuple[list[float], int
     return (counts.double() / ws.shape[0]).tolist(), (hit[0, 0].item() if hit.numel() else -1)
 
 
-def support_vote_theory(ws: Tensor, w: Tensor, ns: list[int]) -> dict[int, float]:
-    """Exact vote rate at each N of the plug-in support probabilities, averaged over prompts."""
-    out = {n_: 0.0 for n_ in ns}
+def support_vote_theory(ws: Tensor, w: Tensor, ns: list[int]) -> tuple[dict[int, Tensor], dict[int, float]]:
+    """Per prompt, the exact vote rate of random N-subsets of the M decodes ws (M, P, d) at each N
+    ({N: (P,)}), and the largest bound on its error over the prompts ({N: float})."""
+    rate = {n_: torch.zeros(ws.shape[1], dtype=torch.float64) for n_ in ns}
+    bound = dict.fromkeys(ns, 0.0)
     for b in range(ws.shape[1]):
         p, true = support_frequencies(ws, w, b)
         if true < 0:
             continue
+        counts = [round(v * ws.shape[0]) for v in p]
         for n_ in ns:
-            out[n_] += theory.vote_rate(p, true, n_) / ws.shape[1]
-    return out
-
-
-def predicted_limit(ws: Tensor, w: Tensor) -> float:
-    """The N -> inf vote rate of the plug-in probabilities, averaged over prompts."""
-    rates = []
-    for b in range(ws.shape[1]):
-        p, true = support_frequencies(ws, w, b)
-        rates.append(0.0 if true < 0 else theory.vote_limit(p, true))
-    return sum(rates) / len(rates)
+            r, e = subset_vote_rate(counts, true, n_)
+            rate[n_][b], bound[n_] = r, max(bound[n_], e)
+    return rate, bound
 
 
 def noise_levels(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sigmas: list[float],
-                 samples: int, gen: torch.Generator) -> dict[str, Any]:
+                 samples: int, gen: torch.Generator, theory_decoder: Decoder | None = None) -> dict[str, Any]:
     """Claim 6: E||avg_N - w*||^2 against sigma at fixed N and T, measured and exact."""
-    meas, theo = {}, {}
+    meas, theo, prompts = {}, {}, {"measured": {}, "theory": {}}
     for sigma in sigmas:
         ws = chains(x, y, decoder, f"multiplicative:std={sigma}", [steps], samples, gen)[steps]
-        meas[sigma] = mean_se((ws.mean(0) - w).square().sum(-1))
-        theo[sigma] = average_theory(decoder, x, y, w, steps, sigma, samples).mean().item()
-    return {"measured": meas, "theory": theo}
+        prompts["measured"][sigma] = (ws.mean(0) - w).square().sum(-1)
+        prompts["theory"][sigma] = average_theory(theory_decoder or decoder, x, y, w, steps, sigma, samples)
+        meas[sigma] = mean_se(prompts["measured"][sigma])
+        theo[sigma] = prompts["theory"][sigma].mean().item()
+    return {"measured": meas, "theory": theo, PER_PROMPT: prompts}
 
 
 def compute_split(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, budget: int, sigma: float,
-                  splits: list[int], gen: torch.Generator) -> dict[str, Any]:
+                  splits: list[int], gen: torch.Generator,
+                  theory_decoder: Decoder | None = None) -> dict[str, Any]:
     """Claim 7: E||avg_N - w*||^2 at T = budget / N for each split N, measured and exact."""
     lengths = [budget // n_ for n_ in splits]
     ws = chains(x, y, decoder, f"multiplicative:std={sigma}", lengths, max(splits), gen)
-    meas = {n_: mean_se((ws[budget // n_][:n_].mean(0) - w).square().sum(-1)) for n_ in splits}
-    theo = {n_: average_theory(decoder, x, y, w, budget // n_, sigma, n_).mean().item() for n_ in splits}
-    return {"measured": meas, "theory": theo}
+    prompts = {"measured": {n_: (ws[budget // n_][:n_].mean(0) - w).square().sum(-1) for n_ in splits},
+               "theory": {n_: average_theory(theory_decoder or decoder, x, y, w, budget // n_, sigma, n_)
+                          for n_ in splits}}
+    return {"measured": {n_: mean_se(v) for n_, v in prompts["measured"].items()},
+            "theory": {n_: v.mean().item() for n_, v in prompts["theory"].items()}, PER_PROMPT: prompts}
+
+
+def average_vs_greedy(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sigma: float,
+                      samples: int, gen: torch.Generator, shuffle: bool = False) -> dict[str, Any]:
+    """Claim 2b: per prompt, greedy's and the N-average's E||. - w*||^2, and the exact difference
+    given the prompt, greedy - (||m_T - w*||^2 + V_T / N) (``shuffle``: with the next prompt's w*,
+    a negative control)."""
+    greedy = (chains(x, y, decoder, "greedy", [steps], 1, gen)[steps][0] - w).square().sum(-1)
+    ws = chains(x, y, decoder, f"multiplicative:std={sigma}", [steps], samples, gen)[steps]
+    avg = (ws.mean(0) - w).square().sum(-1)
+    exact = greedy - average_theory(decoder, x, y, w.roll(1, 0) if shuffle else w, steps, sigma, samples)
+    return {"greedy": mean_se(greedy), "average": mean_se(avg), "exact advantage": exact.mean().item(),
+            PER_PROMPT: {"greedy": greedy, "average": avg, "exact": exact}}
