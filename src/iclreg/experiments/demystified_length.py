@@ -316,7 +316,7 @@ def _bayes_section(softmax: list[float], theory: Theory) -> Section:
          "debiased GD, step refitted at L (exact)": (ks, theory.refit_ratio[2:])},
         "number of examples $L$", "excess risk / Bayes excess risk", "near-Bayes up to a factor", logx=True,
         vlines={f"training length L = {L}": L},
-        hlines={f"factor 1 + (d+1) tau^2 / sigma^2 = {FACTOR:g}": FACTOR},
+        hlines={f"factor $1 + (d+1)\\tau^2/\\sigma^2$ = {FACTOR:g}": FACTOR},
         styles={"debiased GD (exact)": "--", "debiased GD, step refitted at L (exact)": ":"})
     data = {"lengths": list(LENGTHS), "Bayes (exact)": [theory.bayes[k] for k in LENGTHS],
             "debiased GD (exact)": [theory.debiased[k] for k in LENGTHS], "factor": FACTOR}
