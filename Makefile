@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/iclreg demo --out runs/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not gpu"
+	$(PY) -m pytest -q -m "not slow and not gpu" --durations=15
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q
