@@ -15,7 +15,7 @@ from iclreg.report.html import reproduction_page
 from iclreg.report.markdown import reproduction_report
 
 DEMO = Path(__file__).parents[2] / "docs" / "demo"
-REWORKED = {"test-time"}  # its claims are being rebuilt; its controls come with them
+REWORKED = {"test-time"}  # its committed demo predates its rebuilt claims (see test_testtime_controls.py)
 
 
 def _result() -> Reproduction:

@@ -31,6 +31,7 @@ def _check_report(out, result) -> None:
         assert isinstance(c.holds, bool) and c.tolerance and c.statement
         assert (c.reason is None) == c.holds
         assert f"| {c.id} |" in report
+        assert c.control and f"_control: {c.control}_" in report  # a listed control, or the marker
     assert not re.search(r"\{'|'\d|\[\(", report), "a Python repr leaked into the report"
     for name in result.figures:
         assert (out / name).stat().st_size > 500 and f"]({name})" in report

@@ -101,7 +101,7 @@ def _training(traj: dict) -> dict[str, Claim]:
 
 
 def _frozen_b() -> Claim:
-    """||A||_F^2 - b0^2 (b held at its start) in place of the flow's conserved quantity."""
+    """b frozen at its initial value: ||A||_F^2 - b_0^2 in place of the flow's ||A||_F^2 - b^2."""
     flows = [{**f, "conserved": [a - 0.5**2 for a in f["A_norm2"]]} for f in _flows()]
     return {c.id: c for c in sl.SoftmaxLimit._flow_claims(flows, _horizon(), SIGMA)}["3-conservation"]
 

@@ -61,7 +61,7 @@ CONTROLS = {  # claim id -> its negative control (tests/experiments/test_softmax
     "1-rademacher": "Gaussian tokens in place of Rademacher ones",
     "3-tracks-flow": "a softmax risk off the flow by the same amount at every L",
     "3-softmax-vs-linear": "a softmax - linear gap that does not shrink with L",
-    "3-conservation": "b held at its start (||A||_F^2 - b_0^2 in place of ||A||_F^2 - b^2)",
+    "3-conservation": "b frozen at its initial value while A follows the flow",
     "3-bayes-end": "the flow stopped at the training time (a twentieth of its horizon)",
     "4-stability": "finite/infinite-L gaps growing tenfold along training",
 }
