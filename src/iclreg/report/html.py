@@ -1,9 +1,10 @@
 """Self-contained HTML reports: one page per reproduction (``report.html``) and the demo's index.
 
 Everything ``report.md`` holds is on the page: the summary, the claims table with the reason for
-each miss beside its red "no", every section's text (Markdown rendered to HTML, tables included,
-by markdown-it-py with raw HTML disabled, so nothing a text holds can inject markup), every figure
-as a relative ``<img>``, and the references written out. The index holds every reproduction's full
+each miss beside its red "no" and each claim's negative control below its statement, every
+section's text (Markdown rendered to HTML, tables included, by markdown-it-py with raw HTML
+disabled, so nothing a text holds can inject markup), every figure as a relative ``<img>``, and
+the references written out. The index holds every reproduction's full
 content under a table of contents. The CSS is embedded and nothing is loaded from elsewhere;
 figures shrink to the page (``max-width: 100%``) and wide tables scroll in their own box, so the
 page never overflows horizontally. Values go through ``report.format.format_value``, as in the
