@@ -79,7 +79,8 @@ def test_quick_multihead_reproduction(tmp_path, capsys):
     claims = {c["id"]: c for c in json.loads(capsys.readouterr().out)["claims"]}
     assert set(claims) == {"1-order", "1-constant", "1-derivation", "1-trained", "2-scenarios", "2-local",
                            "3-heads", "3-dimension"}
-    assert all(c["holds"] for c in claims.values()), [c["reason"] for c in claims.values() if not c["holds"]]
+    # the local scenario ties (our theory: ratio 1.00), so "superior in every scenario" misses there
+    assert {i for i, c in claims.items() if not c["holds"]} == {"2-scenarios"}
     for name in ("loss_vs_D.png", "scenarios.png", "dimension.png", "report.md"):
         assert (out / name).stat().st_size > 500
     assert (out / "runs" / "local_d5_D40_H2" / "seed0" / "config.yaml").is_file()

@@ -86,10 +86,7 @@ CASES = {
         "3-heads"],
     "3-dimension": lambda: _measured(_excess(SCENARIO_RATIO, D_RATIO, tied=True))["3-dimension"],
 }
-DEFECTS = {  # claims that hold under their control, reported rather than loosened
-    "2-scenarios": "'multi-head is superior in every scenario' is checked as two heads / one head at "
-                   "most 1.05, so tied heads (ratio 1) pass",
-}
+DEFECTS: dict[str, str] = {}  # claims that hold under their control: none (each was made one that misses)
 
 
 @pytest.mark.parametrize("cid", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=DEFECTS[c]))
@@ -103,7 +100,11 @@ def test_every_claim_misses_under_its_negative_control(cid):
 def test_the_unperturbed_twins_hold():
     claims = {**_order(), "1-trained": _trained(), **_measured(_excess(SCENARIO_RATIO, D_RATIO))}
     assert set(claims) == set(CONTROLS)
-    assert all(c.holds for c in claims.values()), {c.id: c.reason for c in claims.values() if not c.holds}
+    # the demo's local scenario is a tie (0.994; our theory: 1.00), so "superior in every scenario"
+    # misses there; with local's advantage restored it holds
+    assert {c.id for c in claims.values() if not c.holds} == {"2-scenarios"}, {
+        c.id: c.reason for c in claims.values() if not c.holds}
+    assert _measured(_excess({**SCENARIO_RATIO, "local": 1.2}, D_RATIO))["2-scenarios"].holds
     assert math.isclose(claims["1-order"].measured["two heads"], -1.0)
 
 
