@@ -75,7 +75,7 @@ class Sizes:
     best_steps: int
     best_samples: tuple[int, ...]
     votes: tuple[int, ...]  # N of claim 5
-    vote_theory: int = 128  # prompts of claim 5's exact rate (each needs 4 max(N) decodes)
+    vote_theory: int = 64  # prompts of claim 5's exact rate (each needs 4 max(N) decodes)
     cot_train: int = 600  # optimiser steps of each chain-of-thought run
     cot_batch: int = 512
 
@@ -270,10 +270,12 @@ class TestTime(Experiment):
                 "moments (m, Sigma) of each decode. Two effects make the gain over greedy: the mean m of "
                 "a multiplicative decode is already ridge-GD (lambda = sigma^2), which under label noise "
                 "has a smaller ||e||^2 than greedy GD (section 2b), while an additive decode's mean is GD "
-                "itself; and the selection, which grows like sqrt(2 log N) times Cov(E, S) / sd(S): "
-                "multiplicative noise puts sigma^4 w w^T into every step's covariance, so its spread lies "
-                "along m and the shortest sample is the most shrunk; isotropic additive noise leaves "
-                "mostly the tr Sigma^2 term (a shorter sample has a smaller deviation). "
+                "itself; and the selection, which grows like sqrt(2 log N) times Cov(E, S) / sd(S), "
+                "positive where the spread lines up with the mean's overshoot e (multiplicative noise "
+                "puts sigma^4 w w^T into each step's covariance, isotropic noise spreads evenly) and "
+                "through tr Sigma^2 (a shorter sample deviates less). Compare the two parts of "
+                "Cov(E, S) below with the gap between the noises' means: where the selection terms are "
+                "small, the multiplicative gain is that of its mean, ridge-GD. "
                 "Here (GD, mean over prompts): " + "; ".join(
                     f"{k}: 4 e^T Sigma m = {terms[k + ' terms']['4 e^T Sigma m']:.4g}, 2 tr Sigma^2 = "
                     f"{terms[k + ' terms']['2 tr Sigma^2']:.4g}" for k in ("multiplicative", "additive"))
