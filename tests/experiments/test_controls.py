@@ -15,7 +15,6 @@ from iclreg.report.html import reproduction_page
 from iclreg.report.markdown import reproduction_report
 
 DEMO = Path(__file__).parents[2] / "docs" / "demo"
-REWORKED = {"test-time"}  # its committed demo predates its rebuilt claims (see test_testtime_controls.py)
 
 
 def _result() -> Reproduction:
@@ -44,7 +43,7 @@ def test_both_reports_show_each_control_below_the_statement():
     assert f"<div class='control'>control: {NO_CONTROL}</div>" in page
 
 
-@pytest.mark.parametrize("paper", sorted(set(REPRODUCTIONS.names()) - REWORKED))
+@pytest.mark.parametrize("paper", REPRODUCTIONS.names())
 def test_every_claim_of_the_committed_demo_has_a_control(paper):
     """Each claim id a reproduction's quick report holds has a one-phrase control."""
     controls = REPRODUCTIONS.get(paper).controls

@@ -99,3 +99,36 @@ def test_claim_2b_fails_against_shuffled_labels():
     assert good.holds, good.reason
     assert [p["regime"] for p in good.published["theory (ours)"].values()] == ["hurts", "hurts", "helps"]
     assert not build.where_averaging_helps(regime.points(exp, sizes, 1.0, shuffle=True)).holds
+
+
+class _Misstep(GDDecoder):
+    """Claims the step ``lr`` but takes 1.1 lr: a decoder that does not emit GD with its step."""
+
+    def bind(self, x, y):
+        return GDDecoder(lr=1.1 * self.lr, mean=self.mean).bind(x, y)
+
+
+def test_claim_1_fails_for_a_decoder_off_gd_s_step():
+    s = tt.QUICK.avg
+    x, y, _ = _prompts(s, 32)
+    worst = {key: max(measure.gd_fidelity(dec(lr=s.eta), x, y, 100)) for key, dec in
+             (("gd", GDDecoder), ("misstep", _Misstep))}
+    assert build.cot_emits_gd({"avg": worst["gd"]}, 100).holds  # GD itself: error 0
+    assert not build.cot_emits_gd({"avg": worst["misstep"]}, 100).holds
+
+
+def _noiseless(setting: tt.Setting) -> tt.Setting:
+    spec = ",".join(p for p in setting.task.split(",") if not p.startswith("noise_std="))
+    return tt.Setting(spec + ",noise_std=0", setting.eta)
+
+
+@pytest.mark.parametrize("labels", ["noisy", "noiseless"])
+def test_claim_3_fails_without_label_noise(labels: str):
+    """GD (exact risk, and greedy decodes) overfits label noise; without noise nothing rises."""
+    s = tt.QUICK.over if labels == "noisy" else _noiseless(tt.QUICK.over)
+    x, y, w = _prompts(s, 64)
+    ts = list(tt.QUICK.thoughts)
+    exact = [tt.theory.gd_weight_risk(x, t, s.eta, 0.0, s.tau, tt._noise(s)).mean().item() for t in ts]
+    r = measure.thoughts(GDDecoder(lr=s.eta), x, y, w, ts, tt.SIGMA, 16, _gen())
+    claims = [build.exact_gd_overfits(exact), build.more_thoughts("", "GD", 16, exact, exact, r)]
+    assert all(c.holds == (labels == "noisy") for c in claims), [(c.id, c.measured) for c in claims]

@@ -28,7 +28,7 @@ from . import testtime_claims as build
 from . import testtime_measure as measure
 from . import testtime_regime as regime
 from .base import REPRODUCTIONS, Experiment, Runs, Section
-from .claims import AtLeast, AtMost, Check, Claim
+from .claims import Claim
 
 EARLY = build.EARLY
 SIGMA = 1.0  # multiplicative noise std (the early code's sigma^2 = 1)
@@ -121,6 +121,10 @@ class TestTime(Experiment):
             ("5-vote-overtakes-greedy", "exact rate from another prompt's labels (shuffled)"),
             ("6-noise-level", "theory with the decoder's step x 1.5"),
             ("7-compute-split", "theory with the decoder's step x 1.5"))},
+        **{f"3-more-thoughts{suffix}": "noiseless labels (nothing for greedy decoding to overfit)"
+           for suffix in DECODERS.values()},
+        "1-cot-emits-gd": "a GD decoder whose step is 1.1 times the one it is compared with",
+        "3-exact-gd-overfits": "noiseless labels (nothing for GD to overfit)",
         "2b-where-averaging-helps": "exact advantage from another prompt's w* (shuffled labels)"}
 
     @property
@@ -183,13 +187,7 @@ class TestTime(Experiment):
         ax.set(xlabel="decoding step $t$", ylabel="mean relative error to exact GD",
                title="Trained CoT against exact GD")
         ax.legend()
-        worst = {key: max(c) for key, c in curves.items()}
-        claim = Claim.of(
-            "1-cot-emits-gd", "The trained chain-of-thought transformer emits GD iterates: worst mean "
-            f"relative error to exact GD over t = 1..T (T up to {max(s.thoughts)}, far beyond the chains "
-            "it was taught)",
-            "paper (text unavailable): the transformer implements GD", {"worst relative error": worst},
-            *(Check(key, v, AtMost(0.01)) for key, v in worst.items()), figure="fidelity.png")
+        claim = build.cot_emits_gd({key: max(c) for key, c in curves.items()}, max(s.thoughts))
         text = [f"One `cot` run per setting ({s.cot_train} Adam steps, batch {s.cot_batch}, teacher forcing "
                 "on mean-gradient GD chains of the length in the legend); greedy decodes of "
                 f"{min(s.prompts, 256)} fresh prompts against exact GD with the same step. Binary (vote): "
@@ -232,24 +230,14 @@ class TestTime(Experiment):
         claims, fig = [], Figure(figsize=SINGLE, layout="constrained")
         ax = fig.subplots()
         for label, r in res.items():
-            claims.append(Claim.of(
-                f"3-more-thoughts{DECODERS[label]}", f"{label}: under label noise greedy decoding's "
-                f"E||w_T - w*||^2 falls then rises with T; the {nn}-average of noisy decodes follows "
-                "ridge-GD and does not rise",
-                {EARLY: "binary w*: GD 1.37006 (T=100) -> 1.71595 (T=2800); ridge-GD 1.47299, N-average "
-                 "(N=1000) 1.47301 at T=2800", "exact GD (ours)": exact, "exact ridge-GD (ours)": ridge},
-                r, Check("greedy: interior minimum", float(measure.interior_min(r["greedy"])), AtLeast(1.0)),
-                Check("noisy average at the largest T / its minimum", r["noisy"][-1] / min(r["noisy"]),
-                      AtMost(1.05)), figure="thoughts.png"))
+            claims.append(build.more_thoughts(DECODERS[label], label, nn, exact, ridge, r))
             ax.semilogx(ts, r["greedy"], "o", label=f"{label} greedy")
             ax.semilogx(ts, r["noisy"], "s", label=f"{label} {nn}-average")
         ax.semilogx(ts, exact, "-", label="GD (exact)")
         ax.semilogx(ts, ridge, "--", label="ridge-GD (exact)")
         ax.set(xlabel="$T$", ylabel=r"$E\,\|w_T - w^*\|^2$", title="More thoughts under label noise")
         ax.legend()
-        claims.insert(0, Claim.of(
-            "3-exact-gd-overfits", "Exact GD-T risk (ours) has an interior minimum in T", "ours",
-            {"exact GD": exact}, Check("interior minimum", float(measure.interior_min(exact)), AtLeast(1.0))))
+        claims.insert(0, build.exact_gd_overfits(exact))
         text = [f"{s.over.task}, eta = {s.over.eta}, sigma = {SIGMA}, {s.prompts} prompts (the early code "
                 "used binary w* here)."]
         return Section("3. More thoughts: overfitting and its regularisation", text, claims,
