@@ -9,18 +9,11 @@ import os
 from pathlib import Path
 
 import pytest
+from tests.train.test_durability import one_line_error
 
 from iclreg.cli import main
 from iclreg.errors import UsageError
 from iclreg.train import resolve, train
-
-
-def one_line_error(capsys, *parts: str) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("iclreg: "), err
-    for part in parts:
-        assert part in err[0], err[0]
-    return err[0]
 
 
 def enospc(*args, **kwargs):
