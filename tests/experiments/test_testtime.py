@@ -80,3 +80,18 @@ def test_quick_run_claims(tmp_path):
     result = tt.TestTime(mode="quick").run(tmp_path)
     failed = [c.id for c in result.claims if not c.holds]
     assert not failed, failed
+
+
+def test_full_mode_on_the_cpu_runs_every_decoder_claim_and_lists_the_trained_ones(tmp_path, monkeypatch):
+    """The d = 50 decoder-only path (one decoder per setting) at toy sizes: every GD claim is
+    measured, every trained-CoT claim is listed as not run with the GPU command."""
+    monkeypatch.setattr(tt, "FULL", tt.TOY)
+    monkeypatch.setattr(tt, "CPU_PROMPTS", 8)
+    experiment = tt.TestTime(mode="full", device="cpu")
+    assert experiment.decoder_only and experiment.plan(experiment.resolved_sizes) == {}
+    result = experiment.run(tmp_path)
+    unmeasured = [c for c in result.claims if c.id.endswith("-cot") or c.id == "1-cot-emits-gd"]
+    assert len(unmeasured) == 8 and all(not c.holds for c in unmeasured)
+    assert all("--device cuda" in c.reason for c in unmeasured)
+    measured = {c.id for c in result.claims} - {c.id for c in unmeasured}
+    assert {"5-vote-overtakes-greedy", "3-exact-gd-overfits", "7-compute-split"} <= measured

@@ -280,7 +280,7 @@ class TestTime(Experiment):
         claims, fig = [], Figure(figsize=SINGLE, layout="constrained")
         ax = fig.subplots()
         styles = (("C0", "o-", "s--"), ("C1", "x-", "+--"))  # the curves coincide when the model is GD
-        for (label, r), (color, *marks) in zip(res.items(), styles, strict=True):
+        for (label, r), (color, *marks) in zip(res.items(), styles[:len(res)], strict=True):
             claims.append(build.vote(DECODERS[label], label, r, ns))
             ax.semilogx(ns, r["vote"], marks[0], color=color, label=f"{label} vote")
             ax.semilogx(list(r["theory"]), list(r["theory"].values()), marks[1], color=color,
