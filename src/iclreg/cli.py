@@ -78,6 +78,18 @@ def _add_test_time_command(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=commands.cmd_test_time)
 
 
+def _add_score_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("score", help="excess risk over the Bayes-optimal predictor, capability by capability")
+    p.add_argument("targets", nargs="+", metavar="TARGET",
+                   help="a run directory, a sweep, or a Garg et al. checkpoint (state.pt); two to compare")
+    p.add_argument("--suite", default="standard", help="standard (standard-v1) or a suite file (YAML)")
+    p.add_argument("--samples", type=int, default=512, help="prompts per capability (default 512)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the prompts (default 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (compare's shape)")
+    p.add_argument("--plot", metavar="FILE", help="write a figure (.png, .pdf or .svg)")
+    p.set_defaults(handler=commands.cmd_score)
+
+
 def _papers(argv: Sequence[str] | None) -> str:
     """The help of ``reproduce PAPER``: the registry's names, imported for ``reproduce`` only
     (importing every reproduction costs other commands a second)."""
@@ -168,6 +180,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.set_defaults(handler=commands.cmd_probe)
 
     _add_test_time_command(sub)
+    _add_score_command(sub)
     _add_reproduction_commands(sub, argv)
     add_log_options(parser, list(sub.choices.values()))
     return parser

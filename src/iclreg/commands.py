@@ -219,3 +219,28 @@ def cmd_test_time(args: argparse.Namespace) -> int:
     if plot:
         print(f"figure written to {plot}")
     return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .analysis.score_report import score_figure, score_text
+    from .analysis.score_run import check_targets, load_target, score_targets
+    from .analysis.score_suite import load_suite
+    from .report import save_figure
+    from .report.files import check_writable_file, writing_output
+    from .tasks.base import check_seed
+
+    plot = check_writable_file(args.plot) if args.plot else None
+    check_targets(args.targets)
+    check_seed(args.seed, "--seed")
+    suite = load_suite(args.suite)
+    result = score_targets([load_target(t) for t in args.targets], suite, args.samples, args.seed)
+    if plot:
+        with writing_output(plot):
+            save_figure(score_figure(result, " vs ".join(args.targets)), plot)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(score_text(result))
+        if plot:
+            print(f"figure written to {plot}")
+    return 0

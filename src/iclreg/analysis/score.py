@@ -1,0 +1,232 @@
+r"""Scores of in-context regressors against the Bayes-optimal predictor, capability by capability.
+
+For a capability (a prompt distribution of n pairs, ``score_suite``) and a predictor f, every
+prompt p gives the squared errors e_f[p, k] = (f(x, y)[k] - y_k)^2 at the n predictions
+k = 0..n-1 (k examples before each). Against the capability's reference r (the exact Bayes
+predictor, the posterior mean, where one exists) and the zero predictor 0, on the same prompts:
+
+.. math::
+    a_p = \frac1n \sum_k (e_f[p,k] - e_r[p,k]), \qquad
+    b_p = \frac1n \sum_k (e_0[p,k] - e_r[p,k]),
+
+the **excess risk** is the mean of a_p (>= 0 in expectation when r is Bayes) and the
+**normalised score** is 1 - mean(a) / mean(b), the fraction of the zero-to-Bayes gap closed:
+1 for the Bayes predictor, 0 for predicting zero, negative for worse than zero. Intervals are
+95%: the normal interval of the paired per-prompt means, and for ratios the delta method,
+var(A/B) ~ (var a - 2R cov(a, b) + R^2 var b) / (N mean(b)^2), R = mean(a) / mean(b).
+Both are exact (zero width) for a predictor equal to the reference or to zero on every prompt.
+
+The **ICL regression score** of the in-context-learning-2024 package (arXiv 2411.03945, its
+``metrics/score.py``: ``mean(model_err - zero_err) / mean(base_err - zero_err)`` over the
+sequence) is computed with least squares as its baseline on the same prompts:
+S = mean_p c_p / mean_p l_p with c_p = (1/n) sum_k (e_f - e_0), l_p = (1/n) sum_k (e_ols - e_0);
+1 means "as good as least squares", 0 "as good as zero", above 1 better than least squares.
+
+Every model scored in one call sees the same prompts (drawn from (seed, chunk)), so the
+difference of two models is paired: its interval is that of the per-prompt differences of a_p.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import UsageError, check
+from ..estimators import build as build_estimator
+from ..resources import MAX_SAMPLES
+from ..tasks import Task
+from .compare import CHUNK, Predictor, check_evaluation
+from .score_suite import Base, Capability
+
+Z95 = 1.959963984540054  # the normal 97.5% quantile
+
+
+@dataclass(frozen=True)
+class PerTask:
+    """A predictor built for each capability's task (an estimator that needs the task's prior,
+    such as ``bayes``), in place of one fixed model."""
+
+    factory: Callable[[Task], Predictor]
+
+
+Model = Predictor | PerTask
+
+
+@dataclass
+class Measurement:
+    """Per-prompt errors of every predictor on one capability's prompts.
+
+    Attributes:
+        capability: what was measured; task: its task; n: prompt length in pairs.
+        errors: label -> (N, n) squared errors (float64, CPU); the labels are the models'
+            and ``reference``, ``zero``, ``ols``.
+        skipped: model label -> why the capability does not apply to it.
+    """
+
+    capability: Capability
+    task: Task | None
+    n: int
+    errors: dict[str, Tensor] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _predictor(model: Model, task: Task) -> Predictor:
+    return model.factory(task) if isinstance(model, PerTask) else model
+
+
+def _applies(model: Predictor, task: Task, n: int, dtype: torch.dtype) -> str | None:
+    """None when ``model`` takes the capability's prompts, else the one-line reason it does not."""
+    prompts = task.sample(2, 0, 0, n=n, dtype=dtype)
+    try:
+        with torch.no_grad():
+            out = model(prompts.x, prompts.y)
+    except (UsageError, RuntimeError, ValueError) as err:
+        return " ".join(str(err).splitlines())[:200]
+    if tuple(out.shape) != tuple(prompts.y.shape):
+        return f"the model predicts shape {tuple(out.shape)} for labels of shape {tuple(prompts.y.shape)}"
+    return None
+
+
+def measure(
+    models: Mapping[str, Model], capability: Capability, base: Base, samples: int, seed: int = 0,
+    *, dtype: torch.dtype = torch.float64, device: str = "cpu",
+) -> Measurement:
+    """Squared errors of ``models`` and the references on ``samples`` prompts of ``capability``.
+
+    Args:
+        models: label -> a predictor ``(x (B, n, d), y (B, n)) -> (B, n)`` or a :class:`PerTask`.
+        base: the setting the models were trained in (d, n, scales).
+        samples: number of prompts N; seed: the prompts' seed (the same prompts for every model).
+    Returns:
+        A :class:`Measurement`; a capability that cannot be built for ``base`` (or that no model
+        takes) has no errors and every model in ``skipped``.
+    """
+    n = capability.length * base.n
+    try:
+        task = capability.build(base)
+    except UsageError as err:
+        return Measurement(capability, None, n, skipped={m: str(err) for m in models})
+    result = Measurement(capability, task, n)
+    predictors: dict[str, Predictor] = {}
+    for label, model in models.items():
+        predictor = _predictor(model, task)
+        reason = _applies(predictor, task, n, dtype)
+        if reason is None:
+            predictors[label] = predictor
+        else:
+            result.skipped[label] = reason
+    if not predictors:
+        return result
+    predictors |= {"reference": build_estimator(capability.reference, task=task),
+                   "zero": build_estimator("zero"), "ols": build_estimator("ols")}
+    check_evaluation(task, predictors, samples, seed, n=n, device=device, dtype=dtype)
+    parts: dict[str, list[Tensor]] = {label: [] for label in predictors}
+    for chunk in range(math.ceil(samples / CHUNK)):
+        batch = min(CHUNK, samples - chunk * CHUNK)
+        prompts = task.sample(batch, seed, chunk, n=n, device=device, dtype=dtype)
+        for label, f in predictors.items():
+            with torch.no_grad():
+                err = (f(prompts.x, prompts.y).to(prompts.y.dtype) - prompts.y).square()
+            parts[label].append(err.to(device="cpu", dtype=torch.float64))
+    result.errors = {label: torch.cat(p) for label, p in parts.items()}
+    return result
+
+
+# --- statistics ------------------------------------------------------------------------------
+def mean_ci(values: Tensor) -> tuple[float, list[float]]:
+    """Mean of per-prompt values (N,) and its normal 95% interval."""
+    mean = float(values.mean())
+    half = Z95 * float(values.std()) / math.sqrt(values.numel()) if values.numel() > 1 else math.inf
+    return mean, [mean - half, mean + half]
+
+
+def ratio_ci(a: Tensor, b: Tensor) -> tuple[float, list[float]]:
+    """mean(a) / mean(b) for paired per-prompt values and its delta-method 95% interval."""
+    mb = float(b.mean())
+    if mb == 0:
+        return math.nan, [math.nan, math.nan]
+    r = float(a.mean()) / mb
+    resid = a - r * b  # var(a - R b) = var a - 2 R cov(a, b) + R^2 var b
+    half = Z95 * float(resid.std()) / (math.sqrt(a.numel()) * abs(mb))
+    return r, [r - half, r + half]
+
+
+def _at(curve: Tensor, k: int) -> float | None:
+    return float(curve[k]) if 0 <= k < curve.numel() else None
+
+
+def summary(measurement: Measurement, label: str, train_n: int) -> dict[str, Any]:
+    """One model's row on one capability (JSON-ready); ``{"applicable": False, "reason": ...}``
+    when the capability does not apply to it."""
+    if label in measurement.skipped:
+        return {"applicable": False, "reason": measurement.skipped[label]}
+    e = measurement.errors
+    a = (e[label] - e["reference"]).mean(1)  # (N,) per-prompt excess over the reference
+    b = (e["zero"] - e["reference"]).mean(1)
+    excess, excess_ci = mean_ci(a)
+    gap, gap_ci = ratio_ci(a, b)
+    icl, icl_ci = ratio_ci((e[label] - e["zero"]).mean(1), (e["ols"] - e["zero"]).mean(1))
+    curve = e[label].mean(0)
+    n = e[label].shape[0]
+    half = Z95 * e[label].std(0) / math.sqrt(n)
+    return {
+        "applicable": True,
+        "excess": excess, "excess_ci95": excess_ci,
+        "normalised": 1 - gap, "normalised_ci95": [1 - gap_ci[1], 1 - gap_ci[0]],
+        "icl_regression_score": icl, "icl_regression_score_ci95": icl_ci,
+        "mse_at_train_n": _at(curve, train_n - 1), "mse_at_2train_n": _at(curve, 2 * train_n - 1),
+        "mse": curve.tolist(), "ci95": torch.stack([curve - half, curve + half], -1).tolist(),
+    }
+
+
+def capability_info(measurement: Measurement) -> dict[str, Any]:
+    """What a capability was: its task, prompt length, reference and the references' curves."""
+    c = measurement.capability
+    info: dict[str, Any] = {"task": None if measurement.task is None else measurement.task.describe(),
+                            "n": measurement.n, "reference": c.reference, "exact": c.exact(),
+                            "reference_label": c.reference_label(), "k": list(range(measurement.n))}
+    for label in ("reference", "zero", "ols"):
+        if label in measurement.errors:
+            info[f"{label}_mse"] = measurement.errors[label].mean(0).tolist()
+    return info
+
+
+def paired_difference(measurement: Measurement, a: str, b: str) -> dict[str, Any]:
+    """Model ``a`` minus model ``b`` on the same prompts: the excess and normalised score
+    differences with 95% intervals, and whether the excess difference is significant (its
+    interval excludes 0)."""
+    if a in measurement.skipped or b in measurement.skipped:
+        reason = measurement.skipped.get(a) or measurement.skipped.get(b)
+        return {"applicable": False, "reason": reason}
+    e = measurement.errors
+    da = (e[a] - e["reference"]).mean(1)
+    db = (e[b] - e["reference"]).mean(1)
+    zero = (e["zero"] - e["reference"]).mean(1)
+    diff, diff_ci = mean_ci(da - db)
+    # normalised(a) - normalised(b) = -mean(da - db) / mean(zero)
+    ratio, ratio_ci95 = ratio_ci(da - db, zero)
+    return {"applicable": True, "excess_difference": diff, "excess_difference_ci95": diff_ci,
+            "normalised_difference": -ratio, "normalised_difference_ci95": [-ratio_ci95[1], -ratio_ci95[0]],
+            "significant": not diff_ci[0] <= 0 <= diff_ci[1]}
+
+
+def score(
+    models: Mapping[str, Model], capabilities: tuple[Capability, ...], base: Base, samples: int = 512,
+    seed: int = 0, *, dtype: torch.dtype = torch.float64, device: str = "cpu",
+) -> tuple[dict[str, Any], dict[str, Measurement]]:
+    """Every model on every capability, on shared prompts.
+
+    Returns:
+        (``results``: model label -> capability -> :func:`summary` row, and the
+        :class:`Measurement` of each capability, for paired comparisons).
+    """
+    check(2 <= samples <= MAX_SAMPLES, f"--samples must lie in [2, {MAX_SAMPLES:,}], got {samples:,}")
+    measured = {c.name: measure(models, c, base, samples, seed, dtype=dtype, device=device)
+                for c in capabilities}
+    results = {label: {name: summary(m, label, base.n) for name, m in measured.items()} for label in models}
+    return results, measured

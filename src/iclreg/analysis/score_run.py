@@ -1,0 +1,171 @@
+"""``iclreg score``: what is scored (a run, a sweep's members, a Garg et al. checkpoint) and the
+``--json`` object; the measurement itself is ``score.py``, the suites ``score_suite.py``.
+
+A target is an iclreg run directory (its latest checkpoint; the base is its training task), a
+sweep directory (every member, plus the mean over seeds of the members that differ only in
+``train.seed``) or a checkpoint of Garg et al.'s code (``state.pt``, or a directory holding one;
+``models.load_garg_checkpoint``) whose base is their linear-regression task: w ~ N(0, I), no
+noise, n from the ``config.yaml`` beside it (``training.curriculum.points.end``) or else their
+n = 2d + 1 (41 at d = 20).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from scipy import stats
+
+from ..device import DTYPES
+from ..errors import UsageError, check
+from ..spec import _split_top_level
+from .score import Model, capability_info, paired_difference, score
+from .score_suite import Base, Suite
+
+SEED_KEY = "train.seed"
+
+
+@dataclass(frozen=True)
+class Target:
+    """What ``iclreg score`` evaluates: labelled models sharing one base, and their dtype."""
+
+    path: str
+    models: dict[str, Model]
+    base: Base
+    dtype: torch.dtype
+    kind: str  # "run", "sweep" or "checkpoint"
+
+
+def _model_dtype(model: torch.nn.Module) -> torch.dtype:
+    return next((p.dtype for p in model.parameters()), torch.float64)
+
+
+def _garg_n(path: Path, d: int) -> int:
+    """The training length of a Garg et al. run: their config's curriculum end, else 2d + 1."""
+    config = path.parent / "config.yaml"
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8")) if config.is_file() else None
+        end = data["training"]["curriculum"]["points"]["end"]
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
+        return 2 * d + 1
+    return end if isinstance(end, int) and not isinstance(end, bool) and end >= 1 else 2 * d + 1
+
+
+def _checkpoint(path: Path) -> Target:
+    from ..models.garg import load_garg_checkpoint
+
+    model = load_garg_checkpoint(path)
+    d = model.config.d
+    return Target(str(path), {path.parent.name or str(path): model}, Base(d, _garg_n(path, d)),
+                  _model_dtype(model), "checkpoint")
+
+
+def load_target(path: str | Path) -> Target:
+    """The models at ``path`` (module docstring); anything else is a one-line :class:`UsageError`."""
+    from ..tasks import build as build_task
+    from ..train import load_run
+    from ..train.sweep import is_sweep, read_sweep
+    from .evaluate import _Autocast
+
+    p = Path(path)
+    check(p.exists(), f"'{path}' does not exist; give a run directory, a sweep or a Garg et al. checkpoint")
+    if p.is_file():
+        return _checkpoint(p)
+    if (p / "state.pt").is_file() and not (p / "checkpoints").is_dir():  # a run of Garg et al.'s code
+        return _checkpoint(p / "state.pt")
+    names = read_sweep(p)["members"] if is_sweep(p) else [None]
+    models: dict[str, Model] = {}
+    bases, dtypes = set(), set()
+    for name in names:
+        model, config = load_run(p / name if name else p)
+        amp = config.run.amp == "bf16"
+        models[name or p.name or str(p)] = _Autocast(model, True) if amp else model
+        bases.add(Base.of(build_task(config.task)))
+        dtypes.add(DTYPES[config.run.dtype])
+    check(len(bases) == 1, f"the members of sweep '{path}' were trained on tasks of different d, n or "
+                           "scales; score them one by one")
+    return Target(str(path), models, bases.pop(), max(dtypes, key=lambda t: torch.finfo(t).bits),
+                  "sweep" if names != [None] else "run")
+
+
+def seed_groups(labels: list[str]) -> dict[str, list[str]]:
+    """Members that differ only in ``train.seed`` (two or more), keyed by the rest of the name."""
+    groups: dict[str, list[str]] = {}
+    for label in labels:
+        try:
+            pairs = _split_top_level(label)
+        except UsageError:
+            continue
+        if not any(pair.startswith(SEED_KEY + "=") for pair in pairs):
+            continue
+        rest = ",".join(pair for pair in pairs if not pair.startswith(SEED_KEY + "="))
+        groups.setdefault(f"{rest or 'all'} (mean of seeds)", []).append(label)
+    return {key: members for key, members in groups.items() if len(members) >= 2}
+
+
+def seed_mean(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The mean of members' scores on one capability and its 95% t interval across seeds."""
+    kept = [r for r in rows if r["applicable"]]
+    if not kept:
+        return {"applicable": False, "reason": rows[0]["reason"] if rows else "no member"}
+    rows = kept
+    out: dict[str, Any] = {"applicable": True, "members": len(rows)}
+    for key in ("excess", "normalised", "icl_regression_score"):
+        values = torch.tensor([r[key] for r in rows], dtype=torch.float64)
+        mean = float(values.mean())
+        half = (float(stats.t.ppf(0.975, len(rows) - 1)) * float(values.std()) / math.sqrt(len(rows))
+                if len(rows) > 1 else math.inf)
+        out[key], out[f"{key}_ci95"] = mean, [mean - half, mean + half]
+    return out
+
+
+def score_targets(targets: list[Target], suite: Suite, samples: int, seed: int) -> dict[str, Any]:
+    """The ``--json`` object of ``iclreg score`` for one target, or two compared (``A B``).
+
+    ``compare --json``'s shape: ``samples``, ``seed`` and ``results`` (model label -> capability
+    -> row), with ``suite``, ``base`` (the training setting), ``capabilities`` (each one's task,
+    n, reference and the references' curves), ``seed_means`` for sweeps and ``differences``
+    (A minus B, paired) for two targets.
+    """
+    base = targets[0].base
+    if len(targets) == 2:
+        check(targets[0].kind != "sweep" and targets[1].kind != "sweep",
+              "score A B compares two runs or checkpoints, not sweeps; score a sweep alone")
+        check(targets[1].base.d == base.d, f"cannot compare a model of d={base.d} with one of "
+                                           f"d={targets[1].base.d}: they take different prompts")
+    models: dict[str, Model] = {}
+    for t in targets:
+        for label, model in t.models.items():
+            models[label if label not in models else f"{label} ({t.path})"] = model
+    dtype = max((t.dtype for t in targets), key=lambda d: torch.finfo(d).bits)
+    results, measured = score(models, suite.capabilities, base, samples, seed, dtype=dtype)
+    out: dict[str, Any] = {
+        "suite": suite.name, "targets": [t.path for t in targets], "samples": samples, "seed": seed,
+        "base": vars(base).copy(), "capabilities": {name: capability_info(m) for name, m in measured.items()},
+        "results": results,
+    }
+    groups = seed_groups(list(models)) if targets[0].kind == "sweep" else {}
+    if groups:
+        out["seed_means"] = {g: {c: seed_mean([results[m][c] for m in members]) for c in measured}
+                             for g, members in groups.items()}
+    if len(targets) == 2:
+        a, b = list(models)
+        out["differences"] = {"a": a, "b": b, "results": {name: paired_difference(m, a, b)
+                                                          for name, m in measured.items()}}
+    return out
+
+
+def check_targets(paths: list[str]) -> None:
+    """One or two targets."""
+    check(1 <= len(paths) <= 2,
+          f"give one target (RUN_DIR or CHECKPOINT) or two to compare, got {len(paths)}")
+
+
+def labels(result: Mapping[str, Any]) -> list[str]:
+    """The model labels of a result, in order."""
+    return list(result["results"])
