@@ -79,12 +79,31 @@ def _predictor(model: Model, task: Task) -> Predictor:
     return model.factory(task) if isinstance(model, PerTask) else model
 
 
+def model_dtype(model: object) -> torch.dtype | None:
+    """The dtype of a model's parameters (None for a predictor without parameters)."""
+    params = model.parameters() if isinstance(model, torch.nn.Module) else iter(())
+    return next((p.dtype for p in params if p.is_floating_point()), None)
+
+
+def prompts_dtype(models: Mapping[str, Model]) -> torch.dtype:
+    """The precision the prompts are drawn in: the lowest of the models' (float64 without any),
+    so that every predictor reads the same numbers (a float64 model reads float32 prompts exactly)."""
+    dtypes = [t for m in models.values() if (t := model_dtype(m)) is not None]
+    return min(dtypes, key=lambda t: torch.finfo(t).bits, default=torch.float64)
+
+
+def _call(f: Predictor, x: Tensor, y: Tensor) -> Tensor:
+    """f's predictions in y's dtype, the prompts cast to f's own dtype."""
+    dtype = model_dtype(f) or x.dtype
+    with torch.no_grad():
+        return f(x.to(dtype), y.to(dtype)).to(y.dtype)
+
+
 def _applies(model: Predictor, task: Task, n: int, dtype: torch.dtype) -> str | None:
     """None when ``model`` takes the capability's prompts, else the one-line reason it does not."""
     prompts = task.sample(2, 0, 0, n=n, dtype=dtype)
     try:
-        with torch.no_grad():
-            out = model(prompts.x, prompts.y)
+        out = _call(model, prompts.x, prompts.y)
     except (UsageError, RuntimeError, ValueError) as err:
         return " ".join(str(err).splitlines())[:200]
     if tuple(out.shape) != tuple(prompts.y.shape):
@@ -94,7 +113,7 @@ def _applies(model: Predictor, task: Task, n: int, dtype: torch.dtype) -> str | 
 
 def measure(
     models: Mapping[str, Model], capability: Capability, base: Base, samples: int, seed: int = 0,
-    *, dtype: torch.dtype = torch.float64, device: str = "cpu",
+    *, dtype: torch.dtype | None = None, device: str = "cpu",
 ) -> Measurement:
     """Squared errors of ``models`` and the references on ``samples`` prompts of ``capability``.
 
@@ -102,11 +121,13 @@ def measure(
         models: label -> a predictor ``(x (B, n, d), y (B, n)) -> (B, n)`` or a :class:`PerTask`.
         base: the setting the models were trained in (d, n, scales).
         samples: number of prompts N; seed: the prompts' seed (the same prompts for every model).
+        dtype: of the prompts; by default :func:`prompts_dtype`.
     Returns:
         A :class:`Measurement`; a capability that cannot be built for ``base`` (or that no model
         takes) has no errors and every model in ``skipped``.
     """
     n = capability.length * base.n
+    dtype = prompts_dtype(models) if dtype is None else dtype
     try:
         task = capability.build(base)
     except UsageError as err:
@@ -130,8 +151,7 @@ def measure(
         batch = min(CHUNK, samples - chunk * CHUNK)
         prompts = task.sample(batch, seed, chunk, n=n, device=device, dtype=dtype)
         for label, f in predictors.items():
-            with torch.no_grad():
-                err = (f(prompts.x, prompts.y).to(prompts.y.dtype) - prompts.y).square()
+            err = (_call(f, prompts.x, prompts.y) - prompts.y).square()
             parts[label].append(err.to(device="cpu", dtype=torch.float64))
     result.errors = {label: torch.cat(p) for label, p in parts.items()}
     return result
@@ -217,7 +237,7 @@ def paired_difference(measurement: Measurement, a: str, b: str) -> dict[str, Any
 
 def score(
     models: Mapping[str, Model], capabilities: tuple[Capability, ...], base: Base, samples: int = 512,
-    seed: int = 0, *, dtype: torch.dtype = torch.float64, device: str = "cpu",
+    seed: int = 0, *, dtype: torch.dtype | None = None, device: str = "cpu",
 ) -> tuple[dict[str, Any], dict[str, Measurement]]:
     """Every model on every capability, on shared prompts.
 

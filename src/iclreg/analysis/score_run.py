@@ -21,7 +21,6 @@ import torch
 import yaml
 from scipy import stats
 
-from ..device import DTYPES
 from ..errors import UsageError, check
 from ..spec import _split_top_level
 from .score import Model, capability_info, paired_difference, score
@@ -37,12 +36,7 @@ class Target:
     path: str
     models: dict[str, Model]
     base: Base
-    dtype: torch.dtype
     kind: str  # "run", "sweep" or "checkpoint"
-
-
-def _model_dtype(model: torch.nn.Module) -> torch.dtype:
-    return next((p.dtype for p in model.parameters()), torch.float64)
 
 
 def _garg_n(path: Path, d: int) -> int:
@@ -59,10 +53,15 @@ def _garg_n(path: Path, d: int) -> int:
 def _checkpoint(path: Path) -> Target:
     from ..models.garg import load_garg_checkpoint
 
-    model = load_garg_checkpoint(path)
+    try:
+        model = load_garg_checkpoint(path)
+    except UsageError:
+        raise
+    except Exception as err:  # noqa: BLE001  (torch.load of a file that is not a pickle: IndexError, ...)
+        raise UsageError(f"'{path}' is not a Garg et al. checkpoint (torch.load failed: "
+                         f"{type(err).__name__})") from None
     d = model.config.d
-    return Target(str(path), {path.parent.name or str(path): model}, Base(d, _garg_n(path, d)),
-                  _model_dtype(model), "checkpoint")
+    return Target(str(path), {path.parent.name or str(path): model}, Base(d, _garg_n(path, d)), "checkpoint")
 
 
 def load_target(path: str | Path) -> Target:
@@ -80,17 +79,15 @@ def load_target(path: str | Path) -> Target:
         return _checkpoint(p / "state.pt")
     names = read_sweep(p)["members"] if is_sweep(p) else [None]
     models: dict[str, Model] = {}
-    bases, dtypes = set(), set()
+    bases = set()
     for name in names:
         model, config = load_run(p / name if name else p)
         amp = config.run.amp == "bf16"
         models[name or p.name or str(p)] = _Autocast(model, True) if amp else model
         bases.add(Base.of(build_task(config.task)))
-        dtypes.add(DTYPES[config.run.dtype])
     check(len(bases) == 1, f"the members of sweep '{path}' were trained on tasks of different d, n or "
                            "scales; score them one by one")
-    return Target(str(path), models, bases.pop(), max(dtypes, key=lambda t: torch.finfo(t).bits),
-                  "sweep" if names != [None] else "run")
+    return Target(str(path), models, bases.pop(), "sweep" if names != [None] else "run")
 
 
 def seed_groups(labels: list[str]) -> dict[str, list[str]]:
@@ -142,8 +139,7 @@ def score_targets(targets: list[Target], suite: Suite, samples: int, seed: int) 
     for t in targets:
         for label, model in t.models.items():
             models[label if label not in models else f"{label} ({t.path})"] = model
-    dtype = max((t.dtype for t in targets), key=lambda d: torch.finfo(d).bits)
-    results, measured = score(models, suite.capabilities, base, samples, seed, dtype=dtype)
+    results, measured = score(models, suite.capabilities, base, samples, seed)
     out: dict[str, Any] = {
         "suite": suite.name, "targets": [t.path for t in targets], "samples": samples, "seed": seed,
         "base": vars(base).copy(), "capabilities": {name: capability_info(m) for name, m in measured.items()},
