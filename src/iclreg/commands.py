@@ -167,7 +167,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     backend = as_backend(Backend(args.backend, args.address, args.retries))
     result = runner.reproduce(args.paper, args.out, "quick" if args.quick else "full",
                               str(resolve_device(args.device)), args.runs,
-                              progress=show_progress(args), backend=backend)
+                              progress=show_progress(args), backend=backend, embed=args.self_contained)
     if args.json:
         print(json.dumps(result.to_json()))
     else:
@@ -188,7 +188,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError(f"--samples must lie in [2, {MAX_SAMPLES:,}], got {args.samples:,}")
     check_output_dir(args.out)
     tour = dataclasses.replace(REPRODUCTIONS.get(runner.FIRST).modes["quick"], samples=args.samples)
-    out = runner.demo(args.out, sizes={runner.FIRST: tour}, progress=show_progress(args))
+    out = runner.demo(args.out, sizes={runner.FIRST: tour}, progress=show_progress(args),
+                      embed=args.self_contained)
     print(f"demo written to {out / 'index.html'}")
     return 0
 

@@ -100,9 +100,9 @@ def demo(tmp_path_factory):
     results = {}
     real = runner.write_report
 
-    def keep(result, where):
+    def keep(result, where, **kwargs):
         results[result.paper] = result
-        real(result, where)
+        real(result, where, **kwargs)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runner, "write_report", keep)

@@ -29,11 +29,12 @@ log = logging.getLogger(__name__)
 FIRST = "tour"  # the demo opens with the estimator tour
 
 
-def write_report(result: Reproduction, out: Path) -> None:
-    """``report.md`` (for GitHub), ``report.html`` (self-contained, for a browser), ``claims.json`` and
-    (when a section holds raw numbers) ``results.json``."""
+def write_report(result: Reproduction, out: Path, embed: bool = False) -> None:
+    """``report.md`` (for GitHub), ``report.html`` (its CSS embedded, for a browser; ``embed``:
+    its figures too, one file to mail), ``claims.json`` and (when a section holds raw numbers)
+    ``results.json``."""
     write_text(out / "report.md", reproduction_report(result))
-    write_text(out / "report.html", reproduction_page(result, result.paper, root=out))
+    write_text(out / "report.html", reproduction_page(result, result.paper, root=out, embed=embed))
     write_text(out / "claims.json", json.dumps(result.to_json(), indent=1))
     data = {key: value for s in result.sections for key, value in s.data.items()}
     if data:
@@ -83,10 +84,11 @@ def keeping_runs(kept: Path, target: Path) -> Iterator[None]:
 
 def reproduce(paper: str, out: str | Path | None = None, mode: str = "quick", device: str = "cpu",
               runs: str | None = None, sizes: Any = None, progress: bool = False,
-              backend: Any = "local") -> Reproduction:
+              backend: Any = "local", embed: bool = False) -> Reproduction:
     """Run reproduction ``paper`` and write its report into ``out`` (replaced atomically);
     its runs train on ``backend`` (``train.backends``: ``local`` or ``ray``), into ``runs``,
-    else into :func:`kept_runs` until they move into ``out/runs``."""
+    else into :func:`kept_runs` until they move into ``out/runs``. ``embed``: report.html holds
+    its figures (``--self-contained``)."""
     kind = REPRODUCTIONS.get(paper)
     out = Path(out) if out is not None else default_out(paper, mode)
     if runs:
@@ -101,15 +103,16 @@ def reproduce(paper: str, out: str | Path | None = None, mode: str = "quick", de
             contextlib.nullcontext() if runs else keeping_runs(where / mode, tmp / "runs"):
         result = experiment.run(tmp)
         with phase(f"{paper}: report", log):
-            write_report(result, tmp)
+            write_report(result, tmp, embed=embed)
     return result
 
 
 def demo(out: str | Path = "runs/demo", sizes: Mapping[str, Any] | None = None,
-         progress: bool = False) -> Path:
+         progress: bool = False, embed: bool = False) -> Path:
     """Every registered reproduction in quick mode (the tour first), with ``index.html``.
 
-    ``sizes``: paper -> sizes replacing its quick ones (the tour's samples, toy sizes in tests).
+    ``sizes``: paper -> sizes replacing its quick ones (the tour's samples, toy sizes in tests);
+    ``embed``: every page holds its figures (``--self-contained``: index.html alone is the demo).
     """
     out, sizes = Path(out), dict(sizes or {})
     names = sorted(REPRODUCTIONS.names(), key=lambda n: n != FIRST)
@@ -124,9 +127,9 @@ def demo(out: str | Path = "runs/demo", sizes: Mapping[str, Any] | None = None,
             with keeping_runs(kept / "quick", tmp / name / "runs"):
                 result = experiment.run(tmp / name)
                 with phase(f"{name}: report", log):
-                    write_report(result, tmp / name)
+                    write_report(result, tmp / name, embed=embed)
             entries.append((name, result))
-        write_text(tmp / "index.html", index_page(entries, root=tmp))
+        write_text(tmp / "index.html", index_page(entries, root=tmp, embed=embed))
         with contextlib.suppress(OSError):
             kept_runs(out).rmdir()  # every reproduction's runs moved into the output
     return out

@@ -3,16 +3,19 @@
 Everything ``report.md`` holds is on the page: the summary, the claims table with the reason for
 each miss beside its red "no" and each claim's negative control below its statement, every
 section's text (Markdown rendered to HTML, tables included, by markdown-it-py with raw HTML
-disabled, so nothing a text holds can inject markup), every figure as a relative ``<img>``, and
-the references written out. The index holds every reproduction's full
-content under a table of contents. The CSS is embedded and nothing is loaded from elsewhere;
-figures shrink to the page (``max-width: 100%``) and wide tables scroll in their own box, so the
-page never overflows horizontally. Values go through ``report.format.format_value``, as in the
-Markdown report.
+disabled, so nothing a text holds can inject markup; ``$...$`` math as MathML, ``report.math``),
+every figure as a relative ``<img>`` (or, with ``embed``, a data URI: one file to mail), and the
+references written out. The index holds every reproduction's full content under a table of
+contents. The CSS is embedded and nothing is loaded from elsewhere; figures keep their natural
+size and tables their columns' widths, each scrolling sideways in its own box on a narrow screen,
+so the page itself never overflows horizontally (tests/report/test_html_browser.py checks this
+in a headless browser at 390 and 1200 px). Values go through ``report.format.format_value``, as
+in the Markdown report.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import html
 import re
@@ -23,6 +26,7 @@ from typing import Any
 
 from .format import format_value
 from .html_style import CSS
+from .math import restore_math, split_math
 from .references import Reference, table_rows
 
 _CLAIM_COLUMNS = ("claim", "statement", "published", "ours", "tolerance", "holds")
@@ -51,8 +55,15 @@ def _markdown() -> Any:
 def render_markdown(lines: Sequence[str]) -> str:
     """HTML of Markdown ``lines`` (CommonMark with tables, as GitHub shows report.md); raw HTML in
     the text is escaped, and each table sits in a box that scrolls sideways when too wide."""
-    out = _markdown().render("\n".join(lines))
+    text, spans = split_math("\n".join(lines))
+    out = restore_math(_markdown().render(text), spans)
     return out.replace("<table>", "<div class='wide'><table>").replace("</table>", "</table></div>")
+
+
+def render_inline(text: str) -> str:
+    """HTML of one line of Markdown (a claim's statement), its ``$...$`` math as MathML."""
+    text, spans = split_math(text)
+    return restore_math(_markdown().renderInline(text), spans)
 
 
 def png_size(path: Path) -> tuple[int, int] | None:
@@ -67,12 +78,23 @@ def png_size(path: Path) -> tuple[int, int] | None:
     return struct.unpack(">II", head[16:24])
 
 
+_MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+
+
+def data_uri(path: Path) -> str:
+    """The file at ``path`` as a ``data:`` URI (base64), for a page that holds its own images."""
+    mime = _MIME.get(path.suffix.lower(), "application/octet-stream")
+    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+
+
 class _Page:
     """The parts of one reproduction's content, with ids prefixed by ``key`` (unique on the index)
     and figure paths by ``prefix`` (``""`` on the reproduction's own page, ``name/`` on the index)."""
 
-    def __init__(self, result: Any, key: str, prefix: str, root: Path | None, level: int) -> None:
+    def __init__(self, result: Any, key: str, prefix: str, root: Path | None, level: int,
+                 embed: bool = False) -> None:
         self.result, self.key, self.prefix, self.root, self.level = result, slug(key), prefix, root, level
+        self.embed = embed
         self.toc: list[tuple[str, str]] = []  # (id, title) of each part
 
     def heading(self, title: str, anchor: str, level: int | None = None) -> str:
@@ -111,21 +133,30 @@ class _Page:
                 mark, cls = f"<span class='no'>no</span><div class='reason'>{_cell(c.reason)}</div>", "miss"
             control = _cell(getattr(c, "control", "") or "none listed")
             rows.append(f"<tr class='{cls}' id='{self.key}-claim-{slug(c.id)}'><td>{ident}</td>"
-                        f"<td>{_markdown().renderInline(str(c.statement))}"
+                        f"<td>{render_inline(str(c.statement))}"
                         f"<div class='control'>control: {control}</div></td><td>{_cell(c.published)}</td>"
                         f"<td>{_cell(c.measured)}</td><td>{_cell(c.tolerance)}</td><td>{mark}</td></tr>")
         rows.append("</tbody></table></div>")
         return self.heading("Claims", f"{self.key}-claims") + "\n".join(rows)
 
     def figure(self, name: str) -> str:
+        """A figure at its natural size in a box that scrolls sideways on a narrow screen (never
+        shrunk until its text cannot be read); tapping it opens the image alone. Embedded
+        (``self.embed``): the image is a data URI and the page needs no file beside it."""
         src = self.prefix + name
-        size = png_size(self.root / name) if self.root is not None else None
+        path = self.root / name if self.root is not None else None
+        size = png_size(path) if path is not None else None
         dims = f" width='{size[0]}' height='{size[1]}'" if size else ""
+        if self.embed and path is not None and path.is_file():
+            image = f"<img src='{data_uri(path)}' alt='{_esc(name)}'{dims}>"
+            return (f"<figure id='{self.figure_id(name)}'><div class='figscroll'>{image}</div>"
+                    f"<figcaption>{_esc(name)}</figcaption></figure>")
         links = [f"<a href='{_esc(src)}'>{_esc(name)}</a>"]
         pdf = name.rsplit(".", 1)[0] + ".pdf"
         if self.root is not None and (self.root / pdf).is_file():
             links.append(f"<a href='{_esc(self.prefix + pdf)}'>PDF</a>")
-        return (f"<figure id='{self.figure_id(name)}'><img src='{_esc(src)}' alt='{_esc(name)}'{dims}>"
+        return (f"<figure id='{self.figure_id(name)}'><div class='figscroll'><a href='{_esc(src)}'>"
+                f"<img src='{_esc(src)}' alt='{_esc(name)}'{dims}></a></div>"
                 f"<figcaption>{' · '.join(links)}</figcaption></figure>")
 
     def sections(self) -> str:
@@ -176,15 +207,16 @@ def _document(title: str, body: str) -> str:
             f"<body id='top'>\n{body}\n</body></html>\n")
 
 
-def reproduction_page(result: Any, name: str, root: Path | None = None) -> str:
+def reproduction_page(result: Any, name: str, root: Path | None = None, embed: bool = False) -> str:
     """One reproduction's self-contained page (``report.html`` beside its figures).
 
     Args:
         result: a ``Reproduction``.
         name: its directory name (the registry name); ids on the page derive from it.
         root: the reproduction's directory, when written: figure sizes are read from its PNGs.
+        embed: hold the figures as data URIs (``--self-contained``: one file to mail or attach).
     """
-    page = _Page(result, name, "", root, level=1)
+    page = _Page(result, name, "", root, level=1, embed=embed)
     body = page.body()
     parts = [f"<h1>{_esc(result.title)}</h1>", page.summary(_files(result, "")),
              _toc(page.toc), body]
@@ -192,18 +224,20 @@ def reproduction_page(result: Any, name: str, root: Path | None = None) -> str:
 
 
 def index_page(entries: Sequence[tuple[str, Any]], root: Path | None = None,
-               title: str = "iclreg quick tour") -> str:
+               title: str = "iclreg quick tour", embed: bool = False) -> str:
     """Every reproduction's full content on one page, under a table of contents.
 
     Args:
         entries: (directory name, Reproduction) pairs, in the order shown.
         root: the directory holding the reproductions' directories (figure sizes are read there).
+        embed: hold the figures as data URIs (one file, no directory beside it).
     """
     held = sum(c.holds for _, r in entries for c in r.claims)
     total = sum(len(r.claims) for _, r in entries)
     toc, blocks = [], []
     for name, result in entries:
-        page = _Page(result, name, f"{name}/", root / name if root is not None else None, level=2)
+        page = _Page(result, name, f"{name}/", root / name if root is not None else None, level=2,
+                     embed=embed)
         body = page.body()
         key, claims = page.key, result.claims
         count = f" — {sum(c.holds for c in claims)} of {len(claims)} claims hold" if claims else ""

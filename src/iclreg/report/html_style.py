@@ -1,9 +1,11 @@
 """The CSS embedded in every HTML report (``report.html``, the demo's ``index.html``).
 
-Layout rules that keep a page readable at any width from a phone to 1200 px and more: the body
-is at most 1160 px wide; figures shrink to it (``max-width: 100%``, aspect kept); the claims table
-has fixed column shares and wraps long values anywhere; other tables scroll sideways inside their
-own box (``.wide``), never the page.
+Layout rules that keep a page readable at any width from a phone (390 px) to 1200 px and more:
+the body is at most 1160 px wide; a figure keeps its natural size (its text stays readable) in a
+box that scrolls sideways when the screen is narrower (``.figscroll``); the claims table keeps
+a minimum width per column (760 px in all, so a SPEC never breaks after every character) and,
+like every other table, scrolls sideways inside its own box (``.wide``), never the page. MathML
+gets the body's colour and a slightly larger size.
 """
 
 CSS = """
@@ -23,8 +25,8 @@ table{border-collapse:collapse;font-size:13px}
 th,td{border:1px solid #cfcfcf;padding:3px 7px;vertical-align:top;text-align:left}
 thead th{background:#eef1f5}
 tbody tr:nth-child(even){background:#fafafa}
-table.claims{width:100%;table-layout:fixed}
-table.claims td{overflow-wrap:anywhere}
+table.claims{width:100%;min-width:760px;table-layout:fixed}
+table.claims td{overflow-wrap:break-word}
 col.c-claim{width:10%}col.c-statement{width:23%}col.c-published{width:16%}
 col.c-ours{width:17%}col.c-tolerance{width:18%}col.c-holds{width:16%}
 table.claims tr.miss{background:#fff3f3}
@@ -38,7 +40,10 @@ code{font:12.5px/1.3 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;backgr
 pre{overflow-x:auto;background:#f6f6f6;padding:8px}
 img{max-width:100%;height:auto;display:block;background:#fff}
 .figures{display:flex;flex-wrap:wrap;gap:10px 16px;align-items:flex-start}
-figure{margin:6px 0;max-width:100%}
+figure{margin:6px 0;max-width:100%;min-width:0}
+.figscroll{overflow-x:auto;max-width:100%}
+.figscroll img{max-width:none}
+math{font-size:1.08em}
 figcaption{font-size:12px;color:#555;margin-top:2px}
 nav.toc{background:#f6f8fb;border:1px solid #dde3ec;padding:6px 16px 8px;margin:12px 0}
 nav.toc h2{border:0;margin:6px 0;font-size:17px}
