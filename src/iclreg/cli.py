@@ -12,7 +12,7 @@ import textwrap
 import threading
 from collections.abc import Sequence
 
-from . import __version__, commands
+from . import __version__, cli_help, commands
 from .commands import COMPARE_ESTIMATORS  # noqa: F401 (the compare default, public here too)
 from .device import DTYPES
 from .errors import TrainingError, UsageError, WriteError
@@ -25,6 +25,12 @@ class _Formatter(argparse.HelpFormatter):
 
     def _split_lines(self, text: str, width: int) -> list[str]:
         return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        """Descriptions reflowed; an epilog of lines (examples) kept line by line."""
+        if "\n" in text:
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,7 +56,8 @@ def _add_compare_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--samples", type=int, default=1280, help="number of prompts (default 1280)")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompts (default 0)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="float64")
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="float64", help="precision of the prompts "
+                   "and estimators")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--plot", metavar="FILE", help="write a figure (.png, .pdf or .svg)")
     p.set_defaults(handler=commands.cmd_compare)
@@ -104,7 +111,7 @@ def _papers(argv: Sequence[str] | None) -> str:
 def _add_backend_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["local", "ray"], default="local",
                    help="where the ensembles train: local (this process, default) or ray (one Ray "
-                        "task per ensemble chunk; pip install 'iclreg[ray]')")
+                        "task per ensemble chunk; .venv/bin/pip install -e '.[ray]')")
     p.add_argument("--address", help="the Ray cluster to join (default RAY_ADDRESS, else a new local Ray "
                                      "started for the run)")
     p.add_argument("--retries", type=int, help="with --backend ray: send a failed task again, resuming "
@@ -119,6 +126,8 @@ def _add_reproduction_commands(sub: argparse._SubParsersAction, argv: Sequence[s
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--out", help="output directory (default runs/PAPER[-quick])")
     p.add_argument("--json", action="store_true", help="print the claims as one JSON object")
+    p.add_argument("--self-contained", action="store_true", help="report.html holds its figures (one "
+                   "file to mail or attach)")
     p.add_argument("--runs", metavar="DIR",
                    help="keep the training runs in DIR: run again with the same DIR and a "
                         "reproduction stopped part way reuses the finished runs and continues the "
@@ -129,7 +138,9 @@ def _add_reproduction_commands(sub: argparse._SubParsersAction, argv: Sequence[s
     p = sub.add_parser("demo", help="the estimator tour and every reproduction in quick mode "
                        "(runs/demo/index.html)")
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
-    p.add_argument("--samples", type=int, default=20000, help="prompts per comparison")
+    p.add_argument("--samples", type=int, default=20000, help="prompts per comparison of the tour")
+    p.add_argument("--self-contained", action="store_true", help="every page holds its figures: "
+                   "index.html alone is the whole demo")
     p.set_defaults(handler=commands.cmd_demo)
 
 
@@ -159,7 +170,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="error vs number of examples of a trained run")
     p.add_argument("run_dir", help="a run directory written by 'iclreg train'")
-    p.add_argument("--estimator", action="append", metavar="SPEC", help="baseline SPEC (repeatable)")
+    p.add_argument("--estimator", action="append", metavar="SPEC",
+                   help="baseline SPEC (repeatable; default: the config's eval.estimators)")
     p.add_argument("--n", type=int, help="prompt length (beyond training: length generalisation)")
     p.add_argument("--samples", type=int, help="number of prompts (default: the config's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -183,6 +195,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     _add_score_command(sub)
     _add_reproduction_commands(sub, argv)
     add_log_options(parser, list(sub.choices.values()))
+    cli_help.document(sub.choices)
     return parser
 
 
