@@ -5,13 +5,16 @@ nothing written)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from tests.models.test_garg_checkpoint import hand_state, save, write_run_config
 from tests.train.test_durability import one_line_error
 
-from iclreg.analysis.score_suite import STANDARD_NAME, load_suite, parse_suite
+from iclreg.analysis.score_run import Target, default_samples
+from iclreg.analysis.score_suite import STANDARD_NAME, Base, load_suite, parse_suite
 from iclreg.cli import main
 from iclreg.errors import UsageError
 
@@ -36,6 +39,9 @@ def work(tmp_path_factory) -> Path:
     assert main(["-q", "train", str(root / "linear.yaml"), "--out", str(root / "other")]) == 0
     sweep = ["--sweep", "train.seed=0,1", "--out", str(root / "sweep")]
     assert main(["-q", "train", str(root / "tiny.yaml"), *sweep]) == 0
+    for seed in ("seed0", "seed1"):  # a directory of runs, as a reproduction keeps them
+        shutil.copytree(root / "sweep" / f"train.seed={seed[-1]}", root / "group" / seed)
+    (root / "empty").mkdir()
     garg = root / "garg"
     save(garg, hand_state(d=4, width=8, layers=1, max_n=9, seed=0))
     write_run_config(garg, d=4, width=8, layers=1, heads=1, max_n=9)
@@ -86,6 +92,26 @@ def test_a_sweep_scores_every_member_and_the_seed_mean(work, capsys):
     members = [out["results"][m]["isotropic"]["normalised"] for m in ("train.seed=0", "train.seed=1")]
     assert mean["members"] == 2 and mean["normalised"] == pytest.approx(sum(members) / 2)
     assert mean["normalised_ci95"][0] <= mean["normalised"] <= mean["normalised_ci95"][1]
+
+
+def test_a_directory_of_runs_is_scored_like_a_sweep(work, capsys):
+    out = run_json(capsys, str(work / "group"))
+    sweep = run_json(capsys, str(work / "sweep"))
+    assert set(out["results"]) == {"seed0", "seed1"}
+    assert out["results"]["seed1"]["isotropic"] == sweep["results"]["train.seed=1"]["isotropic"]
+    assert list(out["seed_means"]) == ["all (mean of seeds)"]
+
+
+def test_the_default_sample_count_keeps_large_models_within_a_minute():
+    suite = load_suite("standard")
+
+    def target(params: int) -> Target:
+        model = torch.nn.Linear(params, 1, bias=False)
+        return Target("t", {"m": model}, Base(20, 41), "run")
+
+    assert default_samples([target(10_000)], suite) == 512
+    assert default_samples([target(9_500_000)], suite) == 64  # Garg et al.'s standard GPT-2
+    assert default_samples([target(100_000_000)], suite) == 64
 
 
 def test_a_garg_checkpoint_is_scored_at_its_training_length(work, capsys):
@@ -144,7 +170,7 @@ def test_a_bad_suite_file_is_one_line(text, fragment):
 @pytest.mark.parametrize("argv, fragment", [
     (["nothere"], "'nothere' does not exist"),
     (["{run}", "{run}", "{run}"], "give one target"),
-    (["{root}"], "is not a run directory"),
+    (["{root}/empty"], "is not a run directory"),
     (["{root}/tiny.yaml"], "is not a Garg et al. checkpoint"),
     (["{run}", "--suite", "nosuch"], "neither 'standard' nor an existing suite file"),
     (["{run}", "--suite", "{root}/tiny.yaml"], "must be a mapping with the keys 'suite'"),

@@ -2,8 +2,9 @@
 ``--json`` object; the measurement itself is ``score.py``, the suites ``score_suite.py``.
 
 A target is an iclreg run directory (its latest checkpoint; the base is its training task), a
-sweep directory (every member, plus the mean over seeds of the members that differ only in
-``train.seed``) or a checkpoint of Garg et al.'s code (``state.pt``, or a directory holding one;
+sweep directory or a directory of runs such as a reproduction's ``seed0``, ``seed1``, ... (every
+member, plus the mean over seeds of the members that differ only in ``train.seed`` or
+``seedS``) or a checkpoint of Garg et al.'s code (``state.pt``, or a directory holding one;
 ``models.load_garg_checkpoint``) whose base is their linear-regression task: w ~ N(0, I), no
 noise, n from the ``config.yaml`` beside it (``training.curriculum.points.end``) or else their
 n = 2d + 1 (41 at d = 20).
@@ -27,6 +28,24 @@ from .score import Model, capability_info, paired_difference, score
 from .score_suite import Base, Suite
 
 SEED_KEY = "train.seed"
+DEFAULT_SAMPLES = 512
+# parameter-tokens a default score may cost: a GPT-2 of Garg et al.'s standard size (9.5M
+# parameters, 738 tokens per prompt over standard-v1) gets 64 prompts, about a minute on 2 cores
+BUDGET = 6e11
+MIN_SAMPLES = 64
+
+
+def default_samples(targets: list[Target], suite: Suite) -> int:
+    """``--samples`` by default: :data:`DEFAULT_SAMPLES` prompts per capability, halved until the
+    models' parameters times the suite's tokens (2 n per prompt) fit :data:`BUDGET`, at least
+    :data:`MIN_SAMPLES`."""
+    params = sum(sum(p.numel() for p in m.parameters()) for t in targets for m in t.models.values()
+                 if isinstance(m, torch.nn.Module))
+    tokens = sum(2 * c.length * targets[0].base.n for c in suite.capabilities)
+    samples = DEFAULT_SAMPLES
+    while samples > MIN_SAMPLES and params * tokens * samples > BUDGET:
+        samples //= 2
+    return samples
 
 
 @dataclass(frozen=True)
@@ -77,7 +96,13 @@ def load_target(path: str | Path) -> Target:
         return _checkpoint(p)
     if (p / "state.pt").is_file() and not (p / "checkpoints").is_dir():  # a run of Garg et al.'s code
         return _checkpoint(p / "state.pt")
-    names = read_sweep(p)["members"] if is_sweep(p) else [None]
+    if is_sweep(p):
+        names = read_sweep(p)["members"]
+    elif not (p / "config.yaml").is_file() and (runs := sorted(q.name for q in p.iterdir()
+                                                               if (q / "config.yaml").is_file())):
+        names = runs  # a directory of runs (a reproduction's group: seed0, seed1, ...)
+    else:
+        names = [None]
     models: dict[str, Model] = {}
     bases = set()
     for name in names:
@@ -90,17 +115,22 @@ def load_target(path: str | Path) -> Target:
     return Target(str(path), models, bases.pop(), "sweep" if names != [None] else "run")
 
 
+def _is_seed(part: str) -> bool:
+    """``train.seed=S`` (a sweep member's name) or ``seedS`` (a reproduction's run)."""
+    return part.startswith(SEED_KEY + "=") or (part.startswith("seed") and part[4:].isdigit())
+
+
 def seed_groups(labels: list[str]) -> dict[str, list[str]]:
-    """Members that differ only in ``train.seed`` (two or more), keyed by the rest of the name."""
+    """Members that differ only in their seed (two or more), keyed by the rest of the name."""
     groups: dict[str, list[str]] = {}
     for label in labels:
         try:
             pairs = _split_top_level(label)
         except UsageError:
             continue
-        if not any(pair.startswith(SEED_KEY + "=") for pair in pairs):
+        if not any(_is_seed(pair) for pair in pairs):
             continue
-        rest = ",".join(pair for pair in pairs if not pair.startswith(SEED_KEY + "="))
+        rest = ",".join(pair for pair in pairs if not _is_seed(pair))
         groups.setdefault(f"{rest or 'all'} (mean of seeds)", []).append(label)
     return {key: members for key, members in groups.items() if len(members) >= 2}
 
@@ -121,15 +151,16 @@ def seed_mean(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def score_targets(targets: list[Target], suite: Suite, samples: int, seed: int) -> dict[str, Any]:
+def score_targets(targets: list[Target], suite: Suite, samples: int | None, seed: int) -> dict[str, Any]:
     """The ``--json`` object of ``iclreg score`` for one target, or two compared (``A B``).
 
     ``compare --json``'s shape: ``samples``, ``seed`` and ``results`` (model label -> capability
     -> row), with ``suite``, ``base`` (the training setting), ``capabilities`` (each one's task,
     n, reference and the references' curves), ``seed_means`` for sweeps and ``differences``
-    (A minus B, paired) for two targets.
+    (A minus B, paired) for two targets. ``samples`` None: :func:`default_samples`.
     """
     base = targets[0].base
+    samples = default_samples(targets, suite) if samples is None else samples
     if len(targets) == 2:
         check(targets[0].kind != "sweep" and targets[1].kind != "sweep",
               "score A B compares two runs or checkpoints, not sweeps; score a sweep alone")
