@@ -132,15 +132,16 @@ def test_pattern_claims_from_synthetic_heads():
 
 @pytest.mark.slow
 def test_quick_demystified_reproduction(tmp_path):
-    """The quick run (28 claims): the 15 that held in the published example report hold."""
+    """The quick run (29 claims): the 16 that held in the published example report hold."""
     out = tmp_path / "he"
     result = runner.reproduce("demystified", out, mode="quick")
     held = {c.id for c in result.claims if c.holds}
     expected = {"1-multi-head", "1-GD", "1-debiased-GD", "1-single-head", "1-ridge", "2-H1", "2-Hge2",
-                "2-plateau", "3-KQ", "3-OV", "3-opposite", "4-H1", "4-Hge2", "4-theory-H2", "5-length"}
+                "2-plateau", "3-KQ", "3-OV", "3-opposite", "4-H1", "4-Hge2", "4-exact-H1", "4-theory-H2",
+                "5-length"}
     assert expected <= held, sorted(expected - held)
     data = json.loads((out / "claims.json").read_text())
-    assert data["paper"] == "demystified" and len(data["claims"]) == 28
+    assert data["paper"] == "demystified" and len(data["claims"]) == 29
     assert all(math.isfinite(v) for v in data["claims"][0]["measured"])
     for name in ("report.md", "estimators.png", "loss_curves.png", "heads_H2.png", "trajectory_H2.png",
                  "lengths.png"):

@@ -19,7 +19,7 @@ from iclreg.experiments import demystified_length as part
 from iclreg.experiments import demystified_multitask as multi
 from iclreg.experiments.claims import Claim
 from iclreg.experiments.demystified import CONTROLS, TOY, Demystified, Trained, magnitude_claim
-from iclreg.experiments.demystified_heads import split_trend_claim, theory_h1_claim
+from iclreg.experiments.demystified_heads import exact_h1_claim, split_trend_claim, theory_h1_claim
 from iclreg.experiments.demystified_mechanism import (
     debiased_claim,
     debiased_measures,
@@ -159,6 +159,8 @@ CASES = {
     "4-H1": _h1_control,
     "4-Hge2": _hge2_control,
     "4-theory-H1": lambda: theory_h1_claim([(1.16 * omega1, mu1)], omega1, mu1),
+    "4-exact-H1": lambda: exact_h1_claim([(omega1, mu1)], (0.52, 1.49), {40: (0.52, 1.49)},
+                                           {40: (omega1, mu1)}),
     "4-theory-H2": lambda: theory_h2_claim({"seed 0": {"mu": [2.66, -2.63], "mu*(omega)": [3.17, -3.17]}}),
     "5-length": _length_control,
     "5-linear-length": lambda: part.linear_claim(part.Theory.at(200).debiased,
@@ -200,6 +202,8 @@ def test_the_unperturbed_twins_hold():
     stats = {1: [_trained(1, 0.40)], 2: [_trained(2, 0.24)], 4: [_trained(4, 0.24)]}
     assert all(c.holds for c in Demystified()._training(_Runs(), stats).claims)
     assert all(_pattern_claim(cid).holds for cid in ("3-KQ", "3-OV", "3-opposite"))
+    assert exact_h1_claim([(-0.518, -1.500), (0.518, 1.496)], (0.52, 1.49), {40: (0.52, 1.49)},
+                          {40: (omega1, mu1)}).holds  # the committed demo's two H = 1 seeds
     for cov in aniso.COVARIANCES:
         measured = _aniso_measured(cov, "pgd:steps=1,lr=0.8,precond=inverse_cov")
         assert aniso.agree_claim(cov, [measured]).holds and measured.agree_pgd < 1e-10

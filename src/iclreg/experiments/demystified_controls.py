@@ -27,6 +27,7 @@ CONTROLS = {
     "4-H1": "debiased GD's predictions in place of the H = 1 model's",
     "4-Hge2": "plain GD's predictions in place of the model's",
     "4-theory-H1": "(omega, mu) 16% off the optimum (past the 15% tolerance)",
+    "4-exact-H1": "the approximate loss's minimiser in place of the trained (omega, mu)",
     "4-theory-H2": "mu*(omega) scaled by 1.2 (past the 15% tolerance)",
     "5-length": "an H = 2 error that stops falling at the training length",
     "5-linear-length": "softmax's own error curve in place of linear / L's",
