@@ -199,3 +199,19 @@ def test_setup_logging_replaces_itself_and_restores_what_it_found(capsys):
     assert root.handlers == handlers and ours.level == level
     logging.getLogger("iclreg.x").info("after")
     assert capsys.readouterr().err == ""
+
+
+def test_heartbeat_speaks_only_for_long_work(caplog):
+    import logging
+    import time
+
+    from iclreg.logs import heartbeat
+
+    logger = logging.getLogger("iclreg.test-heartbeat")
+    with caplog.at_level(logging.INFO, logger="iclreg"):
+        with heartbeat("quick", logger, after=5.0):
+            pass
+        assert caplog.messages == []
+        with heartbeat("long", logger, after=0.05, every=0.05):
+            time.sleep(0.2)
+    assert caplog.messages[0].startswith("long ... (") and caplog.messages[-1].startswith("long done in")

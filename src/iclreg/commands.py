@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from .device import DTYPES
 from .errors import UsageError
+from .logs import heartbeat
+
+log = logging.getLogger(__name__)
 
 
 def show_progress(args: argparse.Namespace) -> bool:
@@ -38,10 +42,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(set(specs)) != len(specs):
         raise UsageError("an --estimator SPEC is given twice; give each one once")
     estimators = {spec: build_estimator(spec, task=task) for spec in specs}
-    result = compare(
-        task, estimators, args.samples, args.seed, device=args.device,
-        dtype=DTYPES[args.dtype], progress=show_progress(args),
-    )
+    log.debug("task %s: %s; estimators: %s; %s on %s", args.task, task, ", ".join(specs), args.dtype,
+              args.device)
+    with heartbeat(f"compare: {len(specs)} estimators on {args.samples} prompts", log):
+        result = compare(task, estimators, args.samples, args.seed, device=args.device,
+                         dtype=DTYPES[args.dtype], progress=show_progress(args))
     if plot:
         fig = error_curves_figure(result["k"], result["results"], result["noise_floor"], args.task)
         with writing_output(plot):
@@ -108,9 +113,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.estimator and len(set(args.estimator)) != len(args.estimator):
         raise UsageError("an --estimator SPEC is given twice; give each one once")
     model, config = load_run(args.run_dir, device=args.device)
-    result = evaluate(model, config, build_task(config.task), n=args.n, samples=args.samples,
-                      estimators=tuple(args.estimator) if args.estimator else None,
-                      device=args.device)
+    log.debug("%s: model %s, task %s, trained %d steps", args.run_dir, config.model, config.task,
+              config.train.steps)
+    with heartbeat(f"eval: {args.run_dir}", log):
+        result = evaluate(model, config, build_task(config.task), n=args.n, samples=args.samples,
+                          estimators=tuple(args.estimator) if args.estimator else None,
+                          device=args.device)
     if plot:
         figure = error_curves_figure(result["k"], result["results"], result["noise_floor"],
                                      str(args.run_dir), train_n=result.get("train_n"))
@@ -123,6 +131,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{args.run_dir}: mean squared error over {result['samples']} prompts of n = "
               f"{len(result['k'])} pairs{trained}")
         print(text_table(result["k"], result["results"]))
+        if plot:
+            print(f"figure written to {plot}")
     return 0
 
 
@@ -194,6 +204,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+TEST_TIME_LABELS = {"mse": "mean squared error of the query prediction",
+                    "recovery": "exact-support recovery rate"}
+
+
 def cmd_test_time(args: argparse.Namespace) -> int:
     from .report import save_figure
     from .report.figures import lines_figure
@@ -201,12 +215,16 @@ def cmd_test_time(args: argparse.Namespace) -> int:
     from .testtime.run import run_test_time
 
     plot = check_writable_file(args.plot) if args.plot else None
-    result = run_test_time(args.task, args.decoder, args.noise, args.technique, args.steps, args.samples,
-                           args.prompts, args.seed, args.device, run=args.run)
+    with heartbeat(f"test-time: N = {args.samples} chains of T = {args.steps} steps on {args.prompts} "
+                   "prompts", log):
+        result = run_test_time(args.task, args.decoder, args.noise, args.technique, args.steps,
+                               args.samples, args.prompts, args.seed, args.device, run=args.run)
     metric, (label, curve) = result["metric"], next(iter(result["results"].items()))
     if plot:
-        figure = lines_figure({label: (result["N"], curve[metric])}, "samples N", metric,
-                              f"{args.task}, {args.noise}, T = {args.steps}", logx=True)
+        figure = lines_figure({label: (result["N"], curve[metric])},
+                              "samples $N$ (chains of thought per prompt)", TEST_TIME_LABELS[metric],
+                              f"{args.task}, {args.noise}, $T$ = {args.steps}", logx=True,
+                              bands={label: curve["ci95"]})
         with writing_output(plot):
             save_figure(figure, plot)
     if args.json:
@@ -214,6 +232,7 @@ def cmd_test_time(args: argparse.Namespace) -> int:
         return 0
     print(f"{label} over {args.prompts} prompts, T = {args.steps}: {metric} (95% interval) against N "
           "and the decoded tokens N x T")
+    print(f"{'N':>8}  {'tokens':>10}  {metric}  [95% interval]")
     for n, tokens, value, (low, high) in zip(result["N"], result["compute"], curve[metric], curve["ci95"],
                                              strict=True):
         print(f"{n:8d}  {tokens:10d}  {value:.5g}  [{low:.5g}, {high:.5g}]")

@@ -8,10 +8,13 @@ CFG 2>log``), so every long task reports itself both ways:
   messages too, each with its time, level and logger).
 - :class:`Progress`: a tqdm bar with the loss and the ETA when stderr is a terminal; otherwise a
   plain line every ``interval`` seconds (``ICLREG_LOG_EVERY``, default 30) and one at the end,
-  ``train: step 1200/5000 (24%), loss 0.4123, 85.3 step/s, ETA 45 s``. The rate counts only
+  ``train: step 1200/5000 (24%), loss 0.4123, 85.3 step/s, ETA 45 s`` (a loss logged at an
+  earlier step says so: ``loss 0.4123 (logged at step 1175)``). The rate counts only
   the steps taken by this process (steps restored from a checkpoint are :meth:`Progress.skip`),
   and the ETA is the steps left at that rate.
 - :func:`phase`: ``<name> ...`` when a phase starts and ``<name> done in 3.2 s`` when it ends.
+- :func:`heartbeat`: for one long library call with no counter (``compare``, ``test-time``):
+  ``<name> ... (5 s so far)`` every few seconds, silent when the call ends (or is refused) sooner.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -158,6 +162,34 @@ def phase(name: str, logger: logging.Logger | None = None, level: int = logging.
     logger.log(level, "%s done in %s", name, duration(clock() - start))
 
 
+@contextlib.contextmanager
+def heartbeat(name: str, logger: logging.Logger | None = None, after: float = 5.0,
+              every: float = 15.0) -> Iterator[None]:
+    """Progress of work with no counter to show (one call into the library): after ``after``
+    seconds ``<name> ... (5 s so far)``, again every ``every`` seconds, and ``<name> done in
+    <duration>`` at the end once anything was said. A block that ends sooner (its input refused
+    in one line, or quick work) says nothing."""
+    logger = logger or log
+    start, said, stop = time.perf_counter(), threading.Event(), threading.Event()
+
+    def beat() -> None:
+        wait = after
+        while not stop.wait(wait):
+            said.set()
+            logger.info("%s ... (%s so far)", name, duration(time.perf_counter() - start))
+            wait = every
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+    if said.is_set():
+        logger.info("%s done in %s", name, duration(time.perf_counter() - start))
+
+
 # --- progress -----------------------------------------------------------------------------
 def log_interval() -> float:
     """Seconds between progress lines outside a terminal: ``ICLREG_LOG_EVERY`` (0: every
@@ -198,6 +230,8 @@ class Progress:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.total, self.n, self.desc, self.unit = total, initial, desc, unit
         self.loss: float | None = None
+        self.loss_at: int | None = None  # the position the loss was logged at
+        self._loss_pending = False
         self.enabled, self.leave = enabled, leave
         self.interval = log_interval() if interval is None else interval
         self.logger = logger or log
@@ -225,8 +259,10 @@ class Progress:
         return done / elapsed if done > 0 and elapsed > 0 else None
 
     def update(self, n: int = 1) -> None:
-        """``n`` more units done."""
+        """``n`` more units done (a loss set just before belongs to the position reached)."""
         self.n += n
+        if self._loss_pending:
+            self.loss_at, self._loss_pending = self.n, False
         if not self.enabled:
             return
         if self._bar is not None:
@@ -248,17 +284,21 @@ class Progress:
         self.update(n)
 
     def set_loss(self, loss: float) -> None:
-        """The latest (mean) training loss, shown on the bar and in the lines."""
-        self.loss = float(loss)
+        """The latest (mean) training loss, shown on the bar and in the lines; it belongs to the
+        position the next :meth:`update` reaches (the step it was logged at)."""
+        self.loss, self.loss_at, self._loss_pending = float(loss), self.n, True
         if self._bar is not None:
             self._bar.set_postfix(loss=f"{self.loss:.4g}", refresh=False)
 
     def line(self, end: str | None = None) -> str:
-        """``desc: step n/total (p%), loss L, R step/s, ETA T`` (``end`` replaces the ETA)."""
+        """``desc: step n/total (p%), loss L, R step/s, ETA T`` (``end`` replaces the ETA); a loss
+        logged before the current position says where: ``loss L (logged at step 175)``."""
         percent = 100 * self.n / self.total if self.total else 100.0
         parts = [f"{self.desc}: {self.unit} {self.n}/{self.total} ({percent:.0f}%)"]
         if self.loss is not None:
-            parts.append(f"loss {self.loss:.4g}")
+            stale = self.loss_at is not None and self.loss_at < self.n and not self._loss_pending
+            at = f" (logged at {self.unit} {self.loss_at})" if stale else ""
+            parts.append(f"loss {self.loss:.4g}{at}")
         rate = self.rate
         if rate is not None:
             parts.append(f"{rate:.1f} {self.unit}/s" if rate >= 1 else f"{1 / rate:.1f} s/{self.unit}")

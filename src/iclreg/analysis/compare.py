@@ -2,7 +2,10 @@
 
 For each predictor f and each k = 0..n-1 the Monte Carlo estimate of
 E[(f(x, y)[k] - y_k)^2], the squared error against the noisy label, with a normal 95%
-interval mean +- 1.96 s / sqrt(N). Prompts come in fixed-size chunks drawn from (seed,
+interval mean +- 1.96 s / sqrt(N). An error is positive, and so is its interval: where the normal
+one would reach below zero (a heavy tail: least squares at k near d, whose variance diverges) the
+interval is the log-normal one, mean times exp(+-1.96 s / (mean sqrt(N))), the normal interval of
+log(mean) by the delta method, mapped back. Prompts come in fixed-size chunks drawn from (seed,
 chunk index), so the numbers depend only on the task, the seed and the sample count.
 """
 
@@ -80,12 +83,19 @@ def error_curves(
     for name in predictors:
         mean = sums[name] / samples
         var = (squares[name] / samples - mean.square()).clamp_min(0) * samples / (samples - 1)
-        half = 1.96 * (var / samples).sqrt()
-        out[name] = {
-            "mse": mean.tolist(),
-            "ci95": torch.stack([mean - half, mean + half], -1).tolist(),
-        }
+        out[name] = {"mse": mean.tolist(), "ci95": interval95(mean, (var / samples).sqrt()).tolist()}
     return out
+
+
+def interval95(mean: Tensor, se: Tensor) -> Tensor:
+    """95% intervals (..., 2) of positive means with standard errors ``se``: the normal one
+    mean +- 1.96 se where its lower end stays at or above zero, else the log-normal one
+    mean exp(+-1.96 se / mean), which stays positive (module docstring)."""
+    half = 1.96 * se
+    normal = torch.stack([mean - half, mean + half], -1)
+    spread = torch.exp(1.96 * se / mean.clamp_min(torch.finfo(mean.dtype).tiny))
+    lognormal = torch.stack([mean / spread, mean * spread], -1)
+    return torch.where((mean - half < 0).unsqueeze(-1), lognormal, normal)
 
 
 def best_curves(

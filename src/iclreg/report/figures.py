@@ -1,19 +1,14 @@
 """Figures of evaluation results, in the style of ``report.style``.
 
-Log axes follow three rules. Values at machine precision (at most ``EXACT_RELATIVE`` times the
-curves' scale, or zero: least squares past k = d without noise, about 1e-14) are no data: they
-are drawn as "exact", hollow triangles on a shaded floor below the data with a legend entry,
-never as a line falling to the axis' edge. Spikes are kept (OLS's variance diverges at k = d):
-the top of the axis rises to include a peak up to ``SPIKE_DECADES`` decades above the bulk of
-the curves; a higher peak is clipped and marked with its value. A 95% band is drawn only where
-its lower edge is positive.
+Log axes (``report.logaxis``): values at machine precision drawn as "exact", spikes clipped and
+labelled, 95% bands only where their lower edge is positive. Titles and legends show no raw SPEC
+(``report.labels``); axes that count (k, N, steps) have integer ticks.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -22,112 +17,18 @@ matplotlib.use("Agg")
 
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import LogFormatterSciNotation  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from .style import EXACT_MARKER, MARKEVERY, REFERENCE_COLOR, SINGLE, styled  # noqa: E402
-
-EXACT_RELATIVE = 1e-9  # "exact": at most this times the curves' scale (their 90th percentile)
-SPIKE_DECADES = 3.0  # a peak up to this many decades above the bulk raises the top of the axis
-
-
-@dataclass(frozen=True)
-class LogFrame:
-    """The y range of a log axis: values at most ``exact`` are drawn at ``floors[i]`` (one level
-    per series holding such values), data from ``bottom`` up to ``top``; ``separator`` bounds the
-    shaded "exact" region (None: no value is exact)."""
-
-    exact: float
-    bottom: float
-    top: float
-    separator: float | None
-    floors: tuple[float, ...]
-
-
-def log_frame(series: Sequence[Sequence[float]], extra: Iterable[float] = (),
-              clip_spikes: bool = True) -> LogFrame:
-    """The log-axis frame of ``series`` (each a list of values; ``extra``: reference lines)."""
-    values = sorted(v for s in series for v in s if math.isfinite(v) and v > 0)
-    scale = values[int(0.9 * (len(values) - 1))] if values else 1.0
-    exact = 10.0 ** math.floor(math.log10(EXACT_RELATIVE * scale))
-    data = [v for v in values if v > exact] or [scale]
-    bulk = min(data[-1], 20 * data[int(0.9 * (len(data) - 1))])
-    spiky = clip_spikes and data[-1] > bulk * 10**SPIKE_DECADES
-    refs = [v for v in extra if v > 0]
-    top, bottom = max([bulk if spiky else data[-1], *refs]) * 1.6, min(data + refs) / 2
-    with_exact = sum(any(is_exact(v, exact) for v in s) for s in series)
-    if not with_exact:
-        return LogFrame(exact, bottom, top, None, ())
-    floors = tuple(bottom / (2.2 * 1.5**i) for i in range(with_exact))
-    return LogFrame(exact, floors[-1] / 1.8, top, bottom / 1.4, floors)
-
-
-def is_exact(value: float, exact: float) -> bool:
-    """At machine precision: |value| at most ``exact`` (a tiny negative is round-off too)."""
-    return abs(value) <= exact
-
-
-def _exact_label(frame: LogFrame) -> str:
-    return rf"exact ($<10^{{{round(math.log10(frame.exact))}}}$)"
-
-
-def plot_on_log(ax: Axes, xs: Sequence[float], ys: Sequence[float], frame: LogFrame, floor: int | None,
-                **kwargs: Any) -> Line2D:
-    """Plot one series on a log axis: values above ``frame.exact`` as a line, the exact ones as
-    hollow triangles at ``frame.floors[floor]``, peaks above ``frame.top`` marked with their value."""
-    shown = [v if v > frame.exact else math.nan for v in ys]
-    if not any(math.isfinite(v) for v in shown):  # matplotlib's markevery fails on an empty path
-        kwargs.pop("markevery", None)
-    (line,) = ax.plot(xs, shown, **kwargs)
-    exact = [x for x, v in zip(xs, ys, strict=True) if is_exact(v, frame.exact)]
-    if exact and floor is not None:
-        # every cycled property given: auxiliary artists must not advance the style cycle
-        ax.plot(exact, [frame.floors[floor]] * len(exact), ls="none", marker=EXACT_MARKER, mfc="white",
-                color=line.get_color(), ms=6, mew=1.2, markevery=1)
-    for x, v in zip(xs, ys, strict=True):
-        if v > frame.top:
-            ax.plot([x], [frame.top / 1.25], marker="^", ms=7, color=line.get_color(), ls="none",
-                    markevery=1)
-            ax.annotate(f"peak {v:.2g}", (x, frame.top / 1.25), xytext=(5, -3), textcoords="offset points",
-                        fontsize=8, color=line.get_color(), va="top")
-    return line
-
-
-class _DataTicks(LogFormatterSciNotation):
-    """Log tick labels above ``below`` only: no value is read off the "exact" region."""
-
-    def __init__(self, below: float, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.below = below
-
-    def __call__(self, x: float, pos: int | None = None) -> str:
-        return "" if x < self.below else super().__call__(x, pos)
-
-
-def apply_log_frame(ax: Axes, frame: LogFrame) -> list[Any]:
-    """Set the limits; shade the "exact" region and label it. Returns the legend handles to add."""
-    ax.set_yscale("log")
-    ax.set_ylim(frame.bottom, frame.top)
-    if frame.separator is None:
-        return []
-    ax.axhspan(frame.bottom, frame.separator, color="0.92", lw=0, zorder=0)
-    ax.axhline(frame.separator, color="0.6", lw=0.8, ls=":")
-    ax.yaxis.set_major_formatter(_DataTicks(frame.separator))
-    ax.yaxis.set_minor_formatter(_DataTicks(frame.separator, labelOnlyBase=False))
-    ax.annotate("exact", (-0.01, math.sqrt(frame.bottom * frame.separator)), ha="right", va="center",
-                xycoords=("axes fraction", "data"), fontsize=9, color="0.25")
-    return [Line2D([], [], ls="none", marker=EXACT_MARKER, mfc="white", mec="0.2", ms=6,
-                   label=_exact_label(frame))]
-
-
-def _floor_index(values: Sequence[Sequence[float]], frame: LogFrame) -> list[int | None]:
-    """Each series' level in ``frame.floors`` (None: no exact value)."""
-    out, i = [], 0
-    for s in values:
-        has = any(is_exact(v, frame.exact) for v in s)
-        out.append(i if has else None)
-        i += has
-    return out
+from .labels import readable, set_title  # noqa: E402
+from .logaxis import (  # noqa: E402, F401 (EXACT_RELATIVE, log_frame: public here too)
+    EXACT_RELATIVE,
+    LogFrame,
+    _floor_index,
+    apply_log_frame,
+    log_frame,
+    plot_on_log,
+)
+from .style import MARKEVERY, REFERENCE_COLOR, SINGLE, styled  # noqa: E402
 
 
 def add_legend(ax: Axes, extra: Sequence[Any] = (), inside_up_to: int = 4) -> None:
@@ -182,9 +83,9 @@ def error_curves_figure(
     for i, ((label, curve), floor) in enumerate(zip(results.items(), floors, strict=True)):
         every = MARKEVERY[i % len(MARKEVERY)]
         if frame:
-            line = plot_on_log(ax, k, curve["mse"], frame, floor, label=label, markevery=every)
+            line = plot_on_log(ax, k, curve["mse"], frame, floor, label=readable(label), markevery=every)
         else:
-            (line,) = ax.plot(k, curve["mse"], label=label, markevery=every)
+            (line,) = ax.plot(k, curve["mse"], label=readable(label), markevery=every)
         if "ci95" in curve:
             _band(ax, k, curve, line.get_color(), frame)
     if noise_floor:
@@ -193,10 +94,10 @@ def error_curves_figure(
         ax.axvline(train_n - 0.5, color=REFERENCE_COLOR, ls="-.", lw=1.2,
                    label=f"training length n = {train_n}")
     extra = apply_log_frame(ax, frame) if frame else []
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # k counts examples: no tick at 2.5
     ax.set_xlabel("number of in-context examples $k$")
     ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
+    set_title(ax, title)
     add_legend(ax, extra)
     return fig
 
@@ -227,11 +128,15 @@ def lines_figure(
     colors: Mapping[str, str] | None = None,
     styles: Mapping[str, str] | None = None,
     vlines: Mapping[str, float] | None = None,
+    bands: Mapping[str, Sequence[Sequence[float]]] | None = None,
+    integer_x: bool = False,
 ) -> Figure:
     """One line per label from (x, y) lists; optional labelled horizontal reference lines,
     labelled vertical lines (``vlines``: label -> x, e.g. the training length), colours and
-    line styles (``"--"``, ``":"``) per label. On a log y axis values at machine precision are
-    drawn as "exact" (module docstring)."""
+    line styles (``"--"``, ``":"``) per label, 95% bands (``bands``: label -> [low, high] per x;
+    the axis includes them, so a zoomed axis never hides how wide they are) and integer ticks
+    (``integer_x``: x counts examples, steps or layers). On a log y axis values at machine
+    precision are drawn as "exact" (module docstring)."""
     fig = Figure(figsize=SINGLE, layout="constrained")
     ax = fig.subplots()
     ys = [y for _, y in series.values()]
@@ -241,9 +146,11 @@ def lines_figure(
         kwargs = {k: v[label] for k, v in (("color", colors), ("ls", styles)) if v and label in v}
         kwargs["markevery"] = MARKEVERY[i % len(MARKEVERY)]
         if frame:
-            plot_on_log(ax, xs, y, frame, floor, label=label, **kwargs)
+            line = plot_on_log(ax, xs, y, frame, floor, label=readable(label), **kwargs)
         else:
-            ax.plot(xs, y, label=label, **kwargs)
+            (line,) = ax.plot(xs, y, label=readable(label), **kwargs)
+        if bands and label in bands:
+            _band(ax, xs, {"mse": y, "ci95": bands[label]}, line.get_color(), frame)
     for label, value in (hlines or {}).items():
         ax.axhline(value, ls="--", lw=1, color=REFERENCE_COLOR)
         ax.annotate(label, (0.01, value), xycoords=("axes fraction", "data"), fontsize=8,
@@ -253,10 +160,11 @@ def lines_figure(
     extra = apply_log_frame(ax, frame) if frame else []
     if logx:
         ax.set_xscale("log")
+    if integer_x:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title)
+    set_title(ax, title)
     if len(series) <= 16:
         add_legend(ax, extra)
     return fig
@@ -379,7 +287,11 @@ def similarity_figure(similarity: Any, steps: list[int], title: str, floor: floa
     ax.set_ylabel("layer")
     suffix = f" (zero-predictor floor {floor:.3f})" if floor is not None else ""
     ax.set_title(title + suffix)
-    fig.colorbar(im, ax=ax, label="mean residual cosine")
+    bar = fig.colorbar(im, ax=ax, label="mean residual cosine")
+    if floor is not None:  # the zero predictor's similarity: values below it mean nothing
+        bar.ax.axhline(floor, color="#D55E00", lw=2)
+        bar.ax.annotate("floor", (0, floor), xytext=(-3, 0), textcoords="offset points", ha="right",
+                        va="center", fontsize=8, color="#D55E00", annotation_clip=False)
     ax.legend(loc="upper left")
     return fig
 
@@ -389,7 +301,8 @@ def probe_figures(result: Mapping[str, Any]) -> dict[str, Figure]:
     similarity to Newton ("_newton") and GD ("_gd")."""
     series = {f"layer {i}": (result["k"], m) for i, m in enumerate(result["probe_mse"])}
     series["least squares"] = (result["k"], result["ols_mse"])
-    return {"": lines_figure(series, "number of examples $k$", "probe MSE", "per-layer read-out", logy=True),
+    return {"": lines_figure(series, "number of examples $k$", "probe MSE", "per-layer read-out", logy=True,
+                             integer_x=True),
             "_newton": similarity_figure(result["newton"]["similarity"], result["newton"]["steps"],
                                          "layers vs Newton steps", result["floor"]),
             "_gd": similarity_figure(result["gd"]["similarity"], result["gd"]["steps"], "layers vs GD steps")}
