@@ -4,7 +4,9 @@ A member is a frozen dataclass whose fields are its SPEC keys. ``build`` parses 
 checks every key against the fields, converts each value to the field's annotated type, and
 constructs the member, whose ``__post_init__`` validates ranges. Fields marked with
 ``context()`` are not SPEC keys: they are filled from keyword arguments given to ``build``
-(for instance the task an estimator is evaluated on).
+(for instance the task an estimator is evaluated on). A member whose construction reads
+something (a trained run from disk) defines a classmethod ``from_spec`` taking the SPEC keys,
+which ``build`` calls instead of the constructor, so the constructor itself only takes values.
 """
 
 from __future__ import annotations
@@ -169,4 +171,5 @@ class Registry(Generic[T]):
         for f in dataclasses.fields(cls):
             if f.metadata.get("context") and ctx.get(f.name) is not None:
                 kwargs[f.name] = ctx[f.name]
-        return cls(**kwargs)
+        factory = getattr(cls, "from_spec", None)
+        return factory(**kwargs) if factory is not None else cls(**kwargs)

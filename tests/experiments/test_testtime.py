@@ -9,7 +9,7 @@ import torch
 
 from iclreg.experiments import testtime as tt
 from iclreg.experiments import testtime_measure as measure
-from iclreg.testtime import NOISES, GDDecoder, decode
+from iclreg.testtime import NOISES, GDDecoder, decode, decode_path
 
 
 def test_first_crossing_and_interior_min():
@@ -31,9 +31,11 @@ def test_chains_records_the_same_iterates_as_decode():
     y = torch.randn(3, 5, generator=gen, dtype=torch.float64)
     dec = GDDecoder(lr=0.05)
     out = measure.chains(x, y, dec, "multiplicative:std=0.5", [2, 7], 6, torch.Generator().manual_seed(1))
-    ref = decode(x, y, dec, NOISES.build("multiplicative:std=0.5"), 7, 6,
-                 torch.Generator().manual_seed(1), trajectory=True)
+    noise = NOISES.build("multiplicative:std=0.5")
+    ref = decode_path(x, y, dec, noise, 7, 6, torch.Generator().manual_seed(1))
     assert torch.equal(out[7], ref[:, :, 7]) and torch.equal(out[2], ref[:, :, 2])
+    final = decode(x, y, dec, NOISES.build("multiplicative:std=0.5"), 7, 6, torch.Generator().manual_seed(1))
+    assert torch.equal(final, ref[:, :, 7])
 
 
 def test_affine_map_of_gd_is_its_step():
@@ -42,7 +44,7 @@ def test_affine_map_of_gd_is_its_step():
     y = torch.randn(3, 5, generator=gen, dtype=torch.float64)
     w = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64)
     for dec in (GDDecoder(lr=0.05), GDDecoder(lr=0.3, mean=True)):
-        p, b = measure.affine_map(dec, x, y)
+        p, b = dec.affine(x, y)
         assert torch.allclose(torch.einsum("bij,sbj->sbi", p, w) + b, dec(x, y, w), atol=1e-13)
 
 

@@ -101,7 +101,7 @@ def trained(tmp_path_factory):
 
 
 def test_teacher_forced_training_learns_to_emit_gd_beyond_its_length(trained):
-    from iclreg.testtime import DECODERS, NOISES, GDDecoder, decode
+    from iclreg.testtime import DECODERS, NOISES, GDDecoder, decode_path
     from iclreg.train.run import read_run_config
 
     assert read_run_config(trained).train.loss == "chain"
@@ -109,8 +109,8 @@ def test_teacher_forced_training_learns_to_emit_gd_beyond_its_length(trained):
     assert decoder.lr == pytest.approx(0.3 / 8) and decoder.d == 3
     gen = torch.Generator().manual_seed(5)
     x, y = torch.randn(64, 8, 3, generator=gen, dtype=F64), torch.randn(64, 8, generator=gen, dtype=F64)
-    path = decode(x, y, decoder, NOISES.build("greedy"), 12, 1, trajectory=True)[0]  # 3x its chain
-    exact = decode(x, y, GDDecoder(lr=0.3, mean=True), NOISES.build("greedy"), 12, 1, trajectory=True)[0]
+    path = decode_path(x, y, decoder, NOISES.build("greedy"), 12, 1)[0]  # 3x its chain
+    exact = decode_path(x, y, GDDecoder(lr=0.3, mean=True), NOISES.build("greedy"), 12, 1)[0]
     rel = (path[:, 1:] - exact[:, 1:]).norm(dim=-1) / exact[:, 1:].norm(dim=-1)
     assert rel.max().item() < 1e-3
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from iclreg.errors import UsageError
-from iclreg.testtime import DECODERS, NOISES, decode
+from iclreg.testtime import DECODERS, NOISES, decode, decode_path
 
 
 def _prompts(batch: int, n: int, d: int, seed: int, dtype=torch.float64):
@@ -52,7 +52,7 @@ def test_trajectory_starts_at_zero_and_ends_at_the_final_iterate(seed: int):
     x, y = _prompts(2, 5, 3, seed)
     decoder, noise = DECODERS.build("gd:lr=0.1"), NOISES.build("additive:std=0.3")
     final = decode(x, y, decoder, noise, 4, 3, torch.Generator().manual_seed(seed))
-    path = decode(x, y, decoder, noise, 4, 3, torch.Generator().manual_seed(seed), trajectory=True)
+    path = decode_path(x, y, decoder, noise, 4, 3, torch.Generator().manual_seed(seed))
     assert path.shape == (3, 2, 5, 3)
     assert torch.equal(path[:, :, 0], torch.zeros(3, 2, 3, dtype=x.dtype))
     assert torch.equal(path[:, :, -1], final)
@@ -68,3 +68,34 @@ def test_zero_steps_is_zero_and_bad_specs_are_refused():
         decode(x, y, DECODERS.build("gd"), NOISES.build("greedy"), 1, 0)
     with pytest.raises(UsageError, match="k=4 exceeds d=3"):
         decode(x, y, DECODERS.build("gd"), NOISES.build("support:k=4"), 1, 1)
+
+
+def test_the_cot_decoder_takes_a_loaded_model_and_the_spec_loads_through_from_run(tmp_path):
+    """The constructor only takes values; ``cot:run=DIR`` goes through ``from_run``, which reads
+    the run (here: a directory that holds none, refused in one line)."""
+    from iclreg.testtime import ChainOfThoughtDecoder
+
+    with pytest.raises(UsageError, match="give the trained run's directory"):
+        ChainOfThoughtDecoder(run="runs/cot")  # no model: nothing is read from disk
+    with pytest.raises(UsageError):
+        DECODERS.build(f"cot:run={tmp_path}")
+
+
+def test_gd_decoder_affine_form_is_its_step():
+    """F(w) = P w + b from ``affine`` against the decoder's own step, sum and mean forms."""
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 6, 4, generator=gen, dtype=torch.float64)
+    y = torch.randn(3, 6, generator=gen, dtype=torch.float64)
+    w = torch.randn(2, 3, 4, generator=gen, dtype=torch.float64)
+    for spec in ("gd:lr=0.05", "gd:lr=0.3,mean=true"):
+        decoder = DECODERS.build(spec)
+        p, b = decoder.affine(x, y)
+        manual = torch.einsum("bij,sbj->sbi", p, w) + b
+        assert torch.allclose(decoder(x, y, w), manual, atol=1e-12)
+
+
+def test_tasks_declare_their_test_time_metric():
+    from iclreg.tasks import TASKS
+
+    assert TASKS.build("binary01:d=6,k=2").metric == "recovery"
+    assert {TASKS.build(s).metric for s in ("gaussian:d=4", "sparse:d=6,s=2", "binary:d=4")} == {"mse"}

@@ -27,7 +27,7 @@ def test_additive_moments_are_those_of_the_decodes():
     x = torch.randn(2, 5, 3, generator=gen, dtype=torch.float64)
     y = torch.randn(2, 5, generator=gen, dtype=torch.float64)
     dec = GDDecoder(lr=0.05)
-    m, cov = bon.additive_decode_moments(*measure.affine_map(dec, x, y), 15, 0.1)
+    m, cov = bon.additive_decode_moments(*dec.affine(x, y), 15, 0.1)
     ws = measure.chains(x, y, dec, "additive:std=0.1", [15], 40_000, gen)[15]  # (N, B, d)
     assert torch.allclose(ws.mean(0), m, atol=4 * 0.1 * 4 / 200)
     emp = torch.einsum("nbi,nbj->bij", ws - m, ws - m) / ws.shape[0]
@@ -44,7 +44,7 @@ def test_noisy_gd_decodes_match_the_formula(noise: str):
     w = torch.randn(96, d, generator=gen, dtype=torch.float64) / 2
     y = (x @ w.unsqueeze(-1)).squeeze(-1) + 0.7 * torch.randn(96, n, generator=gen, dtype=torch.float64)
     dec = GDDecoder(lr=eta)
-    p, b = measure.affine_map(dec, x, y)
+    p, b = dec.affine(x, y)
     spec, (m, cov) = (("multiplicative:std=1.0", tt.affine_noisy_decode_moments(p, b, steps, eta, 1.0))
                       if noise == "multiplicative" else
                       (f"additive:std={eta}", bon.additive_decode_moments(p, b, steps, eta)))

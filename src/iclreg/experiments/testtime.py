@@ -164,7 +164,7 @@ class TestTime(Experiment):
     def analyse(self, runs: Runs, sizes: Sizes) -> list[Section]:
         decoders = {key: {"GD": GDDecoder(lr=getattr(sizes, key).eta)} for key in SETTINGS}
         for key in SETTINGS if not self.decoder_only else ():
-            decoders[key]["trained CoT"] = ChainOfThoughtDecoder(run=str(runs[f"cot-{key}"]))
+            decoders[key]["trained CoT"] = ChainOfThoughtDecoder.from_run(str(runs[f"cot-{key}"]))
         first = self._not_run() if self.decoder_only else self._fidelity(sizes, decoders)
         return [first, self._averaging(sizes, decoders["avg"]),
                 regime.section(self, sizes, SIGMA),

@@ -17,8 +17,7 @@ import torch
 from torch import Tensor
 
 from ..analysis.fit import loglog_slope
-from ..models.cot import ChainOfThought
-from ..testtime import NOISES, TECHNIQUES, Decoder, GDDecoder, decode
+from ..testtime import NOISES, TECHNIQUES, Decoder, GDDecoder, decode_path
 from ..theory import best_of_n as bon
 from ..theory import testtime as theory
 from ..theory.vote import subset_vote_rate
@@ -45,18 +44,8 @@ def interior_min(values: list[float]) -> bool:
 def chains(x: Tensor, y: Tensor, decoder: Decoder, noise: str, record: list[int], samples: int,
            gen: torch.Generator) -> dict[int, Tensor]:
     """N decodes of every prompt, the iterate at each T of ``record``: {T: (N, B, d)}."""
-    return decode(x, y, decoder, NOISES.build(noise), max(record), samples, gen, record=record)
-
-
-def affine_map(decoder: Decoder, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """The decoder's step as F(w) = P w + b per prompt: (P (B, d, d), b (B, d))."""
-    if isinstance(decoder, GDDecoder):
-        step = decoder.lr / x.shape[1] if decoder.mean else decoder.lr
-        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-        xt = x.transpose(-1, -2)
-        return eye - step * xt @ x, step * (xt @ y.unsqueeze(-1)).squeeze(-1)
-    model: ChainOfThought = decoder.model
-    return model.affine(x, y)
+    path = decode_path(x, y, decoder, NOISES.build(noise), max(record), samples, gen, at=record)
+    return {t: path[:, :, i] for i, t in enumerate(record)}
 
 
 def average_theory(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sigma: float,
@@ -69,8 +58,8 @@ def average_theory(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int
 def gd_fidelity(cot: Decoder, x: Tensor, y: Tensor, steps: int) -> list[float]:
     """Mean over prompts of ||w_t^cot - w_t^GD|| / ||w_t^GD||, t = 1..steps (greedy decodes)."""
     greedy = NOISES.build("greedy")
-    got = decode(x, y, cot, greedy, steps, 1, trajectory=True)[0, :, 1:]
-    exact = decode(x, y, GDDecoder(lr=cot.lr), greedy, steps, 1, trajectory=True)[0, :, 1:]
+    got = decode_path(x, y, cot, greedy, steps, 1)[0, :, 1:]
+    exact = decode_path(x, y, GDDecoder(lr=cot.lr), greedy, steps, 1)[0, :, 1:]
     return ((got - exact).norm(dim=-1) / exact.norm(dim=-1)).mean(0).tolist()
 
 
@@ -78,8 +67,8 @@ def support_step_fidelity(cot: Decoder, x: Tensor, y: Tensor, k: int, steps: int
     """Mean over prompts of ||F_cot(w_t) - F_GD(w_t)|| / ||F_GD(w_t)|| at the 0/1 states w_t,
     t = 0..steps - 1, of the greedy top-k support decode with exact GD."""
     gd = GDDecoder(lr=cot.lr)
-    states = decode(x, y, gd, NOISES.build(f"support:k={k},temperature=0"), steps - 1, 1,
-                    trajectory=True)[0].transpose(0, 1)  # (T, B, d)
+    states = decode_path(x, y, gd, NOISES.build(f"support:k={k},temperature=0"), steps - 1,
+                         1)[0].transpose(0, 1)  # (T, B, d)
     exact = gd.bind(x, y)(states)
     return ((cot.bind(x, y)(states) - exact).norm(dim=-1) / exact.norm(dim=-1)).mean(-1).tolist()
 
@@ -95,7 +84,7 @@ def noisy_moments(decoder: Decoder, x: Tensor, y: Tensor, steps: int, sigma: flo
     (O(d^2) a step) for the sum-form GD decoder, else from the decoder's affine step (O(d^3))."""
     if isinstance(decoder, GDDecoder) and not decoder.mean:
         return theory.noisy_decode_covariance(x, y, steps, decoder.lr, sigma)
-    return theory.affine_noisy_decode_moments(*affine_map(decoder, x, y), steps, decoder.lr, sigma)
+    return theory.affine_noisy_decode_moments(*decoder.affine(x, y), steps, decoder.lr, sigma)
 
 
 def averaging(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sigma: float,
@@ -141,7 +130,7 @@ def best_of_n(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sig
     greedy = chains(x, y, decoder, "greedy", [steps], 1, gen)[steps][0]
     out: dict[str, Any] = {"greedy": (greedy - w).norm(dim=-1).mean().item(),
                            "greedy squared": (greedy - w).square().sum(-1).mean().item(), PER_PROMPT: {}}
-    p, b = affine_map(decoder, x, y)
+    p, b = decoder.affine(x, y)
     for label, noise, (m, cov) in (
             ("multiplicative", f"multiplicative:std={sigma}",
              noisy_moments(decoder, x, y, steps, sigma)),

@@ -39,15 +39,17 @@ def check_seed(seed: int, what: str) -> None:
           f"{what} must be an integer in [0, 2**63), got {seed}")
 
 
-def generator(seed: int, step: int, device: torch.device | str = "cpu") -> torch.Generator:
+def generator(seed: int, step: int, device: torch.device | str = "cpu",
+              stream: int | None = None) -> torch.Generator:
     """A fresh generator on ``device`` whose state is a pure function of ``(seed, step)``.
 
     The two integers are mixed by NumPy's ``SeedSequence`` so that neighbouring seeds and
-    steps give unrelated streams.
+    steps give unrelated streams. ``stream`` (a third integer) gives another, unrelated stream
+    of the same (seed, step): the test-time decodes' noise, apart from the prompts.
     """
     check_seed(seed, "seed")
     check(step >= 0, f"step must be >= 0, got {step}")
-    state = np.random.SeedSequence([int(seed), int(step)])
+    state = np.random.SeedSequence([int(seed), int(step)] + ([] if stream is None else [int(stream)]))
     device = torch.device(device)
     if device.type == "meta":  # a shape-only dry run: nothing is drawn
         return torch.Generator()
@@ -109,6 +111,9 @@ class Task:
     # the coefficients w* the task draws: "continuous", "sign" (+-w_std), or "binary01" (0/1 entries,
     # where exact support recovery is meaningful); test-time support sampling and vote need "binary01"
     coefficients: ClassVar[str] = "continuous"
+    # what ``iclreg test-time`` scores an answer w_hat by: "mse", the squared error of its query
+    # prediction against the noisy label, or "recovery", exact support recovery (binary01)
+    metric: ClassVar[str] = "mse"
     d: int = 20
     n: int = 41
     noise_std: float = 0.0

@@ -33,6 +33,7 @@ class Binary01Task(Task):
     """
 
     coefficients = "binary01"
+    metric = "recovery"
     k: int = 5
 
     def __post_init__(self) -> None:

@@ -6,7 +6,7 @@ draws N chains for each of B prompts at once, techniques combine the N answers, 
 ``evaluate`` measures the result against N.
 """
 
-from .decode import decode
+from .decode import decode, decode_path
 from .decoders import DECODERS, ChainOfThoughtDecoder, Decoder, GDDecoder, gradient
 from .evaluate import evaluate
 from .noises import NOISES, Additive, Greedy, Multiplicative, Noise, Support
@@ -29,6 +29,7 @@ __all__ = [
     "Technique",
     "Vote",
     "decode",
+    "decode_path",
     "evaluate",
     "gradient",
     "vote_index",

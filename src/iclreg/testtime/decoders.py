@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ..errors import check
-from ..registry import Registry
+from ..registry import Registry, context
 from ..tasks import TASKS
 
 DECODERS: Registry[Decoder] = Registry("decoder")
@@ -66,6 +66,11 @@ class Decoder:
         """The step for fixed prompts, w (N, B, d) -> F(w) (N, B, d)."""
         raise NotImplementedError
 
+    def affine(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """The step as F(w) = P w + b per prompt: P (B, d, d), b (B, d) (every decoder here is
+        affine in w; the exact decode moments of :mod:`iclreg.theory.testtime` use this form)."""
+        raise NotImplementedError
+
     def describe(self) -> dict[str, Any]:
         """The resolved parameters, JSON-ready."""
         return {"name": self.name, **{k: v for k, v in vars(self).items()}}
@@ -92,40 +97,66 @@ class GDDecoder(Decoder):
     def __post_init__(self) -> None:
         check(self.lr > 0, f"gd: lr must be > 0, got {self.lr}")
 
+    def step_size(self, n: int) -> float:
+        """The step on the sum-form gradient X^T (X w - y) of a prompt of n pairs."""
+        return self.lr / n if self.mean else self.lr
+
     def bind(self, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
-        step = self.lr / x.shape[1] if self.mean else self.lr
+        step = self.step_size(x.shape[1])
         return lambda w: w - step * gradient(x, y, w)
+
+    def affine(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """P = I - step X^T X, b = step X^T y."""
+        step = self.step_size(x.shape[1])
+        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
+        xt = x.transpose(-1, -2)
+        return eye - step * xt @ x, step * (xt @ y.unsqueeze(-1)).squeeze(-1)
 
 
 @DECODERS.register("cot")
 @dataclass(frozen=True)
 class ChainOfThoughtDecoder(Decoder):
-    """A trained ``cot`` model (its run's latest checkpoint, or ``step``) as the decoder.
+    """A trained ``cot`` model as the decoder; ``from_run`` loads one (the SPEC
+    ``cot:run=RUN_DIR[,step=S]`` builds through it).
 
     Attributes:
-        run: the run directory.
+        run: the run directory it was loaded from (a label).
         step: the checkpoint (none: the latest).
-        lr: (resolved, not set) the model's mean-gradient step over the n of its training
-            task, i.e. its sum-form step on prompts of that length: multiplicative noise enters
-            the decode through it as through ``gd:lr=...``.
+        lr: (not set) the model's mean-gradient step over the n of its training task, i.e. its
+            sum-form step on prompts of that length: multiplicative noise enters the decode
+            through it as through ``gd:lr=...``.
+        model: the loaded :class:`iclreg.models.cot.ChainOfThought`.
+        task_n: the n of the task it was trained on.
     """
 
     run: str = ""
     step: int | None = None
     lr: float = field(default=0.0, init=False)
-    model: Any = field(default=None, init=False, repr=False, compare=False)
+    model: Any = context()
+    task_n: int = context(0)
 
     def __post_init__(self) -> None:
+        check(self.model is not None and self.task_n >= 1,
+              "cot: give the trained run's directory, e.g. cot:run=runs/cot")
+        object.__setattr__(self, "lr", self.model.config.lr / self.task_n)
+
+    @classmethod
+    def from_spec(cls, run: str = "", step: int | None = None) -> ChainOfThoughtDecoder:
+        """What ``DECODERS.build`` calls: the SPEC keys are the run and the step."""
+        return cls.from_run(run, step)
+
+    @classmethod
+    def from_run(cls, run: str, step: int | None = None) -> ChainOfThoughtDecoder:
+        """Load a trained run's model (its latest checkpoint, or ``step``)."""
         from ..models.cot import ChainOfThought
         from ..train.run import load_run
 
-        check(bool(self.run), "cot: give the trained run's directory, e.g. cot:run=runs/cot")
-        model, config = load_run(self.run, step=self.step)
+        check(bool(run), "cot: give the trained run's directory, e.g. cot:run=runs/cot")
+        model, config = load_run(run, step=step)
         check(isinstance(model, ChainOfThought),
-              f"cot: run '{self.run}' trained a {config.model.split(':')[0]} model, not a "
+              f"cot: run '{run}' trained a {config.model.split(':')[0]} model, not a "
               "chain-of-thought transformer (model cot)")
-        object.__setattr__(self, "model", model)
-        object.__setattr__(self, "lr", model.config.lr / TASKS.build(config.task).n)
+        return cls(run=str(run), step=step, model=model, task_n=TASKS.build(config.task).n)
 
     @property
     def d(self) -> int:
@@ -136,6 +167,9 @@ class ChainOfThoughtDecoder(Decoder):
 
         q = self.model.thought_map(x, y)  # (B, d+1, d), once per prompt
         return lambda w: emit(w, q)
+
+    def affine(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        return self.model.affine(x, y)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "run": self.run, "step": self.step, "lr": self.lr}

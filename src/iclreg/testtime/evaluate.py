@@ -1,13 +1,13 @@
 """Error against the number of samples N for one decoder, noise and technique.
 
 For each prompt (x, y) of n pairs and a query (x_q, y_q) drawn with it, N_max decodes of T
-steps are combined by the technique over their first N, for each N of a list; the metric is
-the squared error (<w_hat, x_q> - y_q)^2 against the noisy query label (continuous tasks) or
-exact support recovery 1[supp(w_hat) = supp(w*)] (the ``binary01`` task), averaged over the
-prompts with a normal 95% interval mean +- 1.96 s / sqrt(P). Prompts come in chunks drawn from
-(seed, chunk index), the decodes from their own generator of (seed, chunk index), so the
-numbers depend only on the arguments. Our construction after Chen, Lu, Wu, Zou
-(arXiv 2508.07571).
+steps are combined by the technique over their first N, for each N of a list. The metric is
+the one the task declares (``Task.metric``): the squared error (<w_hat, x_q> - y_q)^2 against
+the noisy query label ("mse", continuous tasks) or exact support recovery
+1[supp(w_hat) = supp(w*)] ("recovery", binary01), averaged over the prompts with a normal 95%
+interval mean +- 1.96 s / sqrt(P). Prompts come in chunks drawn from (seed, chunk index), the
+decodes from their own generator of (seed, chunk index), so the numbers depend only on the
+arguments. Our construction after Chen, Lu, Wu, Zou (arXiv 2508.07571).
 """
 
 from __future__ import annotations
@@ -15,15 +15,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from ..device import resolve_device
 from ..errors import check
 from ..tasks import Task
-from ..tasks.base import check_seed
-from ..tasks.binary01 import Binary01Task
+from ..tasks.base import check_seed, generator
 from .decode import decode
 from .decoders import Decoder
 from .noises import Noise
@@ -34,18 +32,15 @@ DECODE_STREAM = 1  # separates the decoding generator's stream from the task's
 
 
 def decode_generator(seed: int, chunk: int, device: torch.device) -> torch.Generator:
-    """The generator of the decodes of one chunk: a pure function of (seed, chunk)."""
-    state = np.random.SeedSequence([int(seed), int(chunk), DECODE_STREAM])
-    gen = torch.Generator(device=device)
-    gen.manual_seed(int(state.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))
-    return gen
+    """The generator of the decodes of one chunk: a pure function of (seed, chunk), apart from
+    the chunk's prompts (``tasks.base.generator`` with its own stream)."""
+    return generator(seed, chunk, device, stream=DECODE_STREAM)
 
 
-def _scores(task: Task, w_hat: Tensor, x_q: Tensor, y_q: Tensor, w_star: Tensor) -> Tensor:
-    """Per-prompt metric (B,): squared query error, or exact support recovery for binary01."""
-    if isinstance(task, Binary01Task):
-        return ((w_hat != 0) == (w_star != 0)).all(-1).to(torch.float64)
-    return ((w_hat * x_q).sum(-1) - y_q).square().to(torch.float64)
+METRICS = {  # the task's ``metric`` -> the per-prompt score (B,) of answers w_hat
+    "mse": lambda w_hat, x_q, y_q, w_star: ((w_hat * x_q).sum(-1) - y_q).square().to(torch.float64),
+    "recovery": lambda w_hat, x_q, y_q, w_star: ((w_hat != 0) == (w_star != 0)).all(-1).to(torch.float64),
+}
 
 
 def _interval(values: Tensor) -> tuple[float, list[float]]:
@@ -90,8 +85,8 @@ def evaluate(
             w = decode(x, y, decoder, noise, steps, sizes[-1], decode_generator(seed, chunk, dev))
             for i, size in enumerate(sizes):
                 w_hat = technique(w[:size], x, y)  # (B, d)
-                scores[i].append(_scores(task, w_hat, x_q, y_q, p.w).cpu())
-    metric = "recovery" if isinstance(task, Binary01Task) else "mse"
+                scores[i].append(METRICS[task.metric](w_hat, x_q, y_q, p.w).cpu())
+    metric = task.metric
     stats = [_interval(torch.cat(s)) for s in scores]
     label = ",".join(f"{k}={v}" for k, v in technique.describe().items() if k != "name")
     label = technique.name + (f":{label}" if label else "")

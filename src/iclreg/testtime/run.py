@@ -45,7 +45,7 @@ def run_test_time(task: str, decoder: str | None, noise: str, technique: str, st
     check(1 <= steps <= MAX_STEPS, f"--steps must lie in [1, {MAX_STEPS:,}], got {steps}")
     check(2 <= prompts <= MAX_SAMPLES, f"--prompts must lie in [2, {MAX_SAMPLES:,}], got {prompts}")
     check((decoder is None) != (run is None), "give either --decoder SPEC or --run RUN_DIR")
-    chosen = ChainOfThoughtDecoder(run=run) if run is not None else build_decoder(decoder)
+    chosen = ChainOfThoughtDecoder.from_run(run) if run is not None else build_decoder(decoder)
     built = build_task(task), chosen, build_noise(noise), build_technique(technique)
     for part, what in ((built[2], "--noise"), (built[3], "--technique")):
         check(part.coefficients in (None, built[0].coefficients),
