@@ -172,3 +172,12 @@ def test_a_theory_comparison_states_and_uses_the_theory_error():
     assert not versus_theory("rate", 0.495, 0.01, 0.53).holds  # without the theory's error: a miss
     with pytest.raises(ValueError):
         paired("x", [1.0], [2.0])
+
+
+def test_a_fact_reads_as_a_fact_and_misses_when_false():
+    from iclreg.experiments.claims import fact
+
+    yes, no = fact("theory: interior minimum", True), fact("theory: interior minimum", False)
+    assert yes.holds and yes.text == "theory: interior minimum holds" and yes.reason is None
+    assert not no.holds and no.reason == "theory: interior minimum: does not hold"
+    assert "at least" not in yes.text

@@ -87,6 +87,19 @@ class AtLeast(Bound):
 
 
 @dataclass(frozen=True)
+class IsTrue(Bound):
+    """A yes/no fact measured as 1.0 (yes) or 0.0 (no); the check's ``what`` words the fact.
+    Build it with :func:`fact`."""
+
+    @property
+    def text(self) -> str:
+        return "holds"
+
+    def ok(self, x: float) -> bool:
+        return x == 1.0
+
+
+@dataclass(frozen=True)
 class Between(Bound):
     low: float
     high: float
@@ -241,6 +254,12 @@ def paired(what: str, a: Any, b: Any, *, z: float = 3.0, side: str = "both", tar
     return Check(what, mean, Interval("paired", target, se, z, side, theory_se, grid, grid_what))
 
 
+def fact(what: str, value: bool) -> Check:
+    """A check of a yes/no fact (``what`` words it: "theory: interior minimum"); its tolerance
+    reads "<what> holds", its miss "<what>: does not hold"."""
+    return Check(what, float(bool(value)), IsTrue())
+
+
 def versus_theory(what: str, measured: float, se: float, theory: float, *, theory_se: float = 0.0,
                   grid: float = 0.0, z: float = 3.0) -> Check:
     """A measured mean (standard error ``se``) against a theory value whose own error is stated:
@@ -281,6 +300,8 @@ class Check:
         xs = self.numbers
         if not xs:
             return f"{self.what or 'the value'}: nothing was measured"
+        if isinstance(self.bound, IsTrue):
+            return f"{self.what}: does not hold"
         shown = [x for x in xs if not math.isfinite(x) or (not self.bound.sequence and not self.bound.ok(x))]
         value = format_value(self.value if self.bound.sequence or len(xs) == 1 else shown)
         return f"{self.what or 'measured'} = {value}, not {self.bound.text}"

@@ -5,7 +5,8 @@ The paper's text is not available; its setup is known from the authors' early co
 (github.com/x1ng5/gd_sampling): d = 50, w* 5-sparse with N(0, 1) entries, errors as norms
 E||w - w*||. Every claim is measured twice, with the idealised decoder (the exact GD step,
 ``gd``) and with a trained chain-of-thought transformer (``cot``, :mod:`iclreg.models.cot`, one
-run per setting, taught 20 GD steps and decoded far beyond). The theory beside the measurements is ours
+run per setting, taught its setting's GD chains (20 steps; 3 for the binary vote setting, whose
+plain GD chain is unstable) and decoded far beyond). The theory beside the measurements is ours
 (``iclreg.theory.testtime``), exact for any affine decoder, the trained one included.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import cached_property
 
 import torch
 from matplotlib.figure import Figure
@@ -20,7 +22,7 @@ from matplotlib.figure import Figure
 from ..device import resolve_device
 from ..report.references import CHEN_2025, CHEN_EARLY_CODE
 from ..report.style import SINGLE, styled
-from ..tasks import TASKS
+from ..tasks import TASKS, Task
 from ..testtime import ChainOfThoughtDecoder, Decoder, GDDecoder
 from ..theory import testtime as theory
 from ..train.config import ExperimentConfig
@@ -45,19 +47,25 @@ class Setting:
     eta: float
     chain: int = 20
 
+    @cached_property
+    def built(self) -> Task:
+        """The task of ``task`` (parsed once)."""
+        return TASKS.build(self.task)
+
     @property
     def d(self) -> int:
-        return TASKS.build(self.task).d
+        return self.built.d
 
     @property
     def n(self) -> int:
-        return TASKS.build(self.task).n
+        return self.built.n
 
     @property
     def tau(self) -> float:
-        """sqrt(E||w*||^2 / d): the isotropic prior std with the same second moment."""
-        task = TASKS.build(self.task)
-        return math.sqrt(getattr(task, "s", task.d) / task.d)
+        """sqrt(E||w*||^2 / d): the isotropic prior std with the same second moment (from the
+        task's prior moments: s w_std^2 / d for sparse w*, k w_std^2 / d for binary01)."""
+        prior = self.built.priors()[0]
+        return math.sqrt((float(prior.cov.diagonal().sum()) + float(prior.mean.square().sum())) / self.d)
 
 
 @dataclass(frozen=True)
@@ -221,8 +229,8 @@ class TestTime(Experiment):
     @styled
     def _thoughts(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
         x, y, w = self.prompts(s.over, s.prompts, seed=3)
-        ts, nn = list(s.thoughts), min(16, max(s.samples))
-        res = {label: measure.thoughts(dec, x, y, w, ts, SIGMA, nn, self.gen(3))
+        ts, n_avg = list(s.thoughts), min(16, max(s.samples))
+        res = {label: measure.thoughts(dec, x, y, w, ts, SIGMA, n_avg, self.gen(3))
                for label, dec in decoders.items()}
         o = s.over
         exact, ridge = ([theory.gd_weight_risk(x, t, o.eta, lam, o.tau, _noise(o)).mean().item() for t in ts]
@@ -230,9 +238,9 @@ class TestTime(Experiment):
         claims, fig = [], Figure(figsize=SINGLE, layout="constrained")
         ax = fig.subplots()
         for label, r in res.items():
-            claims.append(build.more_thoughts(DECODERS[label], label, nn, exact, ridge, r))
+            claims.append(build.more_thoughts(DECODERS[label], label, n_avg, exact, ridge, r))
             ax.semilogx(ts, r["greedy"], "o", label=f"{label} greedy")
-            ax.semilogx(ts, r["noisy"], "s", label=f"{label} {nn}-average")
+            ax.semilogx(ts, r["noisy"], "s", label=f"{label} {n_avg}-average")
         ax.semilogx(ts, exact, "-", label="GD (exact)")
         ax.semilogx(ts, ridge, "--", label="ridge-GD (exact)")
         ax.set(xlabel="$T$", ylabel=r"$E\,\|w_T - w^*\|^2$", title="More thoughts under label noise")
@@ -300,11 +308,11 @@ class TestTime(Experiment):
 
     def _sigma(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
         x, y, w = self.prompts(s.over, s.prompts, seed=7)
-        steps, nn = max(s.thoughts) // 2, 4
+        steps, n_avg = max(s.thoughts) // 2, 4
         claims = [build.noise_level(DECODERS[label], label, measure.noise_levels(
-            dec, x, y, w, steps, list(s.sigmas), nn, self.gen(7)), list(s.sigmas), steps, nn)
+            dec, x, y, w, steps, list(s.sigmas), n_avg, self.gen(7)), list(s.sigmas), steps, n_avg)
             for label, dec in decoders.items()]
-        text = [f"Setting of claim 3, T = {steps}, N = {nn}. Theory: exact given the prompts, "
+        text = [f"Setting of claim 3, T = {steps}, N = {n_avg}. Theory: exact given the prompts, "
                 "||m_T - w*||^2 + tr Sigma_T / N from the decoder's affine step."]
         return Section("6. Noise level", text, claims)
 

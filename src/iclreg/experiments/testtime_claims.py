@@ -14,7 +14,7 @@ from typing import Any
 
 from ..theory import testtime as theory
 from . import testtime_measure as measure
-from .claims import AtLeast, AtMost, Between, Check, Claim, Falls, Rises, paired
+from .claims import AtLeast, AtMost, Between, Check, Claim, Falls, Rises, fact, paired
 
 EARLY = "early code (d = 50, 5-sparse w*)"
 EARLY_BINARY = "early code (d = 50, k = 5 binary w*)"
@@ -72,7 +72,7 @@ def vote(suffix: str, label: str, r: dict[str, Any], ns: list[int]) -> Claim:
          "crossing N": r["crossing"]},
         Check("vote from the second N to the largest", r["vote"][1:], Rises(grows=True)),
         paired(f"vote at N={ns[-1]} - greedy", per["vote"][ns[-1]], per["greedy"], side="above", target=0.0),
-        Check("measured crossing within one grid step of the exact rate's", float(near), AtLeast(1.0)),
+        fact("measured crossing within one grid step of the exact rate's", near),
         *(paired(f"N={n_}: vote - exact rate", per["vote"][n_][:cut], per["theory"][n_],
                  grid=r["theory bound"][n_]) for n_ in ns), figure="vote.png")
 
@@ -88,8 +88,8 @@ def noise_level(suffix: str, label: str, r: dict[str, Any], sigmas: list[float],
         f"6-noise-level{suffix}", f"{label}: E||avg_{samples} - w*||^2 against sigma at T = {steps}: "
         "interior optimum, significantly better than greedy (sigma = 0), measured and exact theory",
         {"theory (ours)": dict(zip(keys, theo, strict=True))}, dict(zip(keys, m, strict=True)),
-        Check("theory: interior minimum", float(measure.interior_min(theo)), AtLeast(1.0)),
-        Check("measured: interior minimum", float(measure.interior_min(m)), AtLeast(1.0)),
+        fact("theory: interior minimum", measure.interior_min(theo)),
+        fact("measured: interior minimum", measure.interior_min(m)),
         paired(f"sigma={sigmas[0]} - sigma={best} (theory's best)", per[sigmas[0]], per[best], side="above"),
         *(paired(f"{key}: measured - exact", per[g], r[PER]["theory"][g],
                  **({"grid": 1e-9 * r["theory"][g], "grid_what": "float64 rounding"} if g == 0 else {}))
@@ -177,8 +177,7 @@ def cot_emits_gd(worst: dict[str, float], longest: int) -> Claim:
 def exact_gd_overfits(exact: list[float]) -> Claim:
     """Claim 3 (theory): exact GD-T risk against T has an interior minimum under label noise."""
     return Claim.of("3-exact-gd-overfits", "Exact GD-T risk (ours) has an interior minimum in T", "ours",
-                    {"exact GD": exact}, Check("interior minimum", float(measure.interior_min(exact)),
-                                               AtLeast(1.0)))
+                    {"exact GD": exact}, fact("interior minimum", measure.interior_min(exact)))
 
 
 def more_thoughts(suffix: str, label: str, samples: int, exact: list[float], ridge: list[float],
@@ -189,6 +188,6 @@ def more_thoughts(suffix: str, label: str, samples: int, exact: list[float], rid
         f"then rises with T; the {samples}-average of noisy decodes follows ridge-GD and does not rise",
         {EARLY: "binary w*: GD 1.37006 (T=100) -> 1.71595 (T=2800); ridge-GD 1.47299, N-average "
          "(N=1000) 1.47301 at T=2800", "exact GD (ours)": exact, "exact ridge-GD (ours)": ridge},
-        r, Check("greedy: interior minimum", float(measure.interior_min(r["greedy"])), AtLeast(1.0)),
+        r, fact("greedy: interior minimum", measure.interior_min(r["greedy"])),
         Check("noisy average at the largest T / its minimum", r["noisy"][-1] / min(r["noisy"]), AtMost(1.05)),
         figure="thoughts.png")
