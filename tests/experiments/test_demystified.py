@@ -20,10 +20,8 @@ from iclreg.experiments.demystified import (
     D,
     Demystified,
     Trained,
-    magnitude_claim,
-    opposite_claim,
-    theory_h1_claim,
 )
+from iclreg.experiments.demystified.heads import magnitude_claim, opposite_claim, theory_h1_claim
 from iclreg.train.loop import group_key
 from iclreg.train.sweep import expand
 
@@ -150,7 +148,7 @@ def test_quick_demystified_reproduction(tmp_path):
 
 
 def test_split_trend_claim_reads_the_distance_to_the_published_split():
-    from iclreg.experiments.demystified_heads import split_trend_claim
+    from iclreg.experiments.demystified.heads import split_trend_claim
 
     towards = {1: [(0, 0.30, 1.0), (500, 0.25, 1.6), (1000, 0.17, 2.4)]}  # nearer 0.13 and 3.5
     claim = split_trend_claim(towards)

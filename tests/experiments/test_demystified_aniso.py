@@ -13,7 +13,7 @@ from iclreg.estimators import build as build_estimator
 from iclreg.experiments import demystified as he
 from iclreg.experiments.base import Runs
 from iclreg.experiments.demystified import Demystified
-from iclreg.experiments.demystified_aniso import (
+from iclreg.experiments.demystified.aniso import (
     QUICK,
     TOY,
     cosine,

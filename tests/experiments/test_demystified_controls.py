@@ -1,5 +1,5 @@
 """The negative control of every claim of ``iclreg reproduce demystified``, at toy size: under its
-control (``demystified_controls.CONTROLS``) each claim must miss. One case per claim id; a claim
+control (``demystified.controls.CONTROLS``) each claim must miss. One case per claim id; a claim
 of the reproduction without a case (or without a control phrase) fails the suite."""
 
 from __future__ import annotations
@@ -14,13 +14,17 @@ import torch
 from iclreg.analysis.patterns import HeadPatterns
 from iclreg.estimators import build as build_estimator
 from iclreg.experiments import demystified as he
-from iclreg.experiments import demystified_aniso as aniso
-from iclreg.experiments import demystified_length as part
-from iclreg.experiments import demystified_multitask as multi
 from iclreg.experiments.claims import Claim
-from iclreg.experiments.demystified import CONTROLS, TOY, Demystified, Trained, magnitude_claim
-from iclreg.experiments.demystified_heads import exact_h1_claim, split_trend_claim, theory_h1_claim
-from iclreg.experiments.demystified_mechanism import (
+from iclreg.experiments.demystified import CONTROLS, TOY, Demystified, Trained, aniso, experiment
+from iclreg.experiments.demystified import length as part
+from iclreg.experiments.demystified import multitask as multi
+from iclreg.experiments.demystified.heads import (
+    exact_h1_claim,
+    magnitude_claim,
+    split_trend_claim,
+    theory_h1_claim,
+)
+from iclreg.experiments.demystified.mechanism import (
     debiased_claim,
     debiased_measures,
     disagreement,
@@ -67,7 +71,7 @@ def _estimator_control(cid: str) -> Claim:
     """Section 1 at toy size with each SPEC replaced: ridge for every row, the single head for ridge."""
     swapped = {label: "single_head:L=40" if label == "ridge" else "bayes" for label in he.ESTIMATORS}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(he, "ESTIMATORS", swapped)
+        mp.setattr(experiment, "ESTIMATORS", swapped)  # the name the section reads
         claims = {c.id: c for c in Demystified()._estimators(TOY).claims}
     return claims[cid]
 

@@ -1,4 +1,4 @@
-"""demystified_length: the plan (same budget as the softmax models, one ensemble per variant), the
+"""demystified.length: the plan (same budget as the softmax models, one ensemble per variant), the
 toy run end to end, and the claims' rules on synthetic softmax curves."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from iclreg.errors import UsageError
-from iclreg.experiments import demystified_length as part
 from iclreg.experiments.base import Runs
 from iclreg.experiments.demystified import HE_LR, QUICK, TASK, Demystified
+from iclreg.experiments.demystified import length as part
 from iclreg.train.loop import group_key
 from iclreg.train.plan import train_plan
 

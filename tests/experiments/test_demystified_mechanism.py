@@ -1,4 +1,4 @@
-"""demystified_mechanism: the debiasing coefficient, and claim 4-Hge2 holding for He et al.'s
+"""demystified.mechanism: the debiasing coefficient, and claim 4-Hge2 holding for He et al.'s
 two-head kernel and failing for plain GD (its negative control), one head, and tied heads."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import torch
 
 from iclreg.estimators import build as build_estimator
 from iclreg.experiments.demystified import HE_LR, TASK, TOY, L
-from iclreg.experiments.demystified_mechanism import (
+from iclreg.experiments.demystified.mechanism import (
     SHORT,
     debiased_claim,
     debiased_measures,

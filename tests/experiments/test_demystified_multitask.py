@@ -10,7 +10,7 @@ import torch
 
 from iclreg.experiments.base import Runs
 from iclreg.experiments.demystified import Demystified
-from iclreg.experiments.demystified_multitask import (
+from iclreg.experiments.demystified.multitask import (
     SUBSETS,
     TOY,
     D,

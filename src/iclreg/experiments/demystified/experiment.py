@@ -14,36 +14,36 @@ w ~ N(0, I/d); one softmax attention layer with H heads in the paper's parameter
    which divide K^T Q by sqrt(d+2), so ours is converted to that normalisation before the
    comparison (``theory.demystified.figure_omega``: times sqrt(6/7) at d = 5).
 4. Mechanism: prediction agreement of H = 1 with the single-head estimator and of H >= 2
-   with debiased GD rather than plain GD (``demystified_mechanism``), and the extracted
+   with debiased GD rather than plain GD (``mechanism``), and the extracted
    (omega_h, mu_h) against the optimum of the approximate loss. 5. Length generalisation beyond
-   L = 40. Every claim has a negative control (``demystified_controls``).
+   L = 40. Every claim has a negative control (``controls``).
 """
 
 from __future__ import annotations
 
-import importlib
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..analysis import best_curves, error_curves
-from ..analysis.patterns import HeadPatterns, head_patterns
-from ..estimators import build as build_estimator
-from ..report import error_curves_figure
-from ..report.figures import heads_figure, lines_figure
-from ..report.format import format_value
-from ..report.references import HE_2025, own_measurement
-from ..report.style import PALETTE
-from ..tasks import build as build_task
-from ..theory import optimal_mu, single_head_optimum
-from ..theory.demystified import figure_omega
-from ..train import ExperimentConfig
-from .base import REPRODUCTIONS, Experiment, Runs, Section
-from .claims import AtLeast, AtMost, Check, Claim, Near
-from .demystified_controls import CONTROLS as CONTROLS  # every claim's negative control (re-exported)
-from .demystified_heads import (
+from ...analysis import best_curves, error_curves
+from ...analysis.patterns import head_patterns
+from ...estimators import build as build_estimator
+from ...report import error_curves_figure
+from ...report.figures import heads_figure, lines_figure
+from ...report.format import format_value
+from ...report.references import HE_2025
+from ...report.style import PALETTE
+from ...tasks import build as build_task
+from ...theory import optimal_mu, single_head_optimum
+from ...theory.demystified import figure_omega
+from ...train import ExperimentConfig
+from ..base import REPRODUCTIONS, Experiment, Runs, Section
+from ..claims import AtLeast, AtMost, Check, Claim, Near
+from . import aniso, multitask
+from . import length as length_part
+from .controls import CONTROLS as CONTROLS  # every claim's negative control (re-exported)
+from .heads import (
     PUBLISHED_OMEGA,
     exact_h1_claim,
     exact_minimisers,
@@ -53,7 +53,7 @@ from .demystified_heads import (
     split_trend_claim,
     theory_h1_claim,
 )
-from .demystified_mechanism import (
+from .mechanism import (
     SHORT,
     debiased_claim,
     debiased_measures,
@@ -61,89 +61,33 @@ from .demystified_mechanism import (
     single_head_claim,
     theory_h2_claim,
 )
+from .setup import (
+    ESTIMATORS,
+    FULL,
+    K_SE,
+    LENGTHS,
+    LONGEST,
+    NOISE_VAR,
+    OWN_RUNS,
+    PLATEAU,
+    PUBLISHED,
+    PUBLISHED_LENGTHS,
+    QUICK,
+    TASK,
+    TOY,
+    D,
+    L,
+    Sizes,
+    Trained,
+    best,
+)
 
-D, L, NOISE_VAR = 5, 40, 0.1
-TASK = f"gaussian:d={D},n={L + 1},noise_std={math.sqrt(NOISE_VAR):.6f},w_std={1 / math.sqrt(D):.6f}"
-HE_LR = 2 * 0.13 * 3.45
-ESTIMATORS = {
-    "multi-head": "kernel:omega=[0.13,-0.13],mu=[3.45,-3.45]",
-    "GD": f"gd:steps=1,lr={HE_LR:.4f},mean=true",
-    "debiased GD": f"debiased_gd:lr={HE_LR:.4f}",
-    "single head": "single_head:L=40",
-    "ridge": "bayes",
-}
-PUBLISHED = {  # He et al.'s table: estimator MSE with the noise floor, at L = 10, 20, 40
-    "multi-head": (0.604, 0.367, 0.243), "GD": (0.643, 0.371, 0.241),
-    "debiased GD": (0.614, 0.369, 0.243), "single head": (0.875, 0.586, 0.405),
-    "ridge": (0.194, 0.135, 0.115),
-}
-OWN_RUNS = own_measurement(
-    "He et al.'s setup re-run with independent code on a GPU (Adam 1e-3, 100k steps, 8 seeds per H): "
-    "MSE at L = 40 0.399-0.417 (H = 1) and 0.241-0.252 (H = 2, 7 of 8 seeds); KQ diagonal (over "
-    "sqrt(d+1)) +-0.132, last OV entry +-3.37, off-diagonal / diagonal 0.014")
-PUBLISHED_LENGTHS = {1: (0.847, 0.574, 0.406, 0.281), 2: (0.579, 0.366, 0.241, 0.168)}
-LENGTHS = (10, 20, 40, 100)
-LONGEST = 200  # trained models are evaluated at every k <= LONGEST (the length claims)
-PLATEAU = 0.33  # between the single-head plateau (~0.40) and the multi-head optimum (~0.24)
-K_SE = 1.5 * 2 * 1.96  # the estimator table's allowance: 1.5 x the 95% CI width, in standard errors
-
-
-@dataclass(frozen=True)
-class Trained:
-    """One trained run, evaluated on the long prompts (k = 0..LONGEST, seed 12)."""
-
-    heads: int
-    seed: int
-    model: torch.nn.Module
-    curve: list[float]  # MSE by number of examples k <= LONGEST (the best seed of its H), else k <= L
-    patterns: HeadPatterns
-
-    @property
-    def mse(self) -> float:
-        return self.curve[L]
-
-    @property
-    def escaped(self) -> bool:
-        """Left the single-head plateau."""
-        return self.mse < PLATEAU
-
-
-def best(runs: list[Trained]) -> Trained:
-    return min(runs, key=lambda r: r.mse)
-
-
-@dataclass(frozen=True)
-class Sizes:
-    mc_samples: int
-    eval_samples: int
-    steps: int
-    batch: int
-    lr: float
-    schedule: dict[str, Any]
-    seeds: dict[int, int]  # heads -> number of seeds
-    scale: str = "quick"  # the sizes of the other parts (PARTS): their QUICK, FULL or TOY
-
-
-# quick: the fused step trains 20k steps in the time 2k took before it (issue 24); iclreg's own CPU
-# runs of the H groups (batch 256, lr 0.03 cosine to 3e-4): |omega| (figures) of the H=2 seeds that
-# leave the plateau 0.19 at 2k steps, 0.165 at 10k, 0.154 at 20k, 0.137 at 60k (mu 2.1, 2.5, 2.65,
-# 2.95); heads above 0.1 of sum |omega mu| at H=4/8 after 60k: 3, 2 / 3, 4
-QUICK = Sizes(mc_samples=20_000, eval_samples=8_000, steps=20_000, batch=256, lr=0.03,
-              schedule={"name": "cosine", "min_lr_ratio": 0.01},
-              seeds={1: 2, 2: 4, 4: 2, 8: 2})
-FULL = Sizes(mc_samples=200_000, eval_samples=50_000, steps=500_000, batch=256, lr=1e-3,
-             schedule={"name": "constant"}, seeds={1: 8, 2: 8, 4: 8, 8: 8}, scale="full")
-TOY = Sizes(mc_samples=500, eval_samples=200, steps=20, batch=32, lr=0.03,
-            schedule={"name": "cosine", "min_lr_ratio": 0.03}, seeds={1: 1, 2: 2, 4: 1}, scale="toy")
-PARTS = ("demystified_length", "demystified_aniso", "demystified_multitask")  # modules of the second half
+PARTS = (length_part, aniso, multitask)  # the second half: length and near-Bayes, anisotropic, multi-task
 
 
 def parts(sizes: Sizes) -> list[tuple[Any, Any]]:
-    """(module, its sizes) of every part of the second half: linear attention in length and
-    near-Bayes, anisotropic covariates, multi-task superposition. Imported here, not at the top:
-    each reads this module's constants as it loads."""
-    modules = [importlib.import_module(f"{__package__}.{name}") for name in PARTS]
-    return [(m, getattr(m, sizes.scale.upper())) for m in modules]
+    """(module, its sizes) of every part of the second half, at the scale of ``sizes``."""
+    return [(m, getattr(m, sizes.scale.upper())) for m in PARTS]
 
 
 @REPRODUCTIONS.register("demystified")
@@ -311,7 +255,7 @@ class Demystified(Experiment):
     # --- 4. mechanism -----------------------------------------------------------------------
     def _mechanism(self, sizes: Sizes, stats: dict[int, list[Trained]]) -> Section:
         """Agreement of predictions on fresh prompts, and extracted heads vs theory
-        (``demystified_mechanism``)."""
+        (``mechanism``)."""
         prompts = build_task(TASK).sample(sizes.eval_samples, seed=13, step=0, device=self.device)
         omega1, mu1 = single_head_optimum(D, L, NOISE_VAR)
         h1 = []

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from ..analysis.patterns import head_patterns
-from ..theory.demystified import figure_omega, single_head_risk_minimiser
-from .claims import AtLeast, AtMost, Check, Claim, Near
+from ...analysis.patterns import head_patterns
+from ...theory.demystified import figure_omega, single_head_risk_minimiser
+from ..claims import AtLeast, AtMost, Check, Claim, Near
 
 PUBLISHED_OMEGA, PUBLISHED_MU = 0.13, 3.5  # H = 2, read off their figures (KQ / sqrt(d+2))
 

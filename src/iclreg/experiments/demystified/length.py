@@ -33,20 +33,20 @@ from typing import Any
 
 import torch
 
-from ..analysis import error_curves
-from ..errors import check
-from ..report.figures import lines_figure
-from ..report.style import PALETTE
-from ..tasks import build as build_task
-from ..theory import bayes_risk
-from ..theory.debiased_gd import debiased_gd_optimal_lr, debiased_gd_risk, gd_optimal_lr, gd_risk
-from ..train import ExperimentConfig
-from .base import Experiment, Runs, Section
-from .claims import AtLeast, AtMost, Check, Claim, Falls
-from .demystified import FULL as HE_FULL
-from .demystified import HE_LR, NOISE_VAR, TASK, D, L
-from .demystified import QUICK as HE_QUICK
-from .demystified import TOY as HE_TOY
+from ...analysis import error_curves
+from ...errors import check
+from ...report.figures import lines_figure
+from ...report.style import PALETTE
+from ...tasks import build as build_task
+from ...theory import bayes_risk
+from ...theory.debiased_gd import debiased_gd_optimal_lr, debiased_gd_risk, gd_optimal_lr, gd_risk
+from ...train import ExperimentConfig
+from ..base import Experiment, Runs, Section
+from ..claims import AtLeast, AtMost, Check, Claim, Falls
+from .setup import FULL as HE_FULL
+from .setup import HE_LR, NOISE_VAR, TASK, D, L
+from .setup import QUICK as HE_QUICK
+from .setup import TOY as HE_TOY
 
 LENGTHS = (10, 20, 40, 100, 200)
 VARIANTS = {  # name in the plan -> (label, model SPEC)
@@ -135,7 +135,7 @@ def sections(exp: Experiment, runs: Runs, sizes: LengthSizes,
     at k = 0..200 examples, on the same prompts (``error_curves`` of the n = 201 task, seed 12)."""
     k_max = max(LENGTHS)
     softmax = list((softmax_curves or {}).get(SOFTMAX, []))
-    check(len(softmax) > k_max, f"demystified_length: softmax_curves['{SOFTMAX}'] must give the MSE at "
+    check(len(softmax) > k_max, f"demystified length: softmax_curves['{SOFTMAX}'] must give the MSE at "
           f"k = 0..{k_max} (got {len(softmax)} values): evaluate the H=2 model on n = {k_max + 1}")
     long_task = build_task(TASK.replace(f"n={L + 1}", f"n={k_max + 1}"))
     models = {}

@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
-from ..estimators import build as build_estimator
-from .claims import AtMost, Check, Claim, Near
+from ...estimators import build as build_estimator
+from ..claims import AtMost, Check, Claim, Near
 
 AGREE = "mean (f - g)^2 / mean g^2"  # f: the model, g: the estimator
 SHORT = 10  # the number of examples where debiased and plain GD differ (the debiasing checks)

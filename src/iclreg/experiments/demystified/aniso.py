@@ -27,15 +27,15 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ..estimators import build as build_estimator
-from ..report.figures import token_names
-from ..report.style import styled
-from ..tasks import build as build_task
-from ..train import ExperimentConfig
-from . import demystified as he
-from .base import Experiment, Runs, Section
-from .claims import AtLeast, AtMost, Check, Claim
-from .demystified_mechanism import AGREE
+from ...estimators import build as build_estimator
+from ...report.figures import token_names
+from ...report.style import styled
+from ...tasks import build as build_task
+from ...train import ExperimentConfig
+from ..base import Experiment, Runs, Section
+from ..claims import AtLeast, AtMost, Check, Claim
+from . import setup as he
+from .mechanism import AGREE
 
 COVARIANCES = {"toeplitz": "cov=toeplitz,rho=0.5", "spiked": "cov=rotated,cond=10,cov_seed=0"}
 W_VAR = 1 / he.D  # w ~ N(0, I/d)

@@ -20,13 +20,13 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from ..report.figures import lines_figure
-from ..report.style import styled
-from ..tasks import build as build_task
-from ..train import ExperimentConfig
-from . import demystified as he
-from .base import Experiment, Runs, Section
-from .claims import AtLeast, AtMost, Check, Claim
+from ...report.figures import lines_figure
+from ...report.style import styled
+from ...tasks import build as build_task
+from ...train import ExperimentConfig
+from ..base import Experiment, Runs, Section
+from ..claims import AtLeast, AtMost, Check, Claim
+from . import setup as he
 
 D, N_TASKS = 6, 2
 SUBSETS = ((0, 1, 2, 3), (2, 3, 4, 5))
