@@ -89,7 +89,8 @@ def _add_score_command(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="excess risk over the Bayes-optimal predictor, capability by capability")
     p.add_argument("targets", nargs="+", metavar="TARGET",
                    help="a run directory, a sweep, or a Garg et al. checkpoint (state.pt); two to compare")
-    p.add_argument("--suite", default="standard", help="standard (standard-v1) or a suite file (YAML)")
+    p.add_argument("--suite", default="standard",
+                   help="standard (= standard-v2), standard-v1, or a suite file (YAML)")
     p.add_argument("--samples", type=int, help="prompts per capability (default 512, fewer for large "
                    "models: 64 for a 9.5M-parameter GPT-2, so that a score takes about a minute)")
     p.add_argument("--seed", type=int, default=0, help="seed of the prompts (default 0)")

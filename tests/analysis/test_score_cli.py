@@ -13,7 +13,8 @@ import torch
 from tests.models.test_garg_checkpoint import hand_state, save, write_run_config
 from tests.train.test_durability import one_line_error
 
-from iclreg.analysis.score_run import Target, default_samples
+from iclreg.analysis.score_report import score_text
+from iclreg.analysis.score_run import Target, default_samples, pairs, score_targets
 from iclreg.analysis.score_suite import STANDARD_NAME, Base, load_suite, parse_suite
 from iclreg.cli import main
 from iclreg.errors import UsageError
@@ -80,8 +81,9 @@ def test_score_prints_a_table_and_writes_a_figure(work, capsys, tmp_path):
     assert main(["score", str(work / "garg" / "state.pt"), *SAMPLES, "--plot", str(plot)]) == 0
     text = capsys.readouterr().out
     assert plot.stat().st_size > 1000
-    assert "suite standard-v1" in text and "not applicable: gpt2: the prompt has n=18 pairs" in text
-    assert "bayes (exact Bayes)" in text and "bayes (best available, not Bayes)" in text
+    assert "suite standard-v2" in text and "not applicable: gpt2: the prompt has n=18 pairs" in text
+    assert "bayes (exact Bayes)" in text and "sparse_bayes (exact Bayes)" in text
+    assert "not Bayes" not in text and "DIVERGES" not in text
 
 
 def test_a_sweep_scores_every_member_and_the_seed_mean(work, capsys):
@@ -125,14 +127,14 @@ def test_a_garg_checkpoint_is_scored_at_its_training_length(work, capsys):
 
 def test_score_a_b_is_paired_capability_by_capability(work, capsys):
     out = run_json(capsys, str(work / "run"), str(work / "other"))
-    diff = out["differences"]
+    (diff,) = out["differences"]
     assert (diff["a"], diff["b"]) == ("run", "other")
     row = diff["results"]["isotropic"]
     a, b = (out["results"][m]["isotropic"]["excess"] for m in ("run", "other"))
     assert row["excess_difference"] == pytest.approx(a - b)
     low, high = row["excess_difference_ci95"]
     assert row["significant"] == (not low <= 0 <= high)
-    same = run_json(capsys, str(work / "run"), str(work / "run"))["differences"]["results"]["isotropic"]
+    same = run_json(capsys, str(work / "run"), str(work / "run"))["differences"][0]["results"]["isotropic"]
     assert same["excess_difference"] == 0 and not same["significant"]
 
 
@@ -171,14 +173,13 @@ def test_a_bad_suite_file_is_one_line(text, fragment):
     (["nothere"], "'nothere' does not exist"),
     (["{run}", "{run}", "{run}"], "give one target"),
     (["{root}/empty"], "is not a run directory"),
-    (["{root}/tiny.yaml"], "is not a Garg et al. checkpoint"),
-    (["{run}", "--suite", "nosuch"], "neither 'standard' nor an existing suite file"),
+    (["{root}/tiny.yaml"], "cannot read checkpoint"),
+    (["{run}", "--suite", "nosuch"], "nor an existing suite file"),
     (["{run}", "--suite", "{root}/tiny.yaml"], "must be a mapping with the keys 'suite'"),
     (["{run}", "--samples", "1"], "--samples must lie in [2"),
     (["{run}", "--seed", "-1"], "--seed must be an integer"),
     (["{run}", "--plot", "{root}/out.txt"], ".txt"),
     (["{run}", "--plot", "{root}/missing/out.png"], "missing"),
-    (["{sweep}", "{run}"], "not sweeps"),
     (["{run}", "{garg}/state.pt"], "d=2 with one of d=4"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(work, capsys, argv, fragment):
@@ -187,3 +188,77 @@ def test_bad_input_is_one_line_and_writes_nothing(work, capsys, argv, fragment):
     assert main(["score", *SAMPLES, *args]) == 2
     one_line_error(capsys, fragment)
     assert tree(work) == before
+
+
+def test_score_a_b_compares_seed_means_paired_on_the_prompts(work, capsys):
+    """A sweep over the seed against a run: the seed-mean row minus the run, on the same prompts;
+    two seed sweeps of the same members: a difference of exactly 0 with an across-seed interval."""
+    out = run_json(capsys, str(work / "sweep"), str(work / "run"))
+    (diff,) = out["differences"]
+    assert diff["a"] == "all (mean of seeds)" and diff["a_members"] == ["train.seed=0", "train.seed=1"]
+    assert diff["b_members"] == ["run"]
+    row = diff["results"]["isotropic"]
+    members = [out["results"][m]["isotropic"]["excess"] for m in diff["a_members"]]
+    run = out["results"]["run"]["isotropic"]["excess"]
+    assert row["excess_difference"] == pytest.approx(sum(members) / 2 - run)
+    assert row["members"] == [2, 1] and "excess_difference_seeds_ci95" not in row
+    same = run_json(capsys, str(work / "sweep"), str(work / "group"))
+    (diff,) = same["differences"]
+    assert diff["b_members"] == ["seed0", "seed1"]
+    row = diff["results"]["isotropic"]
+    assert row["excess_difference"] == pytest.approx(0, abs=1e-12) and not row["significant"]
+    low, high = row["excess_difference_seeds_ci95"]
+    assert low < 0 < high
+    assert len(same["seed_means"]) == 2  # one per target
+
+
+def test_score_a_b_pairs_units_of_the_same_name_or_refuses():
+    a = {"H=1 (mean of seeds)": ["x"], "H=2 (mean of seeds)": ["y", "z"]}
+    assert pairs(a, {"H=2 (mean of seeds)": ["u", "v"], "H=4": ["w"]}, ["A", "B"]) == [
+        ("H=2 (mean of seeds)", "H=2 (mean of seeds)")]
+    assert pairs({"run": ["run"]}, {"other": ["other"]}, ["A", "B"]) == [("run", "other")]
+    with pytest.raises(UsageError, match="'A' and 'B' have no member or seed group of the same name"):
+        pairs(a, {"lr=0.1": ["p"], "lr=0.2": ["q"]}, ["A", "B"])
+
+
+class _Scaled(torch.nn.Module):
+    """Predicts c y; c = 1e200 diverges: its squared error overflows float64 to inf."""
+
+    def __init__(self, c: float) -> None:
+        super().__init__()
+        self.c = c
+
+    def forward(self, x, y):
+        return self.c * y
+
+
+def _refuse(constant: str):
+    raise ValueError(f"not strict JSON: {constant}")
+
+
+def test_a_diverging_model_gives_strict_json_with_null_and_a_flag():
+    suite = parse_suite("suite: s\ncapabilities: [{name: isotropic}, {name: long, length: 2}]\n", "s")
+    target = Target("div", {"div": _Scaled(1e200)}, Base(2, 5, 1.0, 0.2), "run")
+    result = score_targets([target], suite, 16, 0)
+    text = json.dumps(result)
+    parsed = json.loads(text, parse_constant=_refuse)
+    row = parsed["results"]["div"]["isotropic"]
+    assert row["applicable"] and row["diverges"] is True
+    assert row["excess"] is None and row["normalised"] is None and row["mse"][1] is None
+    assert parsed["capabilities"]["isotropic"]["reference_mse"][0] is not None
+    assert "DIVERGES (not finite)" in score_text(result) and "inf [inf, inf]" in score_text(result)
+    fine = score_targets([Target("z", {"z": _Scaled(0.0)}, Base(2, 5), "run")], suite, 16, 0)
+    assert fine["results"]["z"]["isotropic"]["diverges"] is False
+
+
+def test_standard_v1_is_unchanged_and_v2_differs_only_in_the_sparse_reference():
+    v1, v2 = load_suite("standard-v1"), load_suite("standard-v2")
+    assert load_suite("standard") == v2 and v1.name == "standard-v1"
+    names = ["isotropic", "noise-low", "noise-high", "toeplitz", "cond-100", "sparse-3", "long-2x",
+             "shifted-mean"]
+    assert [c.name for c in v1.capabilities] == names == [c.name for c in v2.capabilities]
+    for old, new in zip(v1.capabilities, v2.capabilities, strict=True):
+        sparse = old.name == "sparse-3" and (old.reference, new.reference) == ("bayes", "sparse_bayes")
+        assert old == new or sparse
+        assert new.exact()
+    assert not v1.capabilities[5].exact()

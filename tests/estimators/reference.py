@@ -18,6 +18,7 @@ properties are tested in tests/tasks).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 
@@ -116,6 +117,33 @@ def bayes(est, task, slot, X, y, xq):
     return float(xq @ (m + P @ X.T @ alpha))
 
 
+def sparse_bayes(est, task, slot, X, y, xq):
+    """The mixture over every support T of size s (a slow loop over supports): the Gaussian
+    posterior mean on T, weighted by N(y; 0, tau^2 X_T X_T^T + sigma^2 I) (observation space);
+    at sigma = 0 and k > s, the support that interpolates the examples (least residual)."""
+    d, k = X.shape[1], len(y)
+    s = est.s if est.s is not None else getattr(task, "s", d)
+    tau, sigma = task.w_std, prior_moments(task, slot)[2]
+    if k == 0:
+        return 0.0
+    logs, preds, residuals = [], [], []
+    for T in itertools.combinations(range(d), s):
+        XT = X[:, list(T)]
+        if sigma == 0 and k > s:
+            wT = np.linalg.lstsq(XT, y, rcond=None)[0]
+            residuals.append(float(np.sum((y - XT @ wT) ** 2)))
+            preds.append(float(xq[list(T)] @ wT))
+            continue
+        C = tau**2 * XT @ XT.T + sigma**2 * np.eye(k)
+        alpha = np.linalg.solve(C, y)
+        logs.append(-0.5 * y @ alpha - 0.5 * np.linalg.slogdet(C)[1])
+        preds.append(tau**2 * float(xq[list(T)] @ XT.T @ alpha))
+    if residuals:
+        return preds[int(np.argmin(residuals))]
+    weights = np.exp(np.array(logs) - max(logs))
+    return float(weights @ np.array(preds) / weights.sum())
+
+
 def _gd_loop(est, X, y, P):
     k, d = X.shape
     lr = est.lr / max(k, 1) if est.mean else est.lr
@@ -199,6 +227,7 @@ REFERENCES: dict[str, Callable[..., float]] = {
     "pgd": pgd,
     "ridge": ridge,
     "single_head": single_head,
+    "sparse_bayes": sparse_bayes,
     "zero": zero,
 }
 

@@ -46,6 +46,8 @@ SPECS = [
     "single_head:L=7,noise_std=0.5",
     "debiased_gd",
     "debiased_gd:lr=0.897",
+    "sparse_bayes",  # the task's s on sparse tasks, else s = d
+    "sparse_bayes:s=2",
 ]
 
 TASK_SPECS = [
@@ -57,6 +59,7 @@ TASK_SPECS = [
     "multitask:d=6,n=10,noise_std=0.3,subsets=[[0,1,2,3],[2,3,4,5],[1,4]]",
     "multitask:d=5,n=8,subsets=[[0,1],[1,2,3,4]]",  # singular prior and no noise
     "sparse:d=5,n=8,s=2,noise_std=0.2,w_std=1.5",  # bayes uses the moments (s/d) tau^2 I
+    "sparse:d=4,n=7,s=2",  # noiseless: sparse_bayes interpolates from k = s + 1 on
     "local:d=3,n=7,r=0.3,noise_std=0.1,w_mean=0.5",  # clustered inputs, scalar prior mean
 ]
 

@@ -268,3 +268,19 @@ def test_corrupted_checkpoints(tmp_path: Path, seed: int) -> None:
         load_garg_checkpoint(tmp_path / "garbage.pt")
     with pytest.raises(UsageError, match="does not exist"):
         load_garg_checkpoint(tmp_path / "absent.pt")
+
+
+@pytest.mark.parametrize("content", [
+    b"task: gaussian:d=2,n=5\nmodel: gpt2:layers=1\n",  # a YAML file: torch.load raised IndexError
+    b"",  # EOFError without a message
+    b"PK\x03\x04" + bytes(60),  # a broken zip archive
+    bytes(range(256)),
+])
+def test_a_file_that_is_no_checkpoint_is_one_line(tmp_path: Path, content: bytes) -> None:
+    """Whatever torch.load raises on bytes that are no checkpoint becomes one UsageError line."""
+    path = tmp_path / "state.pt"
+    path.write_bytes(content)
+    message = r"cannot read checkpoint '.*state\.pt': torch\.load failed \(\w+: "
+    with pytest.raises(UsageError, match=message) as err:
+        load_garg_checkpoint(path)
+    assert "\n" not in str(err.value)

@@ -34,11 +34,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from scipy import stats
 from torch import Tensor
 
+from ..device import resolve_device
 from ..errors import UsageError, check
 from ..estimators import build as build_estimator
-from ..resources import MAX_SAMPLES
+from ..resources import MAX_SAMPLES, check_fits, dry, nbytes, peak_bytes
 from ..tasks import Task
 from .compare import CHUNK, Predictor, check_evaluation
 from .score_suite import Base, Capability
@@ -63,8 +65,9 @@ class Measurement:
 
     Attributes:
         capability: what was measured; task: its task; n: prompt length in pairs.
-        errors: label -> (N, n) squared errors (float64, CPU); the labels are the models'
-            and ``reference``, ``zero``, ``ols``.
+        errors: model label -> (N, n) squared errors (float64, CPU).
+        baselines: the same for ``reference``, ``zero`` and ``ols`` (apart, so that a model may
+            bear any of those names).
         skipped: model label -> why the capability does not apply to it.
     """
 
@@ -72,6 +75,7 @@ class Measurement:
     task: Task | None
     n: int
     errors: dict[str, Tensor] = field(default_factory=dict)
+    baselines: dict[str, Tensor] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
 
 
@@ -95,25 +99,51 @@ def prompts_dtype(models: Mapping[str, Model]) -> torch.dtype:
 def _call(f: Predictor, x: Tensor, y: Tensor) -> Tensor:
     """f's predictions in y's dtype, the prompts cast to f's own dtype."""
     dtype = model_dtype(f) or x.dtype
-    with torch.no_grad():
+    with torch.inference_mode():
         return f(x.to(dtype), y.to(dtype)).to(y.dtype)
 
 
-def _applies(model: Predictor, task: Task, n: int, dtype: torch.dtype) -> str | None:
-    """None when ``model`` takes the capability's prompts, else the one-line reason it does not."""
-    prompts = task.sample(2, 0, 0, n=n, dtype=dtype)
+def _try(model: Predictor, x: Tensor, y: Tensor) -> Tensor | str:
+    """The model's predictions on the first chunk of prompts, or the one-line reason it cannot
+    take them (this call is the applicability test: no separate probe forward)."""
     try:
-        out = _call(model, prompts.x, prompts.y)
+        out = _call(model, x, y)
     except (UsageError, RuntimeError, ValueError) as err:
         return " ".join(str(err).splitlines())[:200]
-    if tuple(out.shape) != tuple(prompts.y.shape):
-        return f"the model predicts shape {tuple(out.shape)} for labels of shape {tuple(prompts.y.shape)}"
-    return None
+    if tuple(out.shape) != tuple(y.shape):
+        return f"the model predicts shape {tuple(out.shape)} for labels of shape {tuple(y.shape)}"
+    return out
+
+
+def _check_memory(task: Task, models: Mapping[str, Predictor], estimators: Mapping[str, Predictor],
+                  samples: int, seed: int, n: int, device: str, dtype: torch.dtype,
+                  memo: dict[tuple[str, int], int]) -> None:
+    """``check_evaluation``'s refusal of a working set beyond the free memory, with each model's
+    peak measured once per prompt length (a dry run of a large model costs about a second, and
+    the capabilities of a suite share their n). A model that cannot take the prompts is left to
+    the first chunk (:func:`_try`)."""
+    check_evaluation(task, estimators, samples, seed, n=n, device=device, dtype=dtype)
+    batch = min(CHUNK, samples)
+    x = torch.empty(batch, n, task.d, device="meta", dtype=dtype)
+    y = torch.empty(batch, n, device="meta", dtype=dtype)
+    worst = 0
+    for label, model in models.items():
+        if (label, n) not in memo:
+            copy = dry(model)
+            try:
+                with torch.no_grad():
+                    memo[label, n] = 0 if copy is None else peak_bytes(lambda f=copy: f(x, y))
+            except (UsageError, ValueError, TypeError, RuntimeError):  # the first chunk tells why
+                memo[label, n] = 0
+        worst = max(worst, memo[label, n])
+    check_fits(nbytes(x, y) + worst, resolve_device(device),
+               f"evaluating {', '.join(models)} on {batch} prompts at a time of n={n} pairs in d={task.d}",
+               "use fewer or smaller models, or a smaller --samples")
 
 
 def measure(
     models: Mapping[str, Model], capability: Capability, base: Base, samples: int, seed: int = 0,
-    *, dtype: torch.dtype | None = None, device: str = "cpu",
+    *, dtype: torch.dtype | None = None, device: str = "cpu", memo: dict[tuple[str, int], int] | None = None,
 ) -> Measurement:
     """Squared errors of ``models`` and the references on ``samples`` prompts of ``capability``.
 
@@ -122,9 +152,10 @@ def measure(
         base: the setting the models were trained in (d, n, scales).
         samples: number of prompts N; seed: the prompts' seed (the same prompts for every model).
         dtype: of the prompts; by default :func:`prompts_dtype`.
+        memo: the models' measured peak memory by (label, n), shared across capabilities.
     Returns:
         A :class:`Measurement`; a capability that cannot be built for ``base`` (or that no model
-        takes) has no errors and every model in ``skipped``.
+        takes: each raised on the first chunk of prompts) has no errors and every model in ``skipped``.
     """
     n = capability.length * base.n
     dtype = prompts_dtype(models) if dtype is None else dtype
@@ -133,27 +164,29 @@ def measure(
     except UsageError as err:
         return Measurement(capability, None, n, skipped={m: str(err) for m in models})
     result = Measurement(capability, task, n)
-    predictors: dict[str, Predictor] = {}
-    for label, model in models.items():
-        predictor = _predictor(model, task)
-        reason = _applies(predictor, task, n, dtype)
-        if reason is None:
-            predictors[label] = predictor
-        else:
-            result.skipped[label] = reason
-    if not predictors:
-        return result
-    predictors |= {"reference": build_estimator(capability.reference, task=task),
-                   "zero": build_estimator("zero"), "ols": build_estimator("ols")}
-    check_evaluation(task, predictors, samples, seed, n=n, device=device, dtype=dtype)
+    predictors = {label: _predictor(model, task) for label, model in models.items()}
+    estimators = {"reference": build_estimator(capability.reference, task=task),
+                  "zero": build_estimator("zero"), "ols": build_estimator("ols")}
+    _check_memory(task, predictors, estimators, samples, seed, n, device, dtype, {} if memo is None else memo)
     parts: dict[str, list[Tensor]] = {label: [] for label in predictors}
+    base_parts: dict[str, list[Tensor]] = {label: [] for label in estimators}
     for chunk in range(math.ceil(samples / CHUNK)):
         batch = min(CHUNK, samples - chunk * CHUNK)
         prompts = task.sample(batch, seed, chunk, n=n, device=device, dtype=dtype)
-        for label, f in predictors.items():
+        for label, f in list(predictors.items()):
+            out = _try(f, prompts.x, prompts.y) if chunk == 0 else _call(f, prompts.x, prompts.y)
+            if isinstance(out, str):
+                result.skipped[label] = out
+                del predictors[label], parts[label]
+                continue
+            parts[label].append((out - prompts.y).square().to(device="cpu", dtype=torch.float64))
+        if not predictors:
+            return result
+        for label, f in estimators.items():
             err = (_call(f, prompts.x, prompts.y) - prompts.y).square()
-            parts[label].append(err.to(device="cpu", dtype=torch.float64))
+            base_parts[label].append(err.to(device="cpu", dtype=torch.float64))
     result.errors = {label: torch.cat(p) for label, p in parts.items()}
+    result.baselines = {label: torch.cat(p) for label, p in base_parts.items()}
     return result
 
 
@@ -185,15 +218,14 @@ def summary(measurement: Measurement, label: str, train_n: int) -> dict[str, Any
     when the capability does not apply to it."""
     if label in measurement.skipped:
         return {"applicable": False, "reason": measurement.skipped[label]}
-    e = measurement.errors
-    a = (e[label] - e["reference"]).mean(1)  # (N,) per-prompt excess over the reference
-    b = (e["zero"] - e["reference"]).mean(1)
+    e, r = measurement.errors[label], measurement.baselines
+    a = (e - r["reference"]).mean(1)  # (N,) per-prompt excess over the reference
+    b = (r["zero"] - r["reference"]).mean(1)
     excess, excess_ci = mean_ci(a)
     gap, gap_ci = ratio_ci(a, b)
-    icl, icl_ci = ratio_ci((e[label] - e["zero"]).mean(1), (e["ols"] - e["zero"]).mean(1))
-    curve = e[label].mean(0)
-    n = e[label].shape[0]
-    half = Z95 * e[label].std(0) / math.sqrt(n)
+    icl, icl_ci = ratio_ci((e - r["zero"]).mean(1), (r["ols"] - r["zero"]).mean(1))
+    curve = e.mean(0)
+    half = Z95 * e.std(0) / math.sqrt(e.shape[0])
     return {
         "applicable": True,
         "excess": excess, "excess_ci95": excess_ci,
@@ -211,28 +243,89 @@ def capability_info(measurement: Measurement) -> dict[str, Any]:
                             "n": measurement.n, "reference": c.reference, "exact": c.exact(),
                             "reference_label": c.reference_label(), "k": list(range(measurement.n))}
     for label in ("reference", "zero", "ols"):
-        if label in measurement.errors:
-            info[f"{label}_mse"] = measurement.errors[label].mean(0).tolist()
+        if label in measurement.baselines:
+            info[f"{label}_mse"] = measurement.baselines[label].mean(0).tolist()
     return info
 
 
-def paired_difference(measurement: Measurement, a: str, b: str) -> dict[str, Any]:
+def _excess(measurement: Measurement, labels: list[str]) -> Tensor:
+    """Per-prompt excess over the reference (N,), averaged over ``labels`` (a seed group's members)."""
+    e, reference = measurement.errors, measurement.baselines["reference"]
+    return torch.stack([(e[label] - reference).mean(1) for label in labels]).mean(0)
+
+
+def _welch(a: list[float], b: list[float]) -> list[float] | None:
+    """The 95% Welch t interval of mean(a) - mean(b) across seeds (None below two seeds a side)."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    ta, tb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
+    va, vb = float(ta.var()) / len(a), float(tb.var()) / len(b)
+    diff, se = float(ta.mean() - tb.mean()), math.sqrt(va + vb)
+    if se == 0:
+        return [diff, diff]
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.975, df)) * se
+    return [diff - half, diff + half]
+
+
+def paired_difference(measurement: Measurement, a: str | list[str], b: str | list[str]) -> dict[str, Any]:
     """Model ``a`` minus model ``b`` on the same prompts: the excess and normalised score
     differences with 95% intervals, and whether the excess difference is significant (its
-    interval excludes 0)."""
-    if a in measurement.skipped or b in measurement.skipped:
-        reason = measurement.skipped.get(a) or measurement.skipped.get(b)
-        return {"applicable": False, "reason": reason}
-    e = measurement.errors
-    da = (e[a] - e["reference"]).mean(1)
-    db = (e[b] - e["reference"]).mean(1)
-    zero = (e["zero"] - e["reference"]).mean(1)
+    interval excludes 0).
+
+    ``a`` and ``b`` may be lists of labels (seed groups): their per-prompt excess is averaged
+    over the members that take the capability, so the difference is that of the seed-mean rows,
+    paired on the prompts; its interval holds the trained members fixed. With two or more
+    members a side, ``excess_difference_seeds_ci95`` is the Welch t interval across seeds (the
+    variation of training as well)."""
+    a_labels, b_labels = ([v] if isinstance(v, str) else list(v) for v in (a, b))
+    a_in = [m for m in a_labels if m not in measurement.skipped]
+    b_in = [m for m in b_labels if m not in measurement.skipped]
+    if not a_in or not b_in:
+        out = next(m for m in [*a_labels, *b_labels] if m in measurement.skipped)
+        return {"applicable": False, "reason": measurement.skipped[out]}
+    da, db = _excess(measurement, a_in), _excess(measurement, b_in)
+    r = measurement.baselines
+    zero = (r["zero"] - r["reference"]).mean(1)
     diff, diff_ci = mean_ci(da - db)
     # normalised(a) - normalised(b) = -mean(da - db) / mean(zero)
     ratio, ratio_ci95 = ratio_ci(da - db, zero)
-    return {"applicable": True, "excess_difference": diff, "excess_difference_ci95": diff_ci,
-            "normalised_difference": -ratio, "normalised_difference_ci95": [-ratio_ci95[1], -ratio_ci95[0]],
-            "significant": not diff_ci[0] <= 0 <= diff_ci[1]}
+    out: dict[str, Any] = {
+        "applicable": True, "members": [len(a_in), len(b_in)],
+        "excess_difference": diff, "excess_difference_ci95": diff_ci,
+        "normalised_difference": -ratio, "normalised_difference_ci95": [-ratio_ci95[1], -ratio_ci95[0]],
+        "significant": not diff_ci[0] <= 0 <= diff_ci[1]}
+    seeds = _welch([float(_excess(measurement, [m]).mean()) for m in a_in],
+                   [float(_excess(measurement, [m]).mean()) for m in b_in])
+    if seeds is not None:
+        out["excess_difference_seeds_ci95"] = seeds
+    return out
+
+
+def _finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def strict(value: Any) -> Any:
+    """``value`` as strict JSON: a float that is not finite (a diverging model's error overflowed
+    to inf, or inf - inf) becomes None, and every applicable row (a dict with ``"applicable":
+    True``) gets ``"diverges"``: whether any of its numbers was not finite."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        out = {k: strict(v) for k, v in value.items()}
+        if value.get("applicable") is True:
+            out["diverges"] = not _finite(value)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return value
 
 
 def score(
@@ -246,7 +339,8 @@ def score(
         :class:`Measurement` of each capability, for paired comparisons).
     """
     check(2 <= samples <= MAX_SAMPLES, f"--samples must lie in [2, {MAX_SAMPLES:,}], got {samples:,}")
-    measured = {c.name: measure(models, c, base, samples, seed, dtype=dtype, device=device)
+    memo: dict[tuple[str, int], int] = {}
+    measured = {c.name: measure(models, c, base, samples, seed, dtype=dtype, device=device, memo=memo)
                 for c in capabilities}
     results = {label: {name: summary(m, label, base.n) for name, m in measured.items()} for label in models}
     return results, measured

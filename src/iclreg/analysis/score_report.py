@@ -20,8 +20,10 @@ def _num(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}g}"
 
 
-def _interval(value: float, ci: list[float], digits: int = 3) -> str:
-    return f"{value:.{digits}g} [{ci[0]:.{digits}g}, {ci[1]:.{digits}g}]"
+def _interval(value: float | None, ci: list[float | None], digits: int = 3) -> str:
+    """``value [low, high]``; a number that is not finite (null in the JSON) prints as inf."""
+    a, low, high = ("inf" if v is None else f"{v:.{digits}g}" for v in (value, *ci))
+    return f"{a} [{low}, {high}]"
 
 
 def _block(title: str, rows: Mapping[str, Mapping[str, Any]], caps: Mapping[str, Any],
@@ -34,9 +36,28 @@ def _block(title: str, rows: Mapping[str, Mapping[str, Any]], caps: Mapping[str,
             lines.append(f"  {name:<14}{n:>5}  not applicable: {row['reason']}")
             continue
         tail = "" if seeds else f"{_num(row['mse_at_train_n']):>9}{_num(row['mse_at_2train_n']):>9}"
-        ref = caps[name]["reference_label"]
+        ref = caps[name]["reference_label"] + ("; DIVERGES (not finite)" if row.get("diverges") else "")
         lines.append(f"  {name:<14}{n:>5}  {_interval(row['excess'], row['excess_ci95']):<32}"
                      f"{_interval(row['normalised'], row['normalised_ci95']):<28}{tail or ' ' * 18}  {ref}")
+    return lines
+
+
+def _differences(diff: Mapping[str, Any]) -> list[str]:
+    """The table of one A-minus-B comparison (``score A B``)."""
+    lines = [f"{diff['a']} ({diff['a_target']}) minus {diff['b']} ({diff['b_target']}), "
+             "paired on the same prompts:",
+             f"  {'capability':<14}{'excess difference (95%)':<34}{'gap-closed difference (95%)':<34}"
+             "significant  across seeds (95%)"]
+    for name, row in diff["results"].items():
+        if not row["applicable"]:
+            lines.append(f"  {name:<14}not applicable: {row['reason']}")
+            continue
+        excess = _interval(row["excess_difference"], row["excess_difference_ci95"])
+        gap = _interval(row["normalised_difference"], row["normalised_difference_ci95"])
+        seeds = row.get("excess_difference_seeds_ci95")
+        across = "-" if seeds is None else _interval(0.0, seeds).split(" ", 1)[1]
+        significant = "yes" if row["significant"] else "no"
+        lines.append(f"  {name:<14}{excess:<34}{gap:<34}{significant:<13}{across}")
     return lines
 
 
@@ -51,19 +72,8 @@ def score_text(result: Mapping[str, Any]) -> str:
         lines += _block(f"{label}:", rows, caps, False)
     for group, rows in result.get("seed_means", {}).items():
         lines += _block(f"{group} (interval across seeds):", rows, caps, True)
-    if "differences" in result:
-        diff = result["differences"]
-        lines.append(f"{diff['a']} minus {diff['b']}, paired on the same prompts:")
-        lines.append(f"  {'capability':<14}{'excess difference (95%)':<34}{'gap-closed difference (95%)':<34}"
-                     "significant")
-        for name, row in diff["results"].items():
-            if not row["applicable"]:
-                lines.append(f"  {name:<14}not applicable: {row['reason']}")
-                continue
-            excess = _interval(row["excess_difference"], row["excess_difference_ci95"])
-            gap = _interval(row["normalised_difference"], row["normalised_difference_ci95"])
-            lines.append(f"  {name:<14}{excess:<34}{gap:<34}"
-                         f"{'yes' if row['significant'] else 'no'}")
+    for diff in result.get("differences", []):
+        lines += _differences(diff)
     lines.append("excess: mean over the n predictions of (model error - reference error); gap closed: "
                  "1 - excess / excess of predicting zero (1 = Bayes, 0 = zero)")
     return "\n".join(lines)
@@ -82,7 +92,7 @@ def score_figure(result: Mapping[str, Any], title: str = "") -> Figure:
         ys, xs, lows, highs = [], [], [], []
         for j, name in enumerate(caps):
             row = rows[name]
-            if row["applicable"]:
+            if row["applicable"] and not row.get("diverges"):  # a diverging row has no finite point
                 ys.append(j + (i - (len(series) - 1) / 2) * step)
                 xs.append(row["normalised"])
                 lows.append(row["normalised"] - row["normalised_ci95"][0])

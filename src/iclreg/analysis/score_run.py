@@ -24,7 +24,7 @@ from scipy import stats
 
 from ..errors import UsageError, check
 from ..spec import _split_top_level
-from .score import Model, capability_info, paired_difference, score
+from .score import Model, capability_info, paired_difference, score, strict
 from .score_suite import Base, Suite
 
 SEED_KEY = "train.seed"
@@ -72,13 +72,7 @@ def _garg_n(path: Path, d: int) -> int:
 def _checkpoint(path: Path) -> Target:
     from ..models.garg import load_garg_checkpoint
 
-    try:
-        model = load_garg_checkpoint(path)
-    except UsageError:
-        raise
-    except Exception as err:  # noqa: BLE001  (torch.load of a file that is not a pickle: IndexError, ...)
-        raise UsageError(f"'{path}' is not a Garg et al. checkpoint (torch.load failed: "
-                         f"{type(err).__name__})") from None
+    model = load_garg_checkpoint(path)
     d = model.config.d
     return Target(str(path), {path.parent.name or str(path): model}, Base(d, _garg_n(path, d)), "checkpoint")
 
@@ -151,40 +145,83 @@ def seed_mean(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def units(target: Target) -> dict[str, list[str]]:
+    """What a target contributes to ``score A B``: a run or checkpoint itself; a sweep its seed
+    groups (keyed as in ``seed_means``) and every member outside one (keyed by its name)."""
+    labels = list(target.models)
+    if target.kind != "sweep":
+        return {label: [label] for label in labels}
+    groups = seed_groups(labels)
+    grouped = {m for members in groups.values() for m in members}
+    return groups | {label: [label] for label in labels if label not in grouped}
+
+
+def pairs(a: dict[str, list[str]], b: dict[str, list[str]], paths: list[str]) -> list[tuple[str, str]]:
+    """The units of A and B that ``score A B`` compares: the one against the other when each
+    target is one unit (a run, or a sweep over the seed only), else those of the same name."""
+    if len(a) == 1 and len(b) == 1:
+        return [(next(iter(a)), next(iter(b)))]
+    common = [(u, u) for u in a if u in b]
+    check(bool(common), f"score A B: '{paths[0]}' and '{paths[1]}' have no member or seed group of the "
+                        "same name to pair; give two runs, two sweeps over the seed only, or sweeps over the "
+                        "same grid")
+    return common
+
+
+def _merge(targets: list[Target]) -> tuple[dict[str, Model], list[dict[str, list[str]]]]:
+    """Every target's models under unique labels (a repeated one gets ' (PATH)'), and each
+    target's units under those labels."""
+    models: dict[str, Model] = {}
+    per_target: list[dict[str, list[str]]] = []
+    for t in targets:
+        rename = {}
+        for label, model in t.models.items():
+            rename[label] = label if label not in models else f"{label} ({t.path})"
+            models[rename[label]] = model
+        per_target.append({unit: [rename[m] for m in members] for unit, members in units(t).items()})
+    return models, per_target
+
+
 def score_targets(targets: list[Target], suite: Suite, samples: int | None, seed: int) -> dict[str, Any]:
     """The ``--json`` object of ``iclreg score`` for one target, or two compared (``A B``).
 
     ``compare --json``'s shape: ``samples``, ``seed`` and ``results`` (model label -> capability
     -> row), with ``suite``, ``base`` (the training setting), ``capabilities`` (each one's task,
     n, reference and the references' curves), ``seed_means`` for sweeps and ``differences``
-    (A minus B, paired) for two targets. ``samples`` None: :func:`default_samples`.
+    (a list of A-minus-B comparisons, paired on the prompts: :func:`pairs`) for two targets.
+    Strict JSON (:func:`score.strict`): numbers that are not finite are null, with
+    ``"diverges": true`` on their row. ``samples`` None: :func:`default_samples`.
     """
     base = targets[0].base
     samples = default_samples(targets, suite) if samples is None else samples
+    models, per_target = _merge(targets)
+    matched: list[tuple[str, str]] = []
     if len(targets) == 2:
-        check(targets[0].kind != "sweep" and targets[1].kind != "sweep",
-              "score A B compares two runs or checkpoints, not sweeps; score a sweep alone")
         check(targets[1].base.d == base.d, f"cannot compare a model of d={base.d} with one of "
                                            f"d={targets[1].base.d}: they take different prompts")
-    models: dict[str, Model] = {}
-    for t in targets:
-        for label, model in t.models.items():
-            models[label if label not in models else f"{label} ({t.path})"] = model
+        matched = pairs(per_target[0], per_target[1], [t.path for t in targets])
     results, measured = score(models, suite.capabilities, base, samples, seed)
     out: dict[str, Any] = {
         "suite": suite.name, "targets": [t.path for t in targets], "samples": samples, "seed": seed,
         "base": vars(base).copy(), "capabilities": {name: capability_info(m) for name, m in measured.items()},
         "results": results,
     }
-    groups = seed_groups(list(models)) if targets[0].kind == "sweep" else {}
-    if groups:
-        out["seed_means"] = {g: {c: seed_mean([results[m][c] for m in members]) for c in measured}
-                             for g, members in groups.items()}
-    if len(targets) == 2:
-        a, b = list(models)
-        out["differences"] = {"a": a, "b": b, "results": {name: paired_difference(m, a, b)
-                                                          for name, m in measured.items()}}
-    return out
+    means: dict[str, Any] = {}
+    for t, unit_map in zip(targets, per_target, strict=True):
+        for group, members in unit_map.items():
+            if len(members) >= 2:
+                key = group if group not in means else f"{group} ({t.path})"
+                means[key] = {c: seed_mean([results[m][c] for m in members]) for c in measured}
+    if means:
+        out["seed_means"] = means
+    if matched:
+        a_units, b_units = per_target
+        out["differences"] = [
+            {"a": a, "b": b, "a_target": targets[0].path, "b_target": targets[1].path,
+             "a_members": a_units[a], "b_members": b_units[b],
+             "results": {name: paired_difference(m, a_units[a], b_units[b]) for name, m in measured.items()}}
+            for a, b in matched]
+    return strict(out)
 
 
 def check_targets(paths: list[str]) -> None:

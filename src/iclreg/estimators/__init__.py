@@ -3,7 +3,7 @@
 ``build(SPEC, task=...)`` returns a callable ``(x (B, n, d), y (B, n)) -> (B, n)``.
 """
 
-from . import iterative, kernel, least_squares, simple  # noqa: F401  (register the estimators)
+from . import iterative, kernel, least_squares, simple, sparse_bayes  # noqa: F401  (register the estimators)
 from .base import ESTIMATORS, Estimator, build, prefix_moments
 from .iterative import gd_trajectory, gd_weights, newton_weights
 from .kernel import kernel_predict
