@@ -27,6 +27,7 @@ from ..testtime import ChainOfThoughtDecoder, Decoder, GDDecoder
 from ..theory import testtime as theory
 from ..train.config import ExperimentConfig
 from . import testtime_claims as build
+from . import testtime_figures as figures
 from . import testtime_measure as measure
 from . import testtime_regime as regime
 from .base import REPRODUCTIONS, Experiment, Runs, Section
@@ -35,6 +36,13 @@ from .claims import Claim
 EARLY = build.EARLY
 SIGMA = 1.0  # multiplicative noise std (the early code's sigma^2 = 1)
 DECODERS = {"GD": "", "trained CoT": "-cot"}  # label -> claim id suffix
+SQUARED_ERROR = r"$\mathbb{{E}}\lVert {} - w^*\rVert^2$"  # .format(the estimate): the error in report text
+AVERAGE = r"\mathrm{avg}_N"
+COV_TERMS = {"4 e^T Sigma m": r"$4 e^\top \Sigma m$", "2 tr Sigma^2": r"$2 \operatorname{tr} \Sigma^2$"}
+COV_TEX = r"$\operatorname{Cov}(E, S) = 4 e^\top \Sigma m + 2 \operatorname{tr} \Sigma^2$"
+BOTH_DECODERS = ("In the figure exact GD is drawn thick and hollow, the trained CoT thin (another colour, "
+                 "marker and dash) on top of it: where the trained model emits GD the two coincide and both "
+                 "show.")
 
 
 @dataclass(frozen=True)
@@ -199,34 +207,26 @@ class TestTime(Experiment):
         text = [f"One `cot` run per setting ({s.cot_train} Adam steps, batch {s.cot_batch}, teacher forcing "
                 "on mean-gradient GD chains of the length in the legend); greedy decodes of "
                 f"{min(s.prompts, 256)} fresh prompts against exact GD with the same step. Binary (vote): "
-                "the GD step of lr = 1/n is unstable as a plain chain, and support decoding only ever takes "
-                "it from 0/1 vectors, so that run is taught 3-step chains and measured one step at a time "
-                "along the greedy top-k decode."]
+                "the GD step $\\eta = 1/n$ is unstable as a plain chain, and support decoding only ever "
+                "takes it from 0/1 vectors, so that run is taught 3-step chains and measured one step at a "
+                "time along the greedy top-k decode."]
         return Section("1. Trained chain-of-thought transformer", text, [claim], {"fidelity.png": fig},
                        {"relative error": curves})
 
-    @styled
     def _averaging(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
         x, y, w = self.prompts(s.avg, s.prompts, seed=2)
         res = {label: measure.averaging(dec, x, y, w, s.steps, SIGMA, list(s.samples), self.gen(2))
                for label, dec in decoders.items()}
-        claims, fig = [], Figure(figsize=SINGLE, layout="constrained")
-        ax = fig.subplots()
-        for label, r in res.items():
-            claims.append(build.averaging(DECODERS[label], label, r, list(s.samples)))
-            ax.loglog(s.samples, [v[0] for v in r["excess"].values()], "o", label=f"{label} (measured)")
-            ax.loglog(s.samples, list(r["theory"].values()), "-", label=f"{label} $V_T/N$")
+        claims = [build.averaging(DECODERS[label], label, r, list(s.samples)) for label, r in res.items()]
         claims += [build.extrapolate(DECODERS[label], label, r, list(s.samples)) for label, r in res.items()]
-        ax.set(xlabel="$N$", ylabel=r"$E\,\|\mathrm{avg}_N - m_T\|^2$", title="Averaging noisy decodes")
-        ax.legend()
         gd = theory.gd_weight_risk(x, s.steps, s.avg.eta, 0.0, s.avg.tau, _noise(s.avg)).mean().item()
-        text = [f"{s.avg.task}, eta = {s.avg.eta}, T = {s.steps}, sigma = {SIGMA}, {s.prompts} prompts. "
-                f"Exact E||w_T - w*||^2 of GD {gd:.4f}; of the mean trajectory (ridge-GD for GD): "
-                + ", ".join(f"{label} {r['mean_error']:.4f}" for label, r in res.items()) + "."]
+        means = ", ".join(f"{label} {r['mean_error']:.4f}" for label, r in res.items())
+        text = [f"`{s.avg.task}`, $\\eta = {s.avg.eta}$, $T = {s.steps}$, $\\sigma = {SIGMA}$, {s.prompts} "
+                f"prompts. Exact {SQUARED_ERROR.format('w_T')} of GD {gd:.4f}; of the mean trajectory "
+                f"(ridge-GD for GD): {means}. {BOTH_DECODERS}"]
         return Section("2. Averaging converges to ridge-GD; 8. extrapolation", text, claims,
-                       {"averaging.png": fig}, _public(res))
+                       {"averaging.png": figures.averaging_figure(res, list(s.samples))}, _public(res))
 
-    @styled
     def _thoughts(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
         x, y, w = self.prompts(s.over, s.prompts, seed=3)
         ts, n_avg = list(s.thoughts), min(16, max(s.samples))
@@ -235,21 +235,14 @@ class TestTime(Experiment):
         o = s.over
         exact, ridge = ([theory.gd_weight_risk(x, t, o.eta, lam, o.tau, _noise(o)).mean().item() for t in ts]
                         for lam in (0.0, SIGMA**2))
-        claims, fig = [], Figure(figsize=SINGLE, layout="constrained")
-        ax = fig.subplots()
-        for label, r in res.items():
-            claims.append(build.more_thoughts(DECODERS[label], label, n_avg, exact, ridge, r))
-            ax.semilogx(ts, r["greedy"], "o", label=f"{label} greedy")
-            ax.semilogx(ts, r["noisy"], "s", label=f"{label} {n_avg}-average")
-        ax.semilogx(ts, exact, "-", label="GD (exact)")
-        ax.semilogx(ts, ridge, "--", label="ridge-GD (exact)")
-        ax.set(xlabel="$T$", ylabel=r"$E\,\|w_T - w^*\|^2$", title="More thoughts under label noise")
-        ax.legend()
-        claims.insert(0, build.exact_gd_overfits(exact))
-        text = [f"{s.over.task}, eta = {s.over.eta}, sigma = {SIGMA}, {s.prompts} prompts (the early code "
-                "used binary w* here)."]
+        claims = [build.exact_gd_overfits(exact)]
+        claims += [build.more_thoughts(DECODERS[label], label, n_avg, exact, ridge, r)
+                   for label, r in res.items()]
+        text = [f"`{s.over.task}`, $\\eta = {s.over.eta}$, $\\sigma = {SIGMA}$, {s.prompts} prompts (the "
+                "early code used binary $w^*$ here). " + BOTH_DECODERS]
         return Section("3. More thoughts: overfitting and its regularisation", text, claims,
-                       {"thoughts.png": fig}, {"T": ts, "exact_gd": exact, "exact_ridge": ridge, **res})
+                       {"thoughts.png": figures.thoughts_figure(res, ts, exact, ridge, n_avg)},
+                       {"T": ts, "exact_gd": exact, "exact_ridge": ridge, **res})
 
     def _best(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
         x, y, w = self.prompts(s.best, s.prompts, seed=4)
@@ -258,53 +251,48 @@ class TestTime(Experiment):
                for label, dec in decoders.items()}
         claims = [build.best_of_n(DECODERS[label], label, r, ns) for label, r in res.items()]
         terms = res["GD"]
-        text = [f"{s.best.task}, eta = {s.best.eta}, T = {s.best_steps}, {s.prompts} prompts; multiplicative "
-                f"sigma = {SIGMA}, additive std eta * {SIGMA} (the early code's isotropic noise inside the "
-                "step). Theory (`iclreg.theory.best_of_n`): the shortest of N decodes w = m + delta has "
-                "E||w_hat - w*||^2 = ||e||^2 + tr Sigma - (e_N - skew term) Cov(E, S) / sd(S), e = m - w*, "
-                "S = ||w||^2, E = ||w - w*||^2, Cov(E, S) = 4 e^T Sigma m + 2 tr Sigma^2, with the exact "
-                "moments (m, Sigma) of each decode. Two effects make the gain over greedy: the mean m of "
-                "a multiplicative decode is already ridge-GD (lambda = sigma^2), which under label noise "
-                "has a smaller ||e||^2 than greedy GD (section 2b), while an additive decode's mean is GD "
-                "itself; and the selection, which grows like sqrt(2 log N) times Cov(E, S) / sd(S), "
-                "positive where the spread lines up with the mean's overshoot e (multiplicative noise "
-                "puts sigma^4 w w^T into each step's covariance, isotropic noise spreads evenly) and "
-                "through tr Sigma^2 (a shorter sample deviates less). Compare the two parts of "
-                "Cov(E, S) below with the gap between the noises' means: where the selection terms are "
-                "small, the multiplicative gain is that of its mean, ridge-GD. "
+        text = [f"`{s.best.task}`, $\\eta = {s.best.eta}$, $T = {s.best_steps}$, {s.prompts} prompts; "
+                f"multiplicative $\\sigma = {SIGMA}$, additive std $\\eta \\cdot {SIGMA}$ (the early code's "
+                "isotropic noise inside the step). Theory (`iclreg.theory.best_of_n`): the shortest of $N$ "
+                r"decodes $w = m + \delta$ has $\mathbb{E}\lVert \hat w - w^*\rVert^2 = \lVert e\rVert^2 + "
+                r"\operatorname{tr} \Sigma - (e_N - \text{skew term}) \operatorname{Cov}(E, S) / "
+                r"\operatorname{sd}(S)$, $e = m - w^*$, $S = \lVert w\rVert^2$, $E = \lVert w - "
+                rf"w^*\rVert^2$, {COV_TEX}, with the exact moments $(m, \Sigma)$ of each decode. Two effects "
+                rf"make the gain over greedy: the mean $m$ of a multiplicative decode is already ridge-GD "
+                r"($\lambda = \sigma^2$), which under label noise has a smaller $\lVert e\rVert^2$ than "
+                r"greedy GD (section 2b), while an additive decode's mean is GD itself; and the selection, "
+                r"which grows like $\sqrt{2 \log N}$ times $\operatorname{Cov}(E, S) / "
+                r"\operatorname{sd}(S)$, positive "
+                "where the spread lines up with the mean's overshoot $e$ (multiplicative noise puts "
+                r"$\sigma^4 w w^\top$ into each step's covariance, isotropic noise spreads evenly) and "
+                r"through $\operatorname{tr} \Sigma^2$ (a shorter sample deviates less). Compare the two "
+                r"parts of $\operatorname{Cov}(E, S)$ below with the gap between the noises' means: where "
+                r"the selection terms are small, the multiplicative gain is that of its mean, ridge-GD. "
                 "Here (GD, mean over prompts): " + "; ".join(
-                    f"{k}: 4 e^T Sigma m = {terms[k + ' terms']['4 e^T Sigma m']:.4g}, 2 tr Sigma^2 = "
-                    f"{terms[k + ' terms']['2 tr Sigma^2']:.4g}" for k in ("multiplicative", "additive"))
-                + "."]
+                    f"{k}: " + ", ".join(f"{tex} = {terms[k + ' terms'][key]:.4g}"
+                                         for key, tex in COV_TERMS.items())
+                    for k in ("multiplicative", "additive")) + "."]
         res = _public(res)
         return Section("4. Best-of-N with a norm reward", text, claims, {}, {"N": ns, **res})
 
-    @styled
     def _vote(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
         x, y, w = self.prompts(s.vote, s.prompts, seed=5)
         k, ns = TASKS.build(s.vote.task).k, list(s.votes)
         res = {label: measure.votes(dec, x, y, w, k, 50, ns, (self.gen(5), self.gen(6)), s.vote_theory)
                for label, dec in decoders.items()}
-        claims, fig = [], Figure(figsize=SINGLE, layout="constrained")
-        ax = fig.subplots()
-        styles = (("C0", "o-", "s--"), ("C1", "x-", "+--"))  # the curves coincide when the model is GD
-        for (label, r), (color, *marks) in zip(res.items(), styles[:len(res)], strict=True):
-            claims.append(build.vote(DECODERS[label], label, r, ns))
-            ax.semilogx(ns, r["vote"], marks[0], color=color, label=f"{label} vote")
-            ax.semilogx(list(r["theory"]), list(r["theory"].values()), marks[1], color=color,
-                        label=f"{label} theory")
-            ax.axhline(r["greedy"], color=color, ls=":", label=f"{label} greedy top-k")
-        ax.set(xlabel="$N$", ylabel="exact support recovery", title="Binary coefficients")
-        ax.legend()
-        text = [f"{s.vote.task}, GD lr = 1/n, 50 steps, support sampling at temperature 1, {s.prompts} "
-                f"prompts. Exact rate: per prompt, {4 * max(ns)} independent decodes, and the exact vote "
-                "rate (ties at random) of a uniformly random N-subset of them at every N of the figure "
-                "(`iclreg.theory.vote`): an unbiased estimate of the vote rate, whose Monte Carlo error "
-                "enters the paired check through the spread of the per-prompt differences; plugging the "
-                "frequencies in instead is biased (a support drawn once stands for the unseen tail). "
-                f"First {min(s.vote_theory, s.prompts)} prompts (cost)."]
+        claims = [build.vote(DECODERS[label], label, r, ns) for label, r in res.items()]
+        cut = min(s.vote_theory, s.prompts)
+        text = [f"`{s.vote.task}`, GD step $\\eta = 1/n$, 50 steps, support sampling at temperature 1, "
+                f"{s.prompts} prompts. Exact rate: per prompt, {4 * max(ns)} independent decodes, and the "
+                "exact vote rate (ties at random) of a uniformly random $N$-subset of them at every $N$ of "
+                "the figure (`iclreg.theory.vote`): an unbiased estimate of the vote rate, whose Monte Carlo "
+                "error enters the paired check through the spread of the per-prompt differences; plugging "
+                "the frequencies in instead is biased (a support drawn once stands for the unseen tail). "
+                f"First {cut} prompts (cost). In the figure the exact-rate line has a point at every $N$ "
+                f"of the vote curve ($N$ = {', '.join(map(str, ns))}), from the first {cut} prompts "
+                f"(the vote and greedy lines: all {s.prompts}). " + BOTH_DECODERS]
         return Section("5. Binary coefficients: majority vote against greedy", text, claims,
-                       {"vote.png": fig}, {"N": ns, **_public(res)})
+                       {"vote.png": figures.vote_figure(res, ns)}, {"N": ns, **_public(res)})
 
     def _sigma(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
         x, y, w = self.prompts(s.over, s.prompts, seed=7)
@@ -312,8 +300,9 @@ class TestTime(Experiment):
         claims = [build.noise_level(DECODERS[label], label, measure.noise_levels(
             dec, x, y, w, steps, list(s.sigmas), n_avg, self.gen(7)), list(s.sigmas), steps, n_avg)
             for label, dec in decoders.items()]
-        text = [f"Setting of claim 3, T = {steps}, N = {n_avg}. Theory: exact given the prompts, "
-                "||m_T - w*||^2 + tr Sigma_T / N from the decoder's affine step."]
+        text = [f"Setting of claim 3, $T = {steps}$, $N = {n_avg}$. Theory: exact given the prompts, "
+                r"$\lVert m_T - w^*\rVert^2 + \operatorname{tr} \Sigma_T / N$ from the decoder's affine "
+                "step."]
         return Section("6. Noise level", text, claims)
 
     def _budget(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
@@ -322,8 +311,8 @@ class TestTime(Experiment):
         claims = [build.compute_split(DECODERS[label], label, measure.compute_split(
             dec, x, y, w, s.budget, SIGMA, splits, self.gen(8)), splits, s.budget)
             for label, dec in decoders.items()]
-        text = [f"Setting of claim 3, sigma = {SIGMA}; N-average of multiplicative-noise decodes, "
-                "E||avg_N - w*||^2; theory exact given the prompts."]
+        text = [f"Setting of claim 3, $\\sigma = {SIGMA}$; $N$-average of multiplicative-noise decodes, "
+                f"{SQUARED_ERROR.format(AVERAGE)}; theory exact given the prompts."]
         return Section("7. Compute trade-off at fixed N x T", text, claims)
 
     def _not_run(self) -> Section:
@@ -343,8 +332,8 @@ class TestTime(Experiment):
             "vote rates, the a + b/N law) and the quick sizes. The paper's text is unavailable; the "
             "early-code numbers (d = 50) are the authors' direction, comparable to ours in full mode.",
             "- Out of scope: the GSM8K / language-model experiments (no model can be downloaded here).",
-            "- Errors are E||w - w*||^2 (squared, where the theory is exact) except claim 4 and the norms "
-            "listed beside the early code's, which are E||w - w*||."])
+            f"- Errors are {SQUARED_ERROR.format('w')} (squared, where the theory is exact) except claim 4 "
+            r"and the norms listed beside the early code's, which are $\mathbb{E}\lVert w - w^*\rVert$."])
 
 
 def _public(res: dict[str, dict]) -> dict[str, dict]:

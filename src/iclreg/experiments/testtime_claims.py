@@ -21,13 +21,22 @@ EARLY_BINARY = "early code (d = 50, k = 5 binary w*)"
 PER = measure.PER_PROMPT
 
 
+AVG_N, HAT_W = r"\mathrm{avg}_N", r"\hat w"
+
+
+def _error(estimate: str, squared: bool = True) -> str:
+    """E||estimate - w*||^2 (or the norm) as TeX for a statement."""
+    return rf"$\mathbb{{E}}\lVert {estimate} - w^*\rVert{'^2' if squared else ''}$"
+
+
 def averaging(suffix: str, label: str, r: dict[str, Any], samples: list[int]) -> Claim:
     """Claim 2: the excess of the N-average over the mean trajectory is the exact V_T / N."""
     per = r[PER]
     return Claim.of(
-        f"2-average-to-ridge{suffix}", f"{label}: excess of the N-average of multiplicative-noise "
-        "decodes over their mean trajectory (ridge-GD, lambda = sigma^2), E||avg_N - m_T||^2, against "
-        "the exact V_T / N given each prompt; log-log slope",
+        f"2-average-to-ridge{suffix}", f"{label}: excess of the $N$-average of multiplicative-noise "
+        r"decodes over their mean trajectory (ridge-GD, $\lambda = \sigma^2$), "
+        r"$\mathbb{E}\lVert \mathrm{avg}_N - m_T\rVert^2$, against the exact $V_T / N$ given each prompt; "
+        "log-log slope",
         {"theory V_T/N": {f"N={n_}": v for n_, v in r["theory"].items()},
          EARLY: "E||avg_N - w*||: 1.39145 (N=1), 1.38635 (10), 1.38582 (100), 1.38579 (1000); "
                 "ridge 1.38576, GD 1.38885"},
@@ -46,9 +55,9 @@ def extrapolate(suffix: str, label: str, r: dict[str, Any], samples: list[int]) 
                                       [big]).item() for i in range(err[big].numel())]
     mean_pred = sum(preds) / len(preds)
     return Claim.of(
-        f"8-extrapolate{suffix}", f"{label}: a + b/N fitted on N <= 16 predicts the N-average's "
-        f"E||avg_N - w*||^2 at N = {big} (the fit is linear in the errors: the per-prompt fits average "
-        "to the fit of the mean)",
+        f"8-extrapolate{suffix}", f"{label}: $a + b/N$ fitted on $N \\le 16$ predicts the $N$-average's "
+        f"{_error(AVG_N)} at $N = {big}$ (the fit is linear in the errors: the per-prompt fits "
+        "average to the fit of the mean)",
         "ours: E||avg_N - w*||^2 = ||m_T - w*||^2 + V_T / N exactly",
         {"predicted": mean_pred, "measured": r["error"][big][0]},
         paired("predicted - measured", preds, err[big].tolist()))
@@ -85,8 +94,9 @@ def noise_level(suffix: str, label: str, r: dict[str, Any], sigmas: list[float],
     best = min(sigmas, key=r["theory"].__getitem__)
     per = r[PER]["measured"]
     return Claim.of(
-        f"6-noise-level{suffix}", f"{label}: E||avg_{samples} - w*||^2 against sigma at T = {steps}: "
-        "interior optimum, significantly better than greedy (sigma = 0), measured and exact theory",
+        f"6-noise-level{suffix}", f"{label}: {_error(AVG_N[:-1] + str(samples))} against $\\sigma$ at "
+        f"$T = {steps}$: interior optimum, significantly better than greedy ($\\sigma = 0$), measured and "
+        "exact theory",
         {"theory (ours)": dict(zip(keys, theo, strict=True))}, dict(zip(keys, m, strict=True)),
         fact("theory: interior minimum", measure.interior_min(theo)),
         fact("measured: interior minimum", measure.interior_min(m)),
@@ -130,9 +140,9 @@ def where_averaging_helps(points: dict[str, dict[str, Any]]) -> Claim:
         if abs(exact) > 2 * sign.bound.allowance:  # decisive: the sign is checked
             checks.append(sign)
     return Claim.of(
-        "2b-where-averaging-helps", "GD: the N-average of multiplicative-noise decodes beats greedy "
-        "decoding exactly where the theory says ridge-GD (lambda = sigma^2) + V_T / N beats GD-T, and "
-        "loses where it does not (the sign checked where the exact advantage is twice its tolerance)",
+        "2b-where-averaging-helps", "GD: the $N$-average of multiplicative-noise decodes beats greedy "
+        r"decoding exactly where the theory says ridge-GD ($\lambda = \sigma^2$) $+ V_T / N$ beats GD-$T$, "
+        "and loses where it does not (the sign checked where the exact advantage is twice its tolerance)",
         {"theory (ours)": published}, measured, *checks, figure="regimes.png")
 
 
@@ -146,9 +156,9 @@ def best_of_n(suffix: str, label: str, r: dict[str, Any], ns: list[int]) -> Clai
                      grid_what="3% for the Gaussian-score approximation")
               for k in kinds for i, n_ in enumerate(ns)]
     return Claim.of(
-        f"4-best-of-n{suffix}", f"{label}: best-of-N (norm2 reward) E||w_hat - w*|| falls with N under "
-        f"multiplicative noise, and its gain over greedy at N = {ns[-1]} is larger than under additive "
-        "noise, as the theory predicts; E||w_hat - w*||^2 matches the theory at every N",
+        f"4-best-of-n{suffix}", f"{label}: best-of-$N$ (norm2 reward) {_error(HAT_W, False)} falls "
+        f"with $N$ under multiplicative noise, and its gain over greedy at $N = {ns[-1]}$ is larger than "
+        f"under additive noise, as the theory predicts; {_error(HAT_W)} matches the theory at every $N$",
         {EARLY: "greedy GD 1.59759; multiplicative N=1 1.57138 -> N=1000 1.56141 (gain 2.3%); "
          "additive (n = 40) greedy 1.45995, N=1 1.46220 -> N=1000 1.44751 (gain 0.9%)",
          "theory E||w_hat - w*||^2 (ours)": {k: dict(zip([f"N={n_}" for n_ in ns], r[k + " theory squared"],
@@ -184,8 +194,8 @@ def more_thoughts(suffix: str, label: str, samples: int, exact: list[float], rid
                   r: dict[str, Any]) -> Claim:
     """Claim 3: greedy decoding overfits label noise as T grows; the N-average of noisy decodes does not."""
     return Claim.of(
-        f"3-more-thoughts{suffix}", f"{label}: under label noise greedy decoding's E||w_T - w*||^2 falls "
-        f"then rises with T; the {samples}-average of noisy decodes follows ridge-GD and does not rise",
+        f"3-more-thoughts{suffix}", f"{label}: under label noise greedy decoding's {_error('w_T')} falls "
+        f"then rises with $T$; the {samples}-average of noisy decodes follows ridge-GD and does not rise",
         {EARLY: "binary w*: GD 1.37006 (T=100) -> 1.71595 (T=2800); ridge-GD 1.47299, N-average "
          "(N=1000) 1.47301 at T=2800", "exact GD (ours)": exact, "exact ridge-GD (ours)": ridge},
         r, fact("greedy: interior minimum", measure.interior_min(r["greedy"])),

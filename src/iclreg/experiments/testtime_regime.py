@@ -86,13 +86,13 @@ def figure(data: dict[str, list], s: Sizes, sigma: float) -> Figure:
 def section(exp: TestTime, s: Sizes, sigma: float) -> Section:
     """Claim 2b with its maps."""
     pts, data = points(exp, s, sigma), maps(exp, s)
-    text = [f"Exact advantage A = R_GD(T) - R_ridge(sigma^2, T) (`iclreg.theory.regimes`), averaged over "
-            f"the {s.prompts} prompts' designs: green where the large-N average beats greedy, red where "
-            "it does not; black line: the boundary A = 0; stars: the measured points (the N-average of "
-            f"{min(max(s.samples), 64)} GD decodes, paired with greedy on the same prompts). Averaging "
-            "helps when the label noise is large against the prior and GD runs long enough to fit it, "
-            "with sigma below a limit that grows with both; with little noise or few steps the shrinkage "
-            "only adds bias."]
+    text = [r"Exact advantage $A = R_{\mathrm{GD}}(T) - R_{\mathrm{ridge}}(\sigma^2, T)$ "
+            f"(`iclreg.theory.regimes`), averaged over the {s.prompts} prompts' designs: green where the "
+            "large-$N$ average beats greedy, red where it does not; black line: the boundary $A = 0$; stars: "
+            f"the measured points (the $N$-average of {min(max(s.samples), 64)} GD decodes, paired with "
+            "greedy on the same prompts). Averaging helps when the label noise is large against the prior "
+            r"and GD runs long enough to fit it, with $\sigma$ below a limit that grows with both; with "
+            "little noise or few steps the shrinkage only adds bias."]
     public = {k: {kk: vv for kk, vv in r.items() if kk != measure.PER_PROMPT} for k, r in pts.items()}
     return Section("2b. Where averaging helps", text, [build.where_averaging_helps(pts)],
                    {"regimes.png": figure(data, s, sigma)}, {**data, "points": public})

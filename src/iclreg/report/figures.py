@@ -30,6 +30,8 @@ from .logaxis import (  # noqa: E402, F401 (EXACT_RELATIVE, log_frame: public he
 )
 from .style import MARKEVERY, REFERENCE_COLOR, SINGLE, styled  # noqa: E402
 
+REFERENCE_STYLES = ("--", ":", (0, (6, 2, 1, 2)), (0, (1, 1)))  # labelled horizontal lines; "-." marks vlines
+
 
 def add_legend(ax: Axes, extra: Sequence[Any] = (), inside_up_to: int = 4) -> None:
     """The legend of ``ax`` with ``extra`` handles: inside the axes for a few entries, else to
@@ -131,8 +133,9 @@ def lines_figure(
     bands: Mapping[str, Sequence[Sequence[float]]] | None = None,
     integer_x: bool = False,
 ) -> Figure:
-    """One line per label from (x, y) lists; optional labelled horizontal reference lines,
-    labelled vertical lines (``vlines``: label -> x, e.g. the training length), colours and
+    """One line per label from (x, y) lists; optional labelled horizontal reference lines
+    (``hlines``: label -> y, named in the legend with one dash each, where no curve covers the
+    label), labelled vertical lines (``vlines``: label -> x, e.g. the training length), colours and
     line styles (``"--"``, ``":"``) per label, 95% bands (``bands``: label -> [low, high] per x;
     the axis includes them, so a zoomed axis never hides how wide they are) and integer ticks
     (``integer_x``: x counts examples, steps or layers). On a log y axis values at machine
@@ -151,10 +154,9 @@ def lines_figure(
             (line,) = ax.plot(xs, y, label=readable(label), **kwargs)
         if bands and label in bands:
             _band(ax, xs, {"mse": y, "ci95": bands[label]}, line.get_color(), frame)
-    for label, value in (hlines or {}).items():
-        ax.axhline(value, ls="--", lw=1, color=REFERENCE_COLOR)
-        ax.annotate(label, (0.01, value), xycoords=("axes fraction", "data"), fontsize=8,
-                    va="bottom", color="0.25")
+    for j, (label, value) in enumerate((hlines or {}).items()):  # named in the legend: no curve hides it
+        ax.axhline(value, ls=REFERENCE_STYLES[j % len(REFERENCE_STYLES)], lw=1.2, color=REFERENCE_COLOR,
+                   label=label, zorder=1.5)
     for label, value in (vlines or {}).items():
         ax.axvline(value, ls="-.", lw=1.2, color=REFERENCE_COLOR, label=label)
     extra = apply_log_frame(ax, frame) if frame else []
@@ -308,5 +310,5 @@ def probe_figures(result: Mapping[str, Any]) -> dict[str, Figure]:
             "_gd": similarity_figure(result["gd"]["similarity"], result["gd"]["steps"], "layers vs GD steps")}
 
 
-__all__ = ["bars_figure", "error_curves_figure", "heads_figure", "lines_figure", "loss_figure",
-           "probe_figures", "similarity_figure"]
+__all__ = ["REFERENCE_STYLES", "bars_figure", "error_curves_figure", "heads_figure", "lines_figure",
+           "loss_figure", "probe_figures", "similarity_figure"]

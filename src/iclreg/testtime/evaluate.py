@@ -12,6 +12,7 @@ arguments. Our construction after Chen, Lu, Wu, Zou (arXiv 2508.07571).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,14 +21,16 @@ from torch import Tensor
 
 from ..device import resolve_device
 from ..errors import check
+from ..logs import Progress
 from ..tasks import Task
 from ..tasks.base import check_seed, generator
-from .decode import decode
+from .decode import _iterates  # the steps one at a time (progress); the last is ``decode``'s w_T
 from .decoders import Decoder
 from .noises import Noise
 from .techniques import Technique
 
 CHUNK = 256
+log = logging.getLogger(__name__)
 DECODE_STREAM = 1  # separates the decoding generator's stream from the task's
 
 
@@ -41,6 +44,17 @@ METRICS = {  # the task's ``metric`` -> the per-prompt score (B,) of answers w_h
     "mse": lambda w_hat, x_q, y_q, w_star: ((w_hat * x_q).sum(-1) - y_q).square().to(torch.float64),
     "recovery": lambda w_hat, x_q, y_q, w_star: ((w_hat != 0) == (w_star != 0)).all(-1).to(torch.float64),
 }
+
+
+def _decode(x: Tensor, y: Tensor, decoder: Decoder, noise: Noise, steps: int, samples: int,
+            gen: torch.Generator, bar: Progress) -> Tensor:
+    """``decode``'s w_T (N, B, d), one step at a time: each step is N x B more tokens on ``bar``."""
+    w = torch.empty(0)
+    for t, w_t in enumerate(_iterates(x, y, decoder, noise, steps, samples, gen)):
+        w = w_t  # w_t, (N, B, d)
+        if t:
+            bar.update(samples * x.shape[0])
+    return w
 
 
 def _interval(values: Tensor) -> tuple[float, list[float]]:
@@ -61,8 +75,12 @@ def evaluate(
     seed: int = 0,
     device: str = "cpu",
     dtype: torch.dtype = torch.float64,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """The metric against N, in the shape of ``compare --json`` with ``N`` in place of ``k``.
+
+    ``progress``: report the decoding as it goes (``logs.Progress`` over the decoded tokens
+    prompts x N_max x T: a bar on a terminal, else a log line every ``ICLREG_LOG_EVERY`` seconds).
 
     Returns:
         {"task", "decoder", "noise", "technique", "steps", "prompts", "seed", "metric"
@@ -77,15 +95,17 @@ def evaluate(
     dev = resolve_device(device)
     sizes = sorted(set(samples))
     scores: list[list[Tensor]] = [[] for _ in sizes]
-    for chunk in range(-(-prompts // CHUNK)):
-        batch = min(CHUNK, prompts - chunk * CHUNK)
-        p = task.sample(batch, seed, chunk, n=task.n + 1, device=dev, dtype=dtype)
-        x, y, x_q, y_q = p.x[:, :-1], p.y[:, :-1], p.x[:, -1], p.y[:, -1]
-        with torch.no_grad():
-            w = decode(x, y, decoder, noise, steps, sizes[-1], decode_generator(seed, chunk, dev))
-            for i, size in enumerate(sizes):
-                w_hat = technique(w[:size], x, y)  # (B, d)
-                scores[i].append(METRICS[task.metric](w_hat, x_q, y_q, p.w).cpu())
+    with Progress(prompts * sizes[-1] * steps, enabled=progress, desc="test-time", unit="token",
+                  logger=log) as bar:
+        for chunk in range(-(-prompts // CHUNK)):
+            batch = min(CHUNK, prompts - chunk * CHUNK)
+            p = task.sample(batch, seed, chunk, n=task.n + 1, device=dev, dtype=dtype)
+            x, y, x_q, y_q = p.x[:, :-1], p.y[:, :-1], p.x[:, -1], p.y[:, -1]
+            with torch.no_grad():
+                w = _decode(x, y, decoder, noise, steps, sizes[-1], decode_generator(seed, chunk, dev), bar)
+                for i, size in enumerate(sizes):
+                    w_hat = technique(w[:size], x, y)  # (B, d)
+                    scores[i].append(METRICS[task.metric](w_hat, x_q, y_q, p.w).cpu())
     metric = task.metric
     stats = [_interval(torch.cat(s)) for s in scores]
     label = ",".join(f"{k}={v}" for k, v in technique.describe().items() if k != "name")

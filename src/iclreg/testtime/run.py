@@ -38,9 +38,9 @@ def parse_samples(text: str) -> list[int]:
 
 def run_test_time(task: str, decoder: str | None, noise: str, technique: str, steps: int, samples: str,
                   prompts: int = 1024, seed: int = 0, device: str = "cpu",
-                  run: str | None = None) -> dict[str, Any]:
+                  run: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Evaluate a decoder (a SPEC, or the trained chain-of-thought ``run``) with a noise and a
-    technique against N (``evaluate``'s object)."""
+    technique against N (``evaluate``'s object); ``progress``: report the decoding as it goes."""
     sizes = parse_samples(samples)
     check(1 <= steps <= MAX_STEPS, f"--steps must lie in [1, {MAX_STEPS:,}], got {steps}")
     check(2 <= prompts <= MAX_SAMPLES, f"--prompts must lie in [2, {MAX_SAMPLES:,}], got {prompts}")
@@ -56,4 +56,5 @@ def run_test_time(task: str, decoder: str | None, noise: str, technique: str, st
     dev = resolve_device(device)
     need = WORKING_COPIES * max(sizes) * min(prompts, CHUNK) * built[0].d * 8
     check_fits(need, dev, f"--samples up to {max(sizes):,}", "use fewer samples")
-    return evaluate(*built, steps, sizes, prompts, seed, device=str(dev), dtype=torch.float64)
+    return evaluate(*built, steps, sizes, prompts, seed, device=str(dev), dtype=torch.float64,
+                    progress=progress)

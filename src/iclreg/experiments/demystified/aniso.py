@@ -35,7 +35,7 @@ from ...train import ExperimentConfig
 from ..base import Experiment, Runs, Section
 from ..claims import AtLeast, AtMost, Check, Claim
 from . import setup as he
-from .mechanism import AGREE
+from .mechanism import AGREE_TEX
 
 COVARIANCES = {"toeplitz": "cov=toeplitz,rho=0.5", "spiked": "cov=rotated,cond=10,cov_seed=0"}
 W_VAR = 1 / he.D  # w ~ N(0, I/d)
@@ -159,9 +159,9 @@ def kq_claim(cov: str, rows: list[Measured]) -> Claim:
     key = {f"H={r.heads} seed {r.seed}": {"cos(W, Sigma^-1)": r.cos_inverse, "cos(W, I)": r.cos_identity}
            for r in rows}
     return Claim.of(
-        f"aniso-KQ-{cov}", f"{cov} covariance: the learned preconditioner W = sum_h mu_h KQ_h[x, x] is "
-        "closer (Frobenius cosine) to Sigma^-1 than to I", "multi-head attention learns preconditioned GD "
-        "(abstract; no number published)", key,
+        f"aniso-KQ-{cov}", f"{cov} covariance: the learned preconditioner {W_TEX} is "
+        r"closer (Frobenius cosine) to $\Sigma^{-1}$ than to $I$",
+        "multi-head attention learns preconditioned GD (abstract; no number published)", key,
         Check("cos(W, Sigma^-1) - cos(W, I)", [r.cos_inverse - r.cos_identity for r in rows],
               AtLeast(0, True)),
         figure="aniso_kq.png")
@@ -171,7 +171,7 @@ def agree_claim(cov: str, rows: list[Measured]) -> Claim:
     key = {f"H={r.heads} seed {r.seed}": {"pgd": r.agree_pgd, "gd": r.agree_gd} for r in rows}
     return Claim.of(
         f"aniso-pgd-{cov}", f"{cov} covariance: predictions agree better with preconditioned GD "
-        f"(P = Sigma^-1) than with plain GD, both one step with a fitted lr ({AGREE})",
+        rf"($P = \Sigma^{{-1}}$) than with plain GD, both one step with a fitted lr ({AGREE_TEX})",
         "multi-head attention implements preconditioned GD (abstract)", key,
         Check("pgd - gd disagreement", [r.agree_pgd - r.agree_gd for r in rows], AtMost(0, True)))
 
@@ -204,6 +204,12 @@ def kq_figure(shown: dict[str, tuple[Tensor, Tensor, Tensor]]) -> Figure:
     return fig
 
 
+W_TEX = r"$W = \sum_h \mu_h KQ_h[x, x]$"
+REFERENCE_TEX = {  # the keys of ``_references`` in report text
+    "cos(Sigma^-1, I)": r"$\cos(\Sigma^{-1}, I)$", "cos(G*, Sigma^-1)": r"$\cos(G^*, \Sigma^{-1})$",
+    "cos(G*, I)": r"$\cos(G^*, I)$"}
+
+
 def _references(cov: str) -> tuple[Tensor, Tensor, dict[str, float]]:
     """Sigma^-1, G* and their cosines with each other and with I, for covariance ``cov``."""
     sigma, eye = build_task(task_spec(cov)).covariance, torch.eye(he.D)
@@ -215,14 +221,15 @@ def _references(cov: str) -> tuple[Tensor, Tensor, dict[str, float]]:
 
 def _table(rows: list[Measured], sizes: AnisoSizes) -> list[str]:
     covs = ", ".join(f"{k} `{v}`" for k, v in COVARIANCES.items())
-    text = [f"x ~ N(0, Sigma): {covs}; otherwise the main task. Softmax attention, H = {list(sizes.heads)}, "
-            f"{sizes.seeds} seeds, Adam lr {sizes.lr}, {sizes.steps} steps, batch {sizes.batch}. "
-            "W = sum_h mu_h KQ_h[x, x] is the layer's first-order preconditioner (a cancelling pair counts "
-            "once, dummy heads are discounted by their small mu). "
-            f"Agreement: {AGREE} at L = {he.L} on {sizes.eval_samples} fresh prompts (seed 13), each "
+    text = [rf"$x \sim N(0, \Sigma)$: {covs}; otherwise the main task. Softmax attention, $H$ in "
+            f"{list(sizes.heads)}, {sizes.seeds} seeds, Adam lr {sizes.lr}, {sizes.steps} steps, batch "
+            f"{sizes.batch}. {W_TEX} is the layer's first-order preconditioner (a cancelling pair counts "
+            r"once, dummy heads are discounted by their small $\mu_h$). "
+            f"Agreement: {AGREE_TEX} at $L = {he.L}$ on {sizes.eval_samples} fresh prompts (seed 13), each "
             "estimator's one-step lr fitted by least squares to the model on other prompts (seed 14).", "",
-            "| cov | H | seed | cos(W, Sigma^-1) | cos(W, I) | cos(W, G*) | abs cos(W_h, Sigma^-1) | mu_h | "
-            "pgd | gd |", "|---|---:|---:|---:|---:|---:|---|---|---:|---:|"]
+            r"| cov | $H$ | seed | $\cos(W, \Sigma^{-1})$ | $\cos(W, I)$ | $\cos(W, G^*)$ | "
+            r"abs $\cos(W_h, \Sigma^{-1})$ | $\mu_h$ | pgd | gd |",
+            "|---|---:|---:|---:|---:|---:|---|---|---:|---:|"]
     for r in rows:
         text.append(f"| {r.cov} | {r.heads} | {r.seed} | {r.cos_inverse:.3f} | {r.cos_identity:.3f} | "
                     f"{r.cos_optimal:.3f} | {', '.join(f'{c:.2f}' for c in r.head_cos)} | "
@@ -244,10 +251,11 @@ def sections(exp: Experiment, runs: Runs, sizes: AnisoSizes, **inputs: Any) -> l
         claims += [kq_claim(cov, mine), agree_claim(cov, mine)]
         inverse, optimal, refs[cov] = _references(cov)
         shown[cov] = (mine[0].W, inverse, optimal)
-    text += ["", "References: " + "; ".join(f"{cov}: " + ", ".join(f"{k} = {v:.3f}" for k, v in ref.items())
-                                            for cov, ref in refs.items()) + ". G* is the one-step optimum at "
-             f"L = {he.L}, which shrinks Sigma^-1 toward I; the heat maps show seed 0 of "
-             f"H = {sizes.heads[0]}."]
+    listed = "; ".join(f"{cov}: " + ", ".join(f"{REFERENCE_TEX[k]} = {v:.3f}" for k, v in ref.items())
+                       for cov, ref in refs.items())
+    text += ["", f"References: {listed}. $G^*$ is the one-step optimum at "
+             rf"$L = {he.L}$, which shrinks $\Sigma^{{-1}}$ toward $I$; the heat maps show seed 0 of "
+             f"$H = {sizes.heads[0]}$."]
     data = {"runs": [{k: v for k, v in r.__dict__.items() if k != "W"} | {"W": r.W.tolist()} for r in rows],
             "references": refs}
     return [Section(title, text, claims, {"aniso_kq.png": kq_figure(shown)}, data)]

@@ -33,7 +33,6 @@ from ...report import error_curves_figure
 from ...report.figures import heads_figure, lines_figure
 from ...report.format import format_value
 from ...report.references import HE_2025
-from ...report.style import PALETTE
 from ...tasks import build as build_task
 from ...theory import optimal_mu, single_head_optimum
 from ...theory.demystified import figure_omega
@@ -43,6 +42,7 @@ from ..claims import AtLeast, AtMost, Check, Claim, Near
 from . import aniso, multitask
 from . import length as length_part
 from .controls import CONTROLS as CONTROLS  # every claim's negative control (re-exported)
+from .figures import loss_curves_figure
 from .heads import (
     PUBLISHED_OMEGA,
     exact_h1_claim,
@@ -157,19 +157,16 @@ class Demystified(Experiment):
 
     # --- 2. training ------------------------------------------------------------------------
     def _training(self, runs: Runs, stats: dict[int, list[Trained]]) -> Section:
-        series, colors = {}, {}
-        palette = dict(zip((1, 2, 4, 8), PALETTE, strict=False))  # one colour per H; seeds by marker
+        curves: dict[int, list[tuple[list[int], list[float]]]] = {}
         rows = ["| H | seed | final MSE at L = 40 | left the plateau |", "|---:|---:|---:|---|"]
         for heads, trained in stats.items():
             for r in trained:
                 records = runs.metrics(f"H{heads}/seed{r.seed}", "loss")
-                label = f"H={heads} seed {r.seed}"
-                series[label] = ([x["step"] for x in records], [x["loss"] for x in records])
-                colors[label] = palette.get(heads)
+                curve = ([x["step"] for x in records], [x["loss"] for x in records])
+                curves.setdefault(heads, []).append(curve)
                 rows.append(f"| {heads} | {r.seed} | {r.mse:.4f} | {'yes' if r.escaped else 'no'} |")
-        figure = lines_figure(series, "step", "training loss (query)", "loss curves", logy=True,
-                              hlines={"single-head optimum 0.405": 0.405, "multi-head 0.243": 0.243},
-                              colors=colors)
+        figure = loss_curves_figure(curves, {"single-head optimum 0.405 (published)": 0.405,
+                                             "multi-head 0.243 (published)": 0.243})
         h1 = sorted(r.mse for r in stats[1])
         best_mse = {f"H={h}": best(trained).mse for h, trained in stats.items() if h >= 2}
         left = {f"H={h}": sum(r.escaped for r in trained) for h, trained in stats.items()}
@@ -190,18 +187,20 @@ class Demystified(Experiment):
 
     # --- 3. emergent patterns ---------------------------------------------------------------
     def _patterns(self, runs: Runs, stats: dict[int, list[Trained]]) -> Section:
-        text = ["omega_h is the diagonal of KQ = K^T Q / sqrt(d+1), the score scale; He et al.'s figures "
-                f"divide K^T Q by sqrt(d+2), showing omega_h times {figure_omega(1.0, D):.4f}.", ""]
+        text = [r"$\omega_h$ is the diagonal of $KQ = K^\top Q / \sqrt{d+1}$, the score scale; He et al.'s "
+                rf"figures divide $K^\top Q$ by $\sqrt{{d+2}}$, showing $\omega_h$ times "
+                rf"{figure_omega(1.0, D):.4f}.",
+                ""]
         figures = {}
         for heads, trained in stats.items():
             p = best(trained).patterns
             figures[f"heads_H{heads}.png"] = heads_figure(
                 p.kq.numpy(), p.ov.numpy(),
                 rf"$H={heads}$, best seed: $KQ = K^\top Q/\sqrt{{d+1}}$, $OV = O\,V$")
-            text += [f"H = {heads}, best seed: omega_h = {format_value(p.omega.tolist())}, "
-                     f"mu_h = {format_value(p.mu.tolist())}", ""]
+            text += [rf"$H = {heads}$, best seed: $\omega_h$ = {format_value(p.omega.tolist())}, "
+                     rf"$\mu_h$ = {format_value(p.mu.tolist())}", ""]
         figures["trajectory_H2.png"] = self._trajectory(runs, f"H2/seed{best(stats[2]).seed}")
-        text.append("The last figure: omega_h and mu_h of the best H = 2 seed at its checkpoints.")
+        text.append(r"The last figure: $\omega_h$ and $\mu_h$ of the best $H = 2$ seed at its checkpoints.")
         splits = {r.seed: [(step, *head_split(model, D)) for step, model in
                            runs.checkpoints(f"H2/seed{r.seed}")] for r in stats[2] if r.escaped}
         claims = [*self._pattern_claims(stats), split_trend_claim(splits)]
@@ -277,8 +276,8 @@ class Demystified(Experiment):
         approx = {n: single_head_optimum(D, n, NOISE_VAR) for n in exact}
         claims = [single_head_claim(h1, L), debiased_claim(dgd, L), theory_h1_claim(extracted, omega1, mu1),
                   exact_h1_claim(extracted, exact[L], exact, approx), theory_h2_claim(pairs)]
-        text = [f"{sizes.eval_samples} fresh prompts (seed 13), predictions at L = {L} and at L = {SHORT} "
-                "(the first examples of the same prompts)."]
+        text = [f"{sizes.eval_samples} fresh prompts (seed 13), predictions at $L = {L}$ and at "
+                f"$L = {SHORT}$ (the first examples of the same prompts)."]
         return Section("4. Mechanism", text, claims)
 
     # --- 5. length generalisation -----------------------------------------------------------
@@ -316,28 +315,28 @@ class Demystified(Experiment):
                  "a value marked 'iclreg's own GPU run' is iclreg's own measurement (see "
                  "the references). A seed has left the plateau when its MSE at L = 40 is "
                  f"below {PLATEAU}.",
-                 "- The approximate loss drops two terms of order 1/L (a variance term amplified by "
+                 "- The approximate loss drops two terms of order $1/L$ (a variance term amplified by "
                  "the cancelling heads and the bias of the softmax ratio; derivation in "
                  "tests/theory/test_demystified.py), so its optimum is only approximately the "
                  "trained models' optimum.",
-                 "- omega_h here is the score scale, the diagonal of KQ = K^T Q / sqrt(d+1) (their "
-                 "attention's scaling). Their weight figures, where the published |omega| ~ 0.13 is "
-                 "read, divide K^T Q by sqrt(d+2): claim 3-magnitude converts ours to that "
-                 f"normalisation (times sqrt({D + 1}/{D + 2}) = {figure_omega(1.0, D):.4f}); the "
+                 r"- $\omega_h$ here is the score scale, the diagonal of $KQ = K^\top Q / \sqrt{d+1}$ (their "
+                 r"attention's scaling). Their weight figures, where the published $|\omega| \approx 0.13$ "
+                 r"is read, divide $K^\top Q$ by $\sqrt{d+2}$: claim 3-magnitude converts ours to that "
+                 rf"normalisation (times $\sqrt{{{D + 1}/{D + 2}}}$ = {figure_omega(1.0, D):.4f}); the "
                  f"published 0.13 is {PUBLISHED_OMEGA / figure_omega(1.0, D):.4f} in ours."]
         if self.quick:
             lines.append(
                 f"- Quick mode trains {sizes.steps:,} steps with a larger, decaying learning rate (the "
                 "paper: Adam 1e-3 for 500k steps) so that some seeds leave the plateau within the CPU "
-                "budget. The loss is flat along omega * mu = const for small omega and the heads "
-                "drift along it slowly: iclreg's own CPU runs of the H = 2 seeds off the plateau "
-                "measured |omega| (figures' normalisation) 0.19 at 2k steps, 0.165 at 10k, 0.154 at "
-                "20k and 0.137 at 60k (|mu| 2.1, 2.5, 2.65, 2.95; published 0.13, 3.5). Extra heads "
-                "(H = 4, 8) turn into exact dummies only slowly: after 60k steps 3 and 2 (H = 4) and "
-                "3 and 4 (H = 8) heads still carry over 10% of sum |omega mu|, a pair splitting one "
-                "sign's mu; claim 3-dummies needs more than 60k steps. H = 1 settles by 2k steps at "
-                "|omega| = 0.518, |mu| = 1.50 (2k, 10k and 20k steps alike): the exact risk's minimiser "
-                "(4-exact-H1), 16% and 8% from the approximate loss's, at every training length; "
-                "4-theory-H1 is a gap of the approximation (O(1/L) terms dropped, above), within 15% only "
-                "in a window of L (claim 4-exact-H1 lists the gap at 40, 160 and 640).")
+                r"budget. The loss is flat along $\omega \mu = \text{const}$ for small $\omega$ and the "
+                r"heads drift along it slowly: iclreg's own CPU runs of the $H = 2$ seeds off the plateau "
+                r"measured $|\omega|$ (figures' normalisation) 0.19 at 2k steps, 0.165 at 10k, 0.154 at "
+                r"20k and 0.137 at 60k ($|\mu|$ 2.1, 2.5, 2.65, 2.95; published 0.13, 3.5). Extra heads "
+                r"($H = 4, 8$) turn into exact dummies only slowly: after 60k steps 3 and 2 ($H = 4$) and "
+                r"3 and 4 ($H = 8$) heads still carry over 10% of $\sum_h |\omega_h \mu_h|$, a pair "
+                r"splitting one sign's $\mu$; claim 3-dummies needs more than 60k steps. $H = 1$ settles by "
+                r"2k steps at $|\omega| = 0.518$, $|\mu| = 1.50$ (2k, 10k and 20k steps alike): the exact "
+                r"risk's minimiser (4-exact-H1), 16% and 8% from the approximate loss's, at every training "
+                r"length; 4-theory-H1 is a gap of the approximation ($O(1/L)$ terms dropped, above), within "
+                r"15% only in a window of $L$ (claim 4-exact-H1 lists the gap at 40, 160 and 640).")
         return Section("Notes", lines)

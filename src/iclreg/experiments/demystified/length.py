@@ -182,7 +182,8 @@ def linear_claim(softmax: Sequence[float], scaled: dict[str, Sequence[float]],
         "5-linear-length",
         f"trained at L = {L}: softmax H=2 keeps improving past {L}; linear attention with its scores divided "
         "by the number of examples L (the linear self-attention of von Oswald, Ahn and Zhang et al., which "
-        f"the paper compares with) does not generalise as well: its excess risk (MSE - sigma^2) at L = {big} "
+        rf"the paper compares with) does not generalise as well: its excess risk ($\mathrm{{MSE}} - "
+        rf"\sigma^2$) at L = {big} "
         f"at least {MARGIN:g}x softmax's. Linear / {L} (fixed scale, fails by construction) is reported "
         "beside it, not checked",
         "softmax readily generalises to longer sequences, linear transformers do not",
@@ -201,8 +202,8 @@ def _linear_section(linear: dict[str, list[float]], softmax: list[float], theory
     same = max(abs(linear[f"linear/fixed/seed{s}"][L] - linear[f"linear/scaled/seed{s}"][L])
                for s in range(sizes.seeds))
     claim = linear_claim(softmax, scaled, fixed)
-    columns = ["L", *scaled, *fixed, SOFTMAX, "debiased GD (exact)", "GD, c* (exact)",
-               f"GD, c* L/{L} (exact)", "Bayes (exact)"]
+    columns = ["$L$", *scaled, *fixed, SOFTMAX, "debiased GD (exact)", "GD, $c^*$ (exact)",
+               f"GD, $c^* L/{L}$ (exact)", "Bayes (exact)"]
     rows = ["| " + " | ".join(columns) + " |", "|---:" * len(columns) + "|"]
     for k in LENGTHS:
         cells = [f"{c[k]:.4f}" for c in [*scaled.values(), *fixed.values()]]
@@ -214,27 +215,28 @@ def _linear_section(linear: dict[str, list[float]], softmax: list[float], theory
             f"{sizes.seeds} seeds per normalisation; {sizes.eval_samples} prompts (seed 12) at every "
             "length. 'exact': closed forms (theory.debiased_gd, theory.bayes_risk).", "", *rows, "",
             "- linear / L: the scores over the number of examples. Its useful part is one GD step "
-            "(c/L) sum_i y_i x_i^T x_q (one linear layer cannot form x_bar y_bar, so no debiasing), "
-            f"consistent as L grows: the exact GD risk with the step c* = {theory.c_star:.4f} optimal "
-            f"at L = {L} is the 'GD, c*' column.",
-            f"- linear / {L}: the same sum over {L} at every length, i.e. GD with step c* L / {L}: "
-            f"too small below {L}, too large beyond ({big // L}x at L = {big}); exact risk in the "
-            f"'GD, c* L/{L}' column.",
-            f"- Both normalisations divide by {L} at k = {L}, the only position the query loss trains: "
-            + (f"they train alike (largest gap of their errors at L = {L}, seed by seed: {same:.2g})."
+            r"$(c/L) \sum_i y_i x_i^\top x_q$ (one linear layer cannot form $\bar x \bar y$, so no "
+            rf"debiasing), consistent as $L$ grows: the exact GD risk with the step $c^* = "
+            rf"{theory.c_star:.4f}$ optimal "
+            f"at $L = {L}$ is the 'GD, $c^*$' column.",
+            f"- linear / {L}: the same sum over {L} at every length, i.e. GD with step $c^* L / {L}$: "
+            f"too small below {L}, too large beyond ({big // L}x at $L = {big}$); exact risk in the "
+            f"'GD, $c^* L/{L}$' column.",
+            f"- Both normalisations divide by {L} at $k = {L}$, the only position the query loss trains: "
+            + (f"they train alike (largest gap of their errors at $L = {L}$, seed by seed: {same:.2g})."
                if sizes.train_fixed else f"they train to the same weights, so linear / {L} is evaluated "
                "with the weights of the linear / L run of its seed (not trained again)."),
             "- Which linear attention the claim checks: the paper contrasts softmax with the linear "
             "transformers of the works it builds on (von Oswald et al., Ahn et al., Zhang, Frei & "
             "Bartlett), whose scores are divided by the prompt's number of examples: linear / L. "
-            f"Linear / {L} fails by its normalisation alone (the exact 'GD, c* L/{L}' column needs no "
+            f"Linear / {L} fails by its normalisation alone (the exact 'GD, $c^* L/{L}$' column needs no "
             "training), so a check on it could not refute the paper.",
-            f"- At L = {big} linear / L reaches {_span(c[big] / softmax[big] for c in scaled.values())} "
+            f"- At $L = {big}$ linear / L reaches {_span(c[big] / softmax[big] for c in scaled.values())} "
             f"times softmax's error and {_span(claim.checks[1].numbers)} times its excess risk "
             f"(linear / {L}: {_span(c[big] / softmax[big] for c in fixed.values())} "
-            "times the error). What separates linear / L from softmax is the step: GD's c* fitted at "
-            f"L = {L} against softmax's debiased GD step; with a fixed step c both tend to the excess "
-            "d tau^2 (1 - c)^2, not to a failure to generalise."]
+            "times the error). What separates linear / L from softmax is the step: GD's $c^*$ fitted at "
+            f"$L = {L}$ against softmax's debiased GD step; with a fixed step $c$ both tend to the excess "
+            r"$d \tau^2 (1 - c)^2$, not to a failure to generalise."]
     data = {"lengths": list(LENGTHS), SOFTMAX: [softmax[k] for k in LENGTHS],
             **{label: [c[k] for k in LENGTHS] for label, c in {**scaled, **fixed}.items()},
             "GD, c* (exact)": [theory.gd[k] for k in LENGTHS],
@@ -276,9 +278,9 @@ def near_bayes_claim(softmax: Sequence[float], theory: Theory) -> Claim:
         "5-near-bayes",
         f"near-Bayes up to a factor, in excess risk over the Bayes excess, where the paper means it: a "
         f"model read at its training length and below (L = {', '.join(map(str, NEAR))}): the trained "
-        f"{SOFTMAX} (best seed) ratio at most {FACTOR:g} = 1 + (d+1) tau^2 / sigma^2 (debiased GD with its "
-        f"step refitted at each L, as L -> infinity) and within {100 * TRACK:g}% of exact debiased GD "
-        f"(lr {HE_LR:.3f}); beyond {L} a model trained at {L} is not checked (its ratio grows)",
+        rf"{SOFTMAX} (best seed) ratio at most {FACTOR:g} = $1 + (d+1) \tau^2 / \sigma^2$ (debiased GD with "
+        rf"its step refitted at each $L$, as $L \to \infty$) and within {100 * TRACK:g}% of exact debiased "
+        f"GD (lr {HE_LR:.3f}); beyond {L} a model trained at {L} is not checked (its ratio grows)",
         "nearly achieves Bayesian optimality up to a proportional factor",
         {"trained excess / Bayes excess": trained, "debiased GD (exact)": exact,
          "debiased GD, step refitted at L (exact)": {f"L={k}": theory.refit_ratio[k] for k in LENGTHS}},
@@ -299,16 +301,16 @@ def _bayes_section(softmax: list[float], theory: Theory) -> Section:
                     f"{exact[key]:.2f} | {trained[key]:.2f} | {refit[key]:.2f} |")
     big = max(LENGTHS)
     far = _excess(debiased_gd_risk(D, 1000, SIGMA, TAU, HE_LR)) / _excess(bayes_risk(D, 1000, SIGMA, TAU))
-    text = ["Excess risk: the MSE less the noise floor sigma^2 = 0.1, which no predictor removes "
-            f"({100 * SIGMA**2 / theory.bayes[big]:.0f}% of the Bayes error at L = {big}: it pulls a ratio "
-            "of raw errors towards 1). "
-            "Debiased GD with a fixed step c keeps the excess d tau^2 (1 - c)^2 as L grows while Bayes's "
-            "falls as 1/L, so the ratio of a model trained at one length grows without bound beyond it "
-            f"(exact, lr {HE_LR:.3f}: {far:.1f} at L = 1000). With the step refitted at each L, as a model "
-            f"trained at that L has it, the ratio stays below {FACTOR:g}: the paper's proportional factor. "
-            "So the statement holds for a model at its training length and below; the trained "
-            f"{SOFTMAX}, trained at {L}, reaches {trained[f'L={big}']:.1f} at L = {big} (reported, not "
-            "checked).", "", *rows]
+    text = [f"Excess risk: the MSE less the noise floor $\\sigma^2 = {SIGMA**2:g}$, which no predictor "
+            f"removes ({100 * SIGMA**2 / theory.bayes[big]:.0f}% of the Bayes error at $L = {big}$: it pulls "
+            f"a ratio of raw errors towards 1). "
+            r"Debiased GD with a fixed step $c$ keeps the excess $d \tau^2 (1 - c)^2$ as $L$ grows while "
+            r"Bayes's falls as $1/L$, so the ratio of a model trained at one length grows without bound "
+            rf"beyond it (exact, lr {HE_LR:.3f}: {far:.1f} at $L = 1000$). With the step refitted at each "
+            rf"$L$, as a model trained at that $L$ has it, the ratio stays below {FACTOR:g}: the paper's "
+            rf"proportional factor. So the statement holds for a model at its training length and below; the "
+            rf"trained {SOFTMAX}, trained at {L}, reaches {trained[f'L={big}']:.1f} at $L = {big}$ "
+            "(reported, not checked).", "", *rows]
     ks = list(range(2, big + 1))
     figure = lines_figure(
         {f"trained {SOFTMAX}": (ks, [_excess(softmax[k]) / _excess(theory.bayes[k]) for k in ks]),

@@ -28,7 +28,8 @@ from torch import Tensor
 from ...estimators import build as build_estimator
 from ..claims import AtMost, Check, Claim, Near
 
-AGREE = "mean (f - g)^2 / mean g^2"  # f: the model, g: the estimator
+AGREE = "mean (f - g)^2 / mean g^2"  # f: the model, g: the estimator (check labels)
+AGREE_TEX = r"$\operatorname{mean} (f - g)^2 / \operatorname{mean} g^2$"  # the same, in report text
 SHORT = 10  # the number of examples where debiased and plain GD differ (the debiasing checks)
 AGREE_LIMIT = 0.05  # at the training length: H = 1 vs the single head, H >= 2 vs debiased GD
 SHORT_RATIO = 0.25  # at k = 10: disagreement with debiased GD over that with GD (quick models ~0.1)
@@ -85,9 +86,10 @@ def debiased_claim(measured: Mapping[str, Mapping[str, float]], long: int) -> Cl
         return {name: m[key] for name, m in measured.items()}
 
     return Claim.of(
-        "4-Hge2", "trained H>=2 (off the plateau) predicts like debiased GD with lr = sum_h omega_h mu_h "
-        f"and unlike plain GD: agreement at L = {long} and at L = {SHORT} (where the two differ), and the "
-        f"debiasing coefficient b/a of the fit f = a s1 + b s2 at L = {SHORT} (debiased GD -1, GD 0)",
+        "4-Hge2", r"trained $H \ge 2$ (off the plateau) predicts like debiased GD with step "
+        rf"$\sum_h \omega_h \mu_h$ and unlike plain GD: agreement at $L = {long}$ and at $L = {SHORT}$ "
+        r"(where the two differ), and the debiasing coefficient $b/a$ of the fit $f = a s_1 + b s_2$ at $L = "
+        f"{SHORT}$ (debiased GD -1, GD 0)",
         "H>=2 matches debiased GD", dict(measured),
         Check(f"{AGREE} vs debiased GD, L = {long}", pick(f"vs debiased GD, L = {long}"),
               AtMost(AGREE_LIMIT, True)),
@@ -109,6 +111,6 @@ def theory_h2_claim(pairs: Mapping[str, Mapping[str, list[float]]]) -> Claim:
     ``pairs``: seed -> {"mu": [...], "mu*(omega)": [...]}."""
     gaps = [abs(a - b) / abs(b) for v in pairs.values()
             for a, b in zip(v["mu"], v["mu*(omega)"], strict=True)]
-    return Claim.of("4-theory-H2", "H=2 extracted mu_h vs mu*(omega_h) of the approximate loss",
+    return Claim.of("4-theory-H2", r"$H = 2$: extracted $\mu_h$ vs $\mu^*(\omega_h)$ of the approximate loss",
                     "the trained heads sit at the optimum of Loss(omega, mu)", dict(pairs),
                     Check("|mu - mu*| / |mu*|", gaps, AtMost(THEORY_TOL)))

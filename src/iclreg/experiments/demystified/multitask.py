@@ -17,16 +17,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from ...report.figures import lines_figure
-from ...report.style import styled
 from ...tasks import build as build_task
 from ...train import ExperimentConfig
 from ..base import Experiment, Runs, Section
 from ..claims import AtLeast, AtMost, Check, Claim
 from . import setup as he
+from .figures import multitask_heads_figure
 
 D, N_TASKS = 6, 2
 SUBSETS = ((0, 1, 2, 3), (2, 3, 4, 5))
@@ -173,36 +172,6 @@ def loss_claim(stats: dict[int, list[Trained]]) -> Claim | None:
                     Check("H=3 - H=1", best[3] - best[1], AtMost(0, True)), figure="multitask_loss.png")
 
 
-@styled
-def heads_grid(stats: dict[int, list[Trained]]) -> Figure:
-    """Per H (row pairs): each head's KQ x-block (upper) and OV map (lower, K x p) of the best
-    seed (lowest loss), titled with the head's role; one colour scale per kind."""
-    rows = sorted(stats)
-    cols = max(rows)
-    fig = Figure(figsize=(1.6 * cols + 1, 2.7 * len(rows)))
-    axes = fig.subplots(2 * len(rows), cols, squeeze=False, gridspec_kw={"height_ratios": [3, 1] * len(rows)})
-    kq_lim = max(float(r.kq.abs().max()) for rs in stats.values() for r in rs) or 1.0
-    ov_lim = max(float(r.ov.abs().max()) for rs in stats.values() for r in rs) or 1.0
-    for i, h in enumerate(rows):
-        run = min(stats[h], key=lambda r: r.loss)
-        for j in range(cols):
-            top, bottom = axes[2 * i, j], axes[2 * i + 1, j]
-            for ax in (top, bottom):
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.set_frame_on(j < h)
-            if j >= h:
-                continue
-            top.imshow(run.kq[j].numpy(), cmap="RdBu_r", vmin=-kq_lim, vmax=kq_lim)
-            top.set_title(f"$H={h}$ head {j + 1}: {run.roles.roles[j]}", fontsize=8.5)
-            if j == 0:
-                top.set_ylabel(f"seed {run.seed}")
-            bottom.imshow(run.ov[j].numpy(), cmap="RdBu_r", vmin=-ov_lim, vmax=ov_lim, aspect="auto")
-    fig.suptitle("multi-task heads (best seed per $H$): KQ $x$-block (6x6) and OV (outputs x token entries;\n"
-                 "the last two columns are the label slots)")
-    return fig
-
-
 def sections(exp: Experiment, runs: Runs, sizes: MultitaskSizes, **inputs: Any) -> list[Section]:
     """One section: losses and head roles by H, the regime and loss claims, two figures."""
     title = "Multi-task regression: heads in superposition"
@@ -210,11 +179,11 @@ def sections(exp: Experiment, runs: Runs, sizes: MultitaskSizes, **inputs: Any) 
         return [Section(title, ["Skipped at these sizes (no heads to train); run the full mode."])]
     stats = {h: [measure(exp, runs, sizes, h, s) for s in range(sizes.seeds)] for h in sizes.heads}
     text = [f"`{TASK}` (subsets {[list(s) for s in SUBSETS]}), softmax attention with two label slots, "
-            f"{sizes.seeds} seeds per H (one ensemble), Adam lr {sizes.lr}, {sizes.steps} steps, batch "
-            f"{sizes.batch}. MSE at L = {he.L} on {sizes.eval_samples} fresh prompts, per task. A head "
-            "serves task k when abs(mu_(h,k)) (OV, label k into output k) and the RMS of its KQ x-block over "
-            f"task k's coordinates both reach {SHARE} of the largest head's.", "",
-            "| H | seed | MSE task 1 | MSE task 2 | roles | mu_(h,1) | mu_(h,2) |",
+            f"{sizes.seeds} seeds per $H$ (one ensemble), Adam lr {sizes.lr}, {sizes.steps} steps, batch "
+            f"{sizes.batch}. MSE at $L = {he.L}$ on {sizes.eval_samples} fresh prompts, per task. A head "
+            r"serves task $k$ when $|\mu_{h,k}|$ (OV, label $k$ into output $k$) and the RMS of its KQ "
+            f"$x$-block over task $k$'s coordinates both reach {SHARE} of the largest head's.", "",
+            r"| $H$ | seed | MSE task 1 | MSE task 2 | roles | $\mu_{h,1}$ | $\mu_{h,2}$ |",
             "|---:|---:|---:|---:|---|---|---|"]
     for h, rs in stats.items():
         for r in rs:
@@ -224,15 +193,17 @@ def sections(exp: Experiment, runs: Runs, sizes: MultitaskSizes, **inputs: Any) 
                         f"{', '.join(f'{v:+.2f}' for v in mu[:, 1].tolist())} |")
     if exp.quick:
         text += ["", f"Quick mode trains {sizes.steps} steps at batch {sizes.batch} (the paper: 500k steps), "
-                 f"H in {list(sizes.heads)}; where the H > 2N check misses, the extra heads have not "
-                 "separated in that time (the full mode trains H = 1..6 at the paper's budget). "
-                 "Five times longer does not separate them either: iclreg's own CPU run of H = 6 at "
+                 f"$H$ in {list(sizes.heads)}; where the $H > 2N$ check misses, the extra heads have not "
+                 r"separated in that time (the full mode trains $H = 1, \ldots, 6$ at the paper's budget). "
+                 "Five times longer does not separate them either: iclreg's own CPU run of $H = 6$ at "
                  "4,000 steps, batch 128, still had one head serving both tasks in each of 2 seeds."]
     claims = regime_claims(stats)
     loss = loss_claim(stats)
     claims += [loss] if loss else []
     series = {f"seed {s}": (list(stats), [stats[h][s].loss for h in stats]) for s in range(sizes.seeds)}
-    figures = {"multitask_heads.png": heads_grid(stats),
+    best = {h: min(rs, key=lambda r: r.loss) for h, rs in stats.items()}
+    shown = {h: (r.seed, r.kq.numpy(), r.ov.numpy(), r.roles.roles) for h, r in best.items()}
+    figures = {"multitask_heads.png": multitask_heads_figure(shown, D),
                "multitask_loss.png": lines_figure(series, "heads $H$", "MSE at $L = 40$ (mean of the 2 "
                                                   "tasks)", "multi-task loss against $H$")}
     data = {f"H={h}": [{"seed": r.seed, "mse": r.mse, "roles": r.roles.roles, "mu": r.roles.mu.tolist(),
