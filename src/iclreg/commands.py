@@ -216,9 +216,10 @@ def cmd_test_time(args: argparse.Namespace) -> int:
 
     plot = check_writable_file(args.plot) if args.plot else None
     with heartbeat(f"test-time: N = {args.samples} chains of T = {args.steps} steps on {args.prompts} "
-                   "prompts", log):
+                   "prompts", log):  # progress: over the decoded tokens (not with --json or --quiet)
         result = run_test_time(args.task, args.decoder, args.noise, args.technique, args.steps,
-                               args.samples, args.prompts, args.seed, args.device, run=args.run)
+                               args.samples, args.prompts, args.seed, args.device, run=args.run,
+                               progress=show_progress(args))
     metric, (label, curve) = result["metric"], next(iter(result["results"].items()))
     if plot:
         figure = lines_figure({label: (result["N"], curve[metric])},
