@@ -68,7 +68,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .train.backends import Backend
     from .train.distributed import check_one_run
     from .train.extend import nothing_to_do, resume_steps
-    from .train.sweep import config_sweeps, is_sweep, resume_sweep, run_sweep
+    from .train.rundir import config_sweeps, is_sweep
+    from .train.sweep import resume_sweep, run_sweep
 
     progress = show_progress(args)
     backend = Backend(args.backend, args.address, args.retries)

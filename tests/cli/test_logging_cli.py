@@ -28,7 +28,8 @@ TINY = {
     "eval": {"samples": 64, "estimators": ["ols"]},
     "run": {"checkpoint_every": 10, "log_every": 5},
 }
-STEP = re.compile(r"^iclreg: train: step (\d+)/(\d+) \((\d+)%\), (?:loss (\S+), )?([\d.]+) step/s, "
+STEP = re.compile(r"^iclreg: train: step (\d+)/(\d+) \((\d+)%\), (?:loss (\S+)(?: \(logged at step \d+\))?, )?"
+                  r"([\d.]+) step/s, "
                   r"(ETA [\w .]+|done in [\w .]+)$")
 
 
@@ -58,6 +59,9 @@ def test_train_logs_steps_losses_eta_and_phases(config, tmp_path, capsys):
     for m in steps:
         logged = [s for s in losses if s <= int(m[1])]
         assert m[4] == (f"{losses[max(logged)]:.4g}" if logged else None)
+        stale = bool(logged) and max(logged) < int(m[1])  # a loss from an earlier step says which
+        assert ("(logged at step" in m[0]) == stale
+        assert not stale or f"(logged at step {max(logged)})" in m[0]
     phases = [line for line in err if not line.startswith("iclreg: train: ")]
     assert phases[:1] == [f"iclreg: training {run}, steps 0 to 20 ..."]
     assert "iclreg: final evaluation ..." in phases

@@ -15,10 +15,11 @@ from safetensors.torch import load_file
 from iclreg.cli import main
 from iclreg.errors import UsageError
 from iclreg.train import load_config, load_run, resume, runs, train
-from iclreg.train.checkpoint import iter_checkpoints, load_checkpoint
+from iclreg.train.checkpoint import load_checkpoint
 from iclreg.train.config import TrainConfig, planned_configs
 from iclreg.train.loop import Trainer
 from iclreg.train.metrics import read_metrics
+from iclreg.train.run import iter_checkpoints
 from iclreg.train.sweep import resume_sweep, run_sweep
 
 PEAK, WARMUP, FLOOR = 0.01, 4, 0.1

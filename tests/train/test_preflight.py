@@ -9,13 +9,13 @@ import pytest
 import torch
 
 from iclreg import resources
+from iclreg.analysis.evaluate import eval_seed
 from iclreg.errors import UsageError
 from iclreg.models import Ensemble, StackedPredictor
 from iclreg.tasks import TASKS
 from iclreg.train import load_config, train
-from iclreg.train.preflight import check_probe, check_training, eval_seed, training_bytes
+from iclreg.train.preflight import check_probe, check_training, member_bytes, training_bytes
 from iclreg.train.run import build_model
-from iclreg.train.sweep import member_bytes
 
 
 def real_training_bytes(config) -> int:

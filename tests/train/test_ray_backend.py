@@ -137,10 +137,10 @@ def test_ray_not_installed_is_a_one_line_error_naming_the_extra(monkeypatch, tmp
     argv = ["train", str(write_config()), "--sweep", "train.seed=0,1", "--out", str(out), "--backend", "ray"]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "pip install 'iclreg[ray]'" in err
+    assert len(err.splitlines()) == 1 and "pip install -e '.[ray]'" in err
     assert not out.exists()  # refused before any file is written
     assert main(["reproduce", "tour", "--quick", "--out", str(tmp_path / "r"), "--backend", "ray"]) == 2
-    assert "iclreg[ray]" in capsys.readouterr().err
+    assert ".[ray]" in capsys.readouterr().err
 
 
 def test_an_address_needs_the_ray_backend(write_config, tmp_path, capsys):

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from iclreg.cli import main
-from iclreg.errors import UsageError
+from iclreg.errors import TrainingError, UsageError
 from iclreg.models import MODELS
 from iclreg.train import load_config, load_run, train
 from iclreg.train.metrics import read_metrics
@@ -96,6 +96,15 @@ def test_heads_are_grouped_and_members_load_alone(write_config, tmp_path, caplog
     assert summary[0].startswith("model.heads,train.seed,member,final_loss") and len(summary) == 7
 
 
+def test_a_sweep_whose_every_member_diverges_is_an_error_with_its_summary_written(write_config, tmp_path):
+    config = write_config({"optimizer": {"name": "sgd"}, "train": {"steps": 30},
+                           "run": {"checkpoint_every": 5, "log_every": 5}})
+    with pytest.raises(TrainingError, match="all 2 members diverged"):
+        run_sweep(config, [], ["optimizer.lr=1e9,1e10"], tmp_path / "s")
+    rows = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert [r["diverged"] for r in rows] == [True, True]
+
+
 def test_a_diverging_member_does_not_stop_the_others(write_config, tmp_path):
     config = write_config({"optimizer": {"name": "sgd"}, "train": {"steps": 30},
                            "run": {"checkpoint_every": 5, "log_every": 5}})
@@ -151,18 +160,18 @@ def test_sweep_block_in_the_config(write_config, tmp_path, capsys):
         ("0", "1"), ("0", "2"), ("1", "1"), ("1", "2")]
 
 
-def test_train_members_stacks_different_task_kinds_of_one_shape(write_config, tmp_path):
+def test_a_plan_stacks_different_task_kinds_of_one_shape(write_config, tmp_path):
     """Named configs whose tasks differ in kind and covariance (same d, n) train as one ensemble,
     each member bit-identical to the same config trained alone."""
-    from iclreg.train.sweep import train_members
+    from iclreg.train.plan import train_plan
 
     tasks = {"gauss": "gaussian:d=3,n=9,cov=toeplitz,rho=0.5", "local": "local:d=3,n=9,r=0.5",
              "prior": "gaussian:d=3,n=9,w_mean=0.4,w_std=0.2"}
     paths = {k: write_config({**F64, "task": t, "model": "softmax_attention:heads=2"}, f"{k}.yaml")
              for k, t in tasks.items()}
     members = [(k, load_config(p)) for k, p in paths.items()]
-    dirs = train_members(members, tmp_path / "joint")
-    assert [d.name for d in dirs] == list(tasks)
+    dirs = train_plan(dict(members), tmp_path / "joint")
+    assert [d.name for d in dirs.values()] == list(tasks)
     for name, path in paths.items():
         alone = train(load_config(path), tmp_path / f"alone_{name}")
         a, b = last_weights(alone), last_weights(tmp_path / "joint" / name)

@@ -180,10 +180,10 @@ def test_a_missing_tracker_package_is_refused_before_the_run_starts(write_config
     out = tmp_path / "run"
     assert main(["train", str(write_config(QUICK)), f"run.trackers=[{package}]", "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].endswith(f"not installed: pip install 'iclreg[{package}]' (or remove {package} from "
-                            "run.trackers)")
+    assert err[-1].endswith(f"not installed: .venv/bin/pip install -e '.[{package}]' in iclreg's checkout "
+                            f"(or remove {package} from run.trackers)")
     assert not out.exists()  # refused before the run directory was made
-    with pytest.raises(UsageError, match=rf"pip install 'iclreg\[{package}\]'"):  # resume: before a step
+    with pytest.raises(UsageError, match=rf"pip install -e '\.\[{package}\]'"):  # resume: before a step
         Trainer([load_config(write_config(QUICK), [f"run.trackers=[{package}]"])], [tmp_path], False)
 
 

@@ -2,8 +2,8 @@
 
 The model of a run is evaluated as :func:`~iclreg.analysis.compare.compare` evaluates any
 predictor: the Monte Carlo mean of (f(x, y)[k] - y_k)^2 for k = 0..n-1 on held-out prompts
-drawn from the run's evaluation seed (``preflight.eval_seed``, apart from every training
-seed), in the run's dtype, under the run's autocast.
+drawn from the run's evaluation seed (:func:`eval_seed`, apart from every training seed), in
+the run's dtype, under the run's autocast.
 """
 
 from __future__ import annotations
@@ -23,6 +23,14 @@ if TYPE_CHECKING:
     from ..train.config import ExperimentConfig
 
 
+EVAL_SEED_OFFSET = 1_000_003  # evaluation prompts never coincide with training prompts
+
+
+def eval_seed(config: ExperimentConfig) -> int:
+    """The seed of a run's evaluation prompts, apart from every training seed (and below 2^63)."""
+    return (config.train.seed + EVAL_SEED_OFFSET) % 2**63
+
+
 def evaluate(model: nn.Module, config: ExperimentConfig, task: Task, n: int | None = None,
              samples: int | None = None, estimators: tuple[str, ...] | None = None,
              device: str = "cpu") -> dict[str, Any]:
@@ -39,8 +47,6 @@ def evaluate(model: nn.Module, config: ExperimentConfig, task: Task, n: int | No
         ``noise_floor`` and what the prompts were drawn from: ``task`` with the n evaluated
         (``task["n"] == len(k)``), and ``train_n``, the task's n the model was trained on.
     """
-    from ..train.preflight import eval_seed  # the train package imports this module
-
     specs = config.eval.estimators if estimators is None else estimators
     n = (config.eval.n or task.n) if n is None else n
     samples = config.eval.samples if samples is None else samples

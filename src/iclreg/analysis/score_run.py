@@ -81,7 +81,7 @@ def load_target(path: str | Path) -> Target:
     """The models at ``path`` (module docstring); anything else is a one-line :class:`UsageError`."""
     from ..tasks import build as build_task
     from ..train import load_run
-    from ..train.sweep import is_sweep, read_sweep
+    from ..train.rundir import is_sweep, read_sweep
     from .evaluate import _Autocast
 
     p = Path(path)

@@ -30,8 +30,8 @@ from ..registry import Registry
 from ..report import save_figure
 from ..report.references import Reference
 from ..train import ExperimentConfig, load_run, resolve, train_plan
-from ..train.checkpoint import iter_checkpoints
 from ..train.metrics import read_metrics
+from ..train.run import iter_checkpoints
 from .claims import Claim
 
 log = logging.getLogger(__name__)

@@ -54,6 +54,11 @@ class Checkpoint:
     state: dict[str, Any]
 
 
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    """The directory of checkpoint ``step`` of a run (whether it exists or not)."""
+    return run_dir / "checkpoints" / f"{PREFIX}{step:08d}"
+
+
 def checkpoint_dirs(run_dir: Path) -> list[Path]:
     """Complete checkpoints of a run (``step_NNNNNNNN`` directories), oldest first.
 
@@ -85,8 +90,8 @@ def save_checkpoint(
     Raises:
         WriteError: the disk is full (or not writable); no partial checkpoint is left.
     """
-    root = run_dir / "checkpoints"
-    final = root / f"{PREFIX}{step:08d}"
+    final = checkpoint_path(run_dir, step)
+    root = final.parent
     # copies: a parameter may be a view of a larger buffer (the fused step's), which neither
     # safetensors nor torch.save should see
     weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -192,22 +197,3 @@ def latest_step(run_dir: Path) -> int:
     """The step of a run's latest checkpoint (0 when it has none)."""
     dirs = checkpoint_dirs(run_dir)
     return checkpoint_step(dirs[-1]) if dirs else 0
-
-
-def iter_checkpoints(run_dir: Path, device: str = "cpu", initial: bool = False):
-    """(step, model) at each checkpoint of a run, oldest first; one model, reloaded in place.
-
-    ``initial``: first yield the model at step 0 as the run's seed initialises it (a run keeps
-    no checkpoint of its initialisation). The model is in eval mode; copy what you keep.
-    """
-    from .run import build_model, load_weights, read_run_config  # run.py imports this module
-
-    run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    model = build_model(config, device).eval()
-    if initial:
-        yield 0, model
-    for path in checkpoint_dirs(run_dir):
-        ckpt = load_checkpoint(path, config.to_dict())
-        load_weights(model, ckpt.weights, path)
-        yield ckpt.step, model

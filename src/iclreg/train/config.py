@@ -150,7 +150,7 @@ class RunConfig:
     log_every: steps between metric lines.
     keep: checkpoints kept on disk (the newest).
     trackers: where the metrics also go: ``tensorboard``, ``wandb`` (offline unless
-        ``wandb:mode=online``); optional extras, ``pip install 'iclreg[tensorboard]'`` (``trackers.py``).
+        ``wandb:mode=online``); optional extras (``.venv/bin/pip install -e '.[wandb]'``).
     figures: draw the finished run's ``eval.png`` and ``loss.png`` (with PDFs); reproductions
         turn it off (their reports draw the figures; a toy run's two cost more than its training).
     engine: ``auto`` (the fused step, ``train/fused``, where it applies, else autograd),

@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..device import resolve_device
 from ..errors import check
 from .config import ExperimentConfig
+from .rundir import config_sweeps, is_sweep
 from .step import EagerStep
 
 ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK")  # what torchrun sets in every process it starts
@@ -51,8 +52,6 @@ def check_one_run(sweep: Sequence[str] | None, resume: str | None, config: str |
     """Under torchrun, refuse a sweep (``--sweep``, a config with sweep axes, ``--resume SWEEP``)."""
     if not launched():
         return
-    from .sweep import config_sweeps, is_sweep
-
     many = bool(sweep) or (bool(resume) and is_sweep(resume)) or (bool(config) and config_sweeps(config))
     check(not many, "a sweep trains many models and torchrun (DDP) trains one: run the sweep without "
                     "torchrun, or train one of its runs under torchrun")

@@ -44,6 +44,7 @@ from .durable import write_run_file, writing
 from .lock import run_lock
 from .metrics import TIMING, read_metrics
 from .run import read_run_config
+from .rundir import diverged, is_sweep, read_sweep, summary_rows
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +180,6 @@ def sweep_message(out: Path, spec: dict[str, Any], steps: int | None = None) -> 
     Raises:
         UsageError: ``steps`` cannot extend the sweep (:func:`extend_members`).
     """
-    from .sweep import diverged, summary_rows  # sweep.py imports this module
 
     dirs = [out / name for name in spec["members"]]
     if steps is None and any(not (d / "eval.json").is_file() and not diverged(d) for d in dirs):
@@ -221,7 +221,6 @@ def nothing_to_do(path: str | Path, steps: int | None = None) -> str | None:
     Raises:
         UsageError: ``path`` is no run or sweep, or ``steps`` would shorten the run.
     """
-    from .sweep import is_sweep, read_sweep  # sweep.py imports this module
 
     path = Path(path)
     if is_sweep(path):
@@ -255,7 +254,6 @@ def extend_members(out: Path, members: list[tuple[str, ExperimentConfig]], spec:
         UsageError: the grid varies ``train.steps`` (extend its members one by one), or
             ``steps`` would shorten a member.
     """
-    from .sweep import diverged  # sweep.py imports this module
 
     if steps is None:
         return members

@@ -1,6 +1,6 @@
 """One writer per run directory: an exclusive ``flock`` on ``RUN_DIR/.lock``.
 
-Writers (``train``, ``--resume``, a sweep, ``train_members``, ``train_plan``) hold the
+Writers (``train``, ``--resume``, a sweep, ``train_plan``) hold the
 lock for as long as they write; a second writer is refused with a one-line error naming the
 holder (pid, host and start time, which the holder notes in the file). The kernel releases a
 ``flock`` when its process exits, however it exits (SIGKILL included), so a lock never goes
@@ -8,7 +8,7 @@ stale: the file stays behind and its contents are only a note. Readers (``eval``
 ``load_run``) take no lock. (``flock`` is advisory and local: on a network file system shared
 by several hosts it may not exclude a writer on another host.)
 
-A sweep, or the directory of ``train_members``, is locked as a whole: its writer holds the
+A sweep, or the directory of a plan (``train_plan``), is locked as a whole: its writer holds the
 directory's lock exclusively, which covers every member without a file handle per member (an
 ensemble of a thousand members holds one). A process writing one member alone (``--resume
 SWEEP/member``) holds the member's lock and a shared lock on the sweep's, so it excludes the
@@ -129,7 +129,7 @@ def holds(directory: Path) -> bool:
 
 @contextlib.contextmanager
 def group_lock(directory: str | Path) -> Iterator[None]:
-    """Hold the exclusive lock of a sweep (or ``train_members``) directory, which covers its
+    """Hold the exclusive lock of a sweep (or ``train_plan``) directory, which covers its
     members, for the block.
 
     Raises:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import math
 import os
@@ -34,9 +33,9 @@ from ..analysis.evaluate import evaluate
 from ..device import DTYPES, resolve_device
 from ..errors import TrainingError, UsageError, check
 from ..logs import Progress, phase
-from ..models import MODELS, Ensemble, Predictor, StackedPredictor
+from ..models import Ensemble, Predictor, StackedPredictor
 from ..tasks import TASKS, Task, counter
-from .checkpoint import checkpoint_dirs, latest_step, load_checkpoint, save_checkpoint
+from .checkpoint import checkpoint_dirs, checkpoint_path, latest_step, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig
 from .distributed import Group, NoMetrics, synchronize
 from .durable import remove_temporaries
@@ -46,6 +45,7 @@ from .lock import run_lock
 from .member_state import join_lists, join_states, member_lists, member_state
 from .metrics import MetricsLog
 from .optim import build_optimizer, build_scheduler, set_scheduled_lrs
+from .preflight import group_key
 from .run import build_model, load_weights
 from .sampler import Prefetcher, StreamSampler
 from .step import build_step
@@ -53,20 +53,6 @@ from .trackers import open_trackers
 
 log = logging.getLogger(__name__)
 Result = dict[str, Any]  # an evaluation: ``analysis.evaluate.evaluate``'s object
-
-
-def group_key(config: ExperimentConfig) -> str:
-    """What members trained by one loop must share: everything but the seed, the learning
-    rate, the task's values and the model's initialisation (the fields the model declares in
-    ``member_fields``)."""
-    data = config.to_dict()
-    task, model = TASKS.build(config.task), MODELS.build(config.model)
-    data["task"] = {"d": task.d, "n": task.n, "labels": task.num_labels}
-    data["model"] = {k: v for k, v in dataclasses.asdict(model).items()
-                     if k not in model.member_fields} | {"name": model.name}
-    data["train"].pop("seed")
-    data["optimizer"].pop("lr")
-    return json.dumps(data, sort_keys=True)
 
 
 class _Solo(nn.Module):
@@ -210,7 +196,7 @@ class Trainer:
             return 0
         states = []
         for m in self.members:
-            path = m.run_dir / "checkpoints" / f"step_{step:08d}"
+            path = checkpoint_path(m.run_dir, step)
             ckpt = load_checkpoint(path, m.config.to_dict())
             load_weights(m.model, ckpt.weights, path)
             states.append(ckpt.state)
@@ -323,8 +309,7 @@ class Trainer:
             evaluating = (cfg.eval.every and self.step % cfg.eval.every == 0) or done
             if evaluating or saving:
                 self._check_finite()
-                if all(m.diverged_at is not None for m in self.members):
-                    raise TrainingError(f"every member diverged by step {self.step}")
+                self._stop_if_all_diverged()
             if evaluating:
                 with self._phase("final evaluation") if done else contextlib.nullcontext():
                     self._evaluate(results)
@@ -353,5 +338,9 @@ class Trainer:
             lr = self.optimizer.param_groups[e]["lr"]
             m.metrics.write({"step": self.step, "loss": mean, "lr": float(lr)})
             m.metrics.time(self.step, seconds)
+        self._stop_if_all_diverged()
+
+    def _stop_if_all_diverged(self) -> None:
+        """A loop whose every member diverged stops: the one place that says so."""
         if all(m.diverged_at is not None for m in self.members):
-            raise TrainingError(f"every member's loss diverged by step {self.step}")
+            raise TrainingError(f"every member diverged by step {self.step}")

@@ -7,23 +7,36 @@
 - a new run is checked (``preflight``) before any directory is created, then trained;
 - a run of another config in the same place is refused (remove it, or use another directory).
 
-Runs that share a model shape and a prompt shape (``sweep.group_key``) and the step they start
-from train together as one ensemble, whatever else differs (seed, learning rate, the task's
-values). Reproductions train through this function, so every one of them can be stopped and
-continued across jobs with ``--runs DIR``.
+Runs that share a model shape and a prompt shape (``preflight.group_key``) and the step they
+start from train together as one ensemble, whatever else differs (seed, learning rate, the
+task's values): :func:`train_groups` splits them into loops (:func:`plan_loops`) and sends the
+loops to a backend. Reproductions and sweeps train through this module, so every one of them
+can be stopped and continued (``--runs DIR``, ``--resume SWEEP``).
 """
 
 from __future__ import annotations
 
+import logging
+import math
+from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..errors import check
-from .backends import Backend, as_backend
+import torch
+
+from ..errors import TrainingError, check
+from ..logs import phase
+from ..models import StackedPredictor
+from .backends import as_backend, run_chunks
+from .checkpoint import latest_step
+from .chunks import Backend, Chunk
 from .config import ExperimentConfig
-from .run import read_run_config
+from .preflight import available_bytes, check_members, group_key, member_bytes, plan_chunks
+from .run import build_model, read_run_config
+from .rundir import diverged
 from .runs import check_run_dir, prepare_run_dir
-from .sweep import check_members, diverged, train_groups
+
+log = logging.getLogger(__name__)
 
 COMPARED = ("task", "model", "optimizer", "schedule", "curriculum", "train", "eval")
 
@@ -77,3 +90,60 @@ def train_plan(plan: Mapping[str, ExperimentConfig], out: str | Path, progress: 
         train_groups([c for c, _ in todo], [d for _, d in todo], resume=True, progress=progress,
                      max_members=max_members, backend=backend)
     return dirs
+
+
+# --- loops ------------------------------------------------------------------------------------
+def plan_loops(configs: list[ExperimentConfig], dirs: list[Path], resume: bool,
+               max_members: int | None, here: bool = True) -> list[Chunk]:
+    """The training loops of members that share shapes and, on resume, the step of their latest
+    checkpoint, each group split into chunks that fit in memory (or ``max_members``).
+    ``here=False`` (Ray workers train them): split by ``max_members`` alone; each worker splits
+    its chunk again to fit its own memory (``ray_backend``)."""
+    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+    for i, config in enumerate(configs):
+        stacked = isinstance(build_model(config), StackedPredictor)
+        start = latest_step(dirs[i]) if resume else 0
+        groups[(group_key(config) if stacked else f"solo-{i}", start)].append(i)
+    chunks = []
+    for members in groups.values():
+        first = configs[members[0]]
+        per = member_bytes(first)
+        budget = available_bytes(torch.device(first.run.device)) if here else per * len(members)
+        chunk = plan_chunks(len(members), per, budget, max_members)
+        if chunk < len(members):
+            count = math.ceil(len(members) / chunk)
+            capped = max_members and chunk == max_members and per * len(members) <= budget
+            why = ("--max-members" if capped
+                   else f"about {len(members) * per / 2**30:.2f} GiB needed ({per / 2**20:.1f} MiB "
+                        f"per member), {budget / 2**30:.2f} GiB free")
+            log.warning("an ensemble of %d members is trained in %d chunks of at most %d members (%s)",
+                        len(members), count, chunk, why)
+        for start in range(0, len(members), chunk):
+            part = members[start:start + chunk]
+            chunks.append(([configs[i] for i in part], [dirs[i] for i in part]))
+    return chunks
+
+
+def train_groups(configs: list[ExperimentConfig], dirs: list[Path], resume: bool, progress: bool,
+                 max_members: int | None, backend: str | Backend = "local") -> None:
+    """Train (or resume) members in loops of members that share shapes and, on resume, the step
+    of their latest checkpoint (:func:`plan_loops`), on ``backend`` (``backends.py``: in this
+    process, holding the lock of the directory around them, or as Ray tasks). A loop whose
+    members all diverge does not stop the others.
+
+    Raises:
+        TrainingError: the one member, or every member of a new sweep, diverged; (ray) a chunk
+            failed, once the others finished.
+    """
+    backend = as_backend(backend)
+    loops = plan_loops(configs, dirs, resume, max_members, backend.in_process)
+    steps = sum(c.train.steps for c in configs)
+    with phase(f"training {_count(len(configs), 'run')} in {_count(len(loops), 'loop')}, "
+               f"{steps:,} steps in all", log):
+        diverged = run_chunks(backend, loops, resume, progress, max_members)
+    if not resume and diverged == len(configs) > 1:
+        raise TrainingError(f"all {len(configs)} members diverged; see their metrics.jsonl")
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -14,9 +14,14 @@ parameters, their gradients and two optimiser moments (4 P), plus the prompts.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import torch
 
+from .. import resources
 from ..analysis.compare import CHUNK, check_evaluation
+from ..analysis.evaluate import eval_seed
 from ..device import DTYPES, resolve_device
 from ..errors import check
 from ..estimators import build as build_estimator
@@ -25,13 +30,6 @@ from ..resources import MAX_SAMPLES, check_fits, evaluation_bytes, nbytes, peak_
 from ..tasks import TASKS, Task
 from .config import ExperimentConfig
 from .trackers import check_trackers
-
-EVAL_SEED_OFFSET = 1_000_003  # evaluation prompts never coincide with training prompts
-
-
-def eval_seed(config: ExperimentConfig) -> int:
-    """The seed of the evaluation prompts, apart from every training seed (and below 2^63)."""
-    return (config.train.seed + EVAL_SEED_OFFSET) % 2**63
 
 
 def meta_model(config: ExperimentConfig) -> Predictor:
@@ -135,3 +133,49 @@ def check_probe(config: ExperimentConfig, samples: int, probe_samples: int, devi
     check_fits(probe_bytes(config, samples, probe_samples), resolve_device(device),
                f"probing on {probe_samples:,} + {samples:,} prompts",
                "lower --probe-samples or --samples")
+
+
+# --- the members of one loop and the memory they plan with ---------------------------------
+def group_key(config: ExperimentConfig) -> str:
+    """What members trained by one loop must share: everything but the seed, the learning
+    rate, the task's values and the model's initialisation (the fields the model declares in
+    ``member_fields``)."""
+    data = config.to_dict()
+    task, model = TASKS.build(config.task), MODELS.build(config.model)
+    data["task"] = {"d": task.d, "n": task.n, "labels": task.num_labels}
+    data["model"] = {k: v for k, v in dataclasses.asdict(model).items()
+                     if k not in model.member_fields} | {"name": model.name}
+    data["train"].pop("seed")
+    data["optimizer"].pop("lr")
+    return json.dumps(data, sort_keys=True)
+
+
+def member_bytes(config: ExperimentConfig) -> int:
+    """Memory one member needs in a training step: the tensors autograd saves for backward in
+    one forward pass, plus parameters, gradients and two optimiser moments, plus the prompts;
+    measured on meta tensors (``preflight.training_bytes``), so nothing is allocated."""
+    return training_bytes(config)
+
+
+def check_members(configs: list[ExperimentConfig], here: bool = True) -> None:
+    """``preflight.check_training`` for each group of members that share shapes (one dry run
+    per group): a member that could not train or evaluate is refused before any file exists.
+    ``here=False`` (Ray workers train them): their device and memory are the workers' to check."""
+    checked = set()
+    for config in configs:
+        key = group_key(config)
+        if key not in checked:
+            check_training(config, here)
+            checked.add(key)
+
+
+def available_bytes(device: torch.device) -> int:
+    """Free memory to plan with: 80% of the GPU's free memory, or half of the available RAM."""
+    free = resources.available_bytes(device)
+    return int(0.8 * free) if device.type == "cuda" else free // 2
+
+
+def plan_chunks(size: int, per_member: int, budget: int, max_members: int | None) -> int:
+    """Members per chunk for a group of ``size``."""
+    fit = max(1, budget // max(per_member, 1))
+    return max(1, min(size, fit, max_members or size))

@@ -42,10 +42,11 @@ from typing import Any
 import torch
 
 from ..errors import TrainingError, UsageError, WriteError, check
-from .backends import Backend, Chunk, _note, _parents, import_ray, train_chunk
 from .checkpoint import latest_step
+from .chunks import Backend, Chunk, import_ray, note, parents, train_chunk
 from .config import ExperimentConfig
 from .lock import holds, shared_group_lock
+from .preflight import available_bytes, check_members, member_bytes, plan_chunks
 from .runs import progress_bar
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,6 @@ def _ray_task(configs: list[ExperimentConfig], dirs: list[str], resume: bool) ->
     """One chunk in a Ray worker (paths absolute: a worker's directory is not the driver's):
     its device and memory checked here (``preflight.check_training``), then trained in parts
     that fit in this worker's free memory."""
-    from .sweep import available_bytes, check_members, member_bytes, plan_chunks
 
     paths = [Path(d) for d in dirs]
     check_members(configs)
@@ -255,7 +255,7 @@ class _Tasks:
             return 0
         for config, d in zip(configs, dirs, strict=True):
             self.steps[d] = config.train.steps
-        _note(error, self.members)
+        note(error, self.members)
         return count
 
     def shown(self) -> int:
@@ -318,13 +318,13 @@ def run_on_ray(backend: Backend, chunks: Sequence[Chunk], resume: bool, progress
         UsageError: the cluster cannot be joined, or has no GPU for a cuda run.
     """
     ray = import_ray()
-    parents = _parents(chunks)
-    for parent in parents:
+    dirs = parents(chunks)
+    for parent in dirs:
         check(not holds(parent), f"'{parent}' is locked by this process, so a Ray worker could not "
                                  "write its members; train it with the local backend")
     total = sum(c.train.steps for configs, _ in chunks for c in configs)
     with contextlib.ExitStack() as stack:
-        for parent in parents:
+        for parent in dirs:
             stack.enter_context(shared_group_lock(parent))
         stack.enter_context(stopped_by_signals())
         stack.enter_context(connected(ray, backend.address))

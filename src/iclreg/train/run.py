@@ -74,3 +74,20 @@ def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path:
         first = str(err).splitlines()[0][:200]
         raise UsageError(f"checkpoint '{path}' does not fit the run's model ({first}); delete it "
                          "to resume from an earlier checkpoint, or start a new run") from None
+
+
+def iter_checkpoints(run_dir: Path, device: str = "cpu", initial: bool = False):
+    """(step, model) at each checkpoint of a run, oldest first; one model, reloaded in place.
+
+    ``initial``: first yield the model at step 0 as the run's seed initialises it (a run keeps
+    no checkpoint of its initialisation). The model is in eval mode; copy what you keep.
+    """
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    model = build_model(config, device).eval()
+    if initial:
+        yield 0, model
+    for path in checkpoint_dirs(run_dir):
+        ckpt = load_checkpoint(path, config.to_dict())
+        load_weights(model, ckpt.weights, path)
+        yield ckpt.step, model

@@ -23,7 +23,7 @@ from ..report import error_curves_figure, save_figure, write_text
 from ..report.figures import loss_figure
 from ..report.files import check_new_output_dir
 from .config import ExperimentConfig, save_config
-from .distributed import process_group, synchronize, writes
+from .distributed import Group, process_group, synchronize, writes
 from .durable import write_run_file, writing
 from .extend import extended_config, extension, run_message
 from .loop import Member, Result, Trainer
@@ -101,6 +101,21 @@ def progress_bar(total: int, initial: int, enabled: bool) -> Progress:
     return Progress(total, initial, enabled, desc="train", unit="step", logger=log)
 
 
+def train_loop(configs: list[ExperimentConfig], dirs: list[Path], resume: bool, bar: Progress,
+               group: Group | None = None) -> Trainer:
+    """The one place a Trainer is built: train (or resume) one loop of members, ``bar``
+    counting their steps (restored ones skipped, not in the rate), and write their final files.
+
+    Raises:
+        TrainingError: the loop stopped (every member diverged); its members' files are written.
+    """
+    with Trainer(configs, dirs, resume, group=group) as trainer:
+        if trainer.step:
+            bar.skip(trainer.step * len(configs))
+        finish(trainer, trainer.run(bar))
+    return trainer
+
+
 def train(config: ExperimentConfig, run_dir: str | Path, progress: bool = False) -> Path:
     """Train a new run of ``config`` in ``run_dir`` (with DDP when launched by torchrun:
     ``distributed.py``)."""
@@ -113,9 +128,8 @@ def train(config: ExperimentConfig, run_dir: str | Path, progress: bool = False)
         synchronize(group)  # every rank has checked the directory before rank 0 creates it
         if writes(group):
             prepare_run_dir(run_dir, config)
-        with Trainer([config], [run_dir], resume=False, group=group) as trainer, \
-                progress_bar(config.train.steps, 0, progress and writes(group)) as bar:
-            finish(trainer, trainer.run(bar))
+        with progress_bar(config.train.steps, 0, progress and writes(group)) as bar:
+            train_loop([config], [run_dir], False, bar, group)
     return run_dir
 
 
@@ -134,7 +148,6 @@ def resume(run_dir: str | Path, progress: bool = False, steps: int | None = None
         if group is not None:
             group.check(config)
         with extension(run_dir, stored, config, writes(group)), \
-                Trainer([config], [run_dir], resume=True, group=group) as trainer, \
-                progress_bar(config.train.steps, trainer.step, progress and writes(group)) as bar:
-            finish(trainer, trainer.run(bar))
+                progress_bar(config.train.steps, 0, progress and writes(group)) as bar:
+            train_loop([config], [run_dir], True, bar, group)
     return run_dir

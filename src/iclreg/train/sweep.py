@@ -26,34 +26,27 @@ import io
 import itertools
 import json
 import logging
-import math
 import re
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
-from .. import resources
 from ..errors import TrainingError, check
 from ..logs import phase
-from ..models import StackedPredictor
 from ..report import write_text
 from ..report.files import check_new_output_dir
 from ..spec import _split_top_level
-from ..yamlfile import load as load_yaml
-from .backends import Backend, Chunk, as_backend, run_chunks
-from .checkpoint import latest_step
-from .config import ExperimentConfig, _format_value, apply_overrides, load_file, resolve, save_config
+from .backends import as_backend
+from .chunks import Backend
+from .config import ExperimentConfig, apply_overrides, load_file, resolve, save_config
 from .durable import remove_temporaries, write_run_file, writing
 from .extend import extend_members, sweep_message
 from .lock import group_lock
-from .loop import group_key
-from .metrics import read_metrics
-from .preflight import check_training, training_bytes
-from .run import build_model, read_run_config
-from .runs import check_run_dir, prepare_run_dir
+from .plan import train_groups, train_plan
+from .preflight import check_members
+from .run import read_run_config
+from .rundir import config_sweeps, diverged, read_sweep, summary_rows
 
 log = logging.getLogger(__name__)
 _SPEC_PAIR = re.compile(r"\s*[A-Za-z_]\w*\s*=")  # a SPEC's key=value, not a value of its own
@@ -86,17 +79,6 @@ def member_name(assignment: list[tuple[str, str]]) -> str:
     return "".join(c if c.isalnum() or c in "=.,-_[]" else "_" for c in name)
 
 
-def config_sweeps(path: str | Path) -> list[str]:
-    """The ``sweep:`` block of a config file ({key: [values]}) as --sweep strings."""
-    block = load_file(path).get("sweep") or {}
-    check(isinstance(block, dict), f"'sweep' in '{path}' must map keys to lists of values")
-    out = []
-    for key, values in block.items():
-        check(isinstance(values, list) and values, f"sweep.{key} in '{path}' must be a non-empty list")
-        out.append(f"{key}=" + ",".join(_format_value(v) for v in values))
-    return out
-
-
 def expand(path: str | Path, overrides: list[str], sweeps: list[str]) -> list[tuple[str, ExperimentConfig]]:
     """Every grid point as (member name, resolved config); the file's ``sweep:`` block adds
     to ``sweeps``."""
@@ -127,90 +109,6 @@ def expand_grid(base: dict[str, Any], sweeps: list[str]) -> list[tuple[str, Expe
 
 
 # --- memory -------------------------------------------------------------------------------
-def member_bytes(config: ExperimentConfig) -> int:
-    """Memory one member needs in a training step: the tensors autograd saves for backward in
-    one forward pass, plus parameters, gradients and two optimiser moments, plus the prompts;
-    measured on meta tensors (``preflight.training_bytes``), so nothing is allocated."""
-    return training_bytes(config)
-
-
-def check_members(configs: list[ExperimentConfig], here: bool = True) -> None:
-    """``preflight.check_training`` for each group of members that share shapes (one dry run
-    per group): a member that could not train or evaluate is refused before any file exists.
-    ``here=False`` (Ray workers train them): their device and memory are the workers' to check."""
-    checked = set()
-    for config in configs:
-        key = group_key(config)
-        if key not in checked:
-            check_training(config, here)
-            checked.add(key)
-
-
-def available_bytes(device: torch.device) -> int:
-    """Free memory to plan with: 80% of the GPU's free memory, or half of the available RAM."""
-    free = resources.available_bytes(device)
-    return int(0.8 * free) if device.type == "cuda" else free // 2
-
-
-def plan_chunks(size: int, per_member: int, budget: int, max_members: int | None) -> int:
-    """Members per chunk for a group of ``size``."""
-    fit = max(1, budget // max(per_member, 1))
-    return max(1, min(size, fit, max_members or size))
-
-
-# --- running --------------------------------------------------------------------------------
-def plan_loops(configs: list[ExperimentConfig], dirs: list[Path], resume: bool,
-               max_members: int | None, here: bool = True) -> list[Chunk]:
-    """The training loops of members that share shapes and, on resume, the step of their latest
-    checkpoint, each group split into chunks that fit in memory (or ``max_members``).
-    ``here=False`` (Ray workers train them): split by ``max_members`` alone; each worker splits
-    its chunk again to fit its own memory (``ray_backend``)."""
-    groups: dict[tuple[str, int], list[int]] = defaultdict(list)
-    for i, config in enumerate(configs):
-        stacked = isinstance(build_model(config), StackedPredictor)
-        start = latest_step(dirs[i]) if resume else 0
-        groups[(group_key(config) if stacked else f"solo-{i}", start)].append(i)
-    chunks = []
-    for members in groups.values():
-        first = configs[members[0]]
-        per = member_bytes(first)
-        budget = available_bytes(torch.device(first.run.device)) if here else per * len(members)
-        chunk = plan_chunks(len(members), per, budget, max_members)
-        if chunk < len(members):
-            count = math.ceil(len(members) / chunk)
-            capped = max_members and chunk == max_members and per * len(members) <= budget
-            why = ("--max-members" if capped
-                   else f"about {len(members) * per / 2**30:.2f} GiB needed ({per / 2**20:.1f} MiB "
-                        f"per member), {budget / 2**30:.2f} GiB free")
-            log.warning("an ensemble of %d members is trained in %d chunks of at most %d members (%s)",
-                        len(members), count, chunk, why)
-        for start in range(0, len(members), chunk):
-            part = members[start:start + chunk]
-            chunks.append(([configs[i] for i in part], [dirs[i] for i in part]))
-    return chunks
-
-
-def train_groups(configs: list[ExperimentConfig], dirs: list[Path], resume: bool, progress: bool,
-                 max_members: int | None, backend: str | Backend = "local") -> None:
-    """Train (or resume) members in loops of members that share shapes and, on resume, the step
-    of their latest checkpoint (:func:`plan_loops`), on ``backend`` (``backends.py``: in this
-    process, holding the lock of the directory around them, or as Ray tasks). A loop whose
-    members all diverge does not stop the others.
-
-    Raises:
-        TrainingError: the one member, or every member of a new sweep, diverged; (ray) a chunk
-            failed, once the others finished.
-    """
-    backend = as_backend(backend)
-    loops = plan_loops(configs, dirs, resume, max_members, backend.in_process)
-    steps = sum(c.train.steps for c in configs)
-    with phase(f"training {_count(len(configs), 'run')} in {_count(len(loops), 'loop')}, "
-               f"{steps:,} steps in all", log):
-        diverged = run_chunks(backend, loops, resume, progress, max_members)
-    if not resume and diverged == len(configs) > 1:
-        raise TrainingError(f"all {len(configs)} members diverged; see their metrics.jsonl")
-
-
 def run_sweep(path: str | Path, overrides: list[str], sweeps: list[str], out: str | Path,
               progress: bool = False, max_members: int | None = None,
               backend: str | Backend = "local") -> Path:
@@ -231,42 +129,11 @@ def run_sweep(path: str | Path, overrides: list[str], sweeps: list[str], out: st
         write_text(out / "sweep.yaml", yaml.safe_dump(
             {"config": str(path), "overrides": overrides, "sweep": sweeps,
              "members": [name for name, _ in members], "base": base, "grid": every}, sort_keys=False))
-    train_members(members, out, progress, max_members, backend)
+    train_plan(dict(members), out, progress, max_members, backend)
     write_summary(out)
+    if len(members) > 1 and all(diverged(out / name) for name, _ in members):
+        raise TrainingError(f"all {len(members)} members diverged; see their metrics.jsonl")
     return out
-
-
-def train_members(members: list[tuple[str, ExperimentConfig]], out: str | Path, progress: bool = False,
-                  max_members: int | None = None, backend: str | Backend = "local") -> list[Path]:
-    """Train named configs into ``out/<name>``: members that share a model shape and a prompt
-    shape (``group_key``) train together as one ensemble, whatever else differs (the task's
-    values, covariance or kind, the seed, the learning rate). Returns the run directories."""
-    out, backend = Path(out), as_backend(backend)
-    dirs = [out / name for name, _ in members]
-    for path in dirs:
-        check_run_dir(path)
-    check_members([c for _, c in members], backend.in_process)
-    for path, (_, config) in zip(dirs, members, strict=True):
-        prepare_run_dir(path, config)
-    train_groups([c for _, c in members], dirs, False, progress, max_members, backend)
-    return dirs
-
-
-def is_sweep(path: str | Path) -> bool:
-    return (Path(path) / "sweep.yaml").is_file()
-
-
-def read_sweep(out: Path) -> dict[str, Any]:
-    """The contents of ``out/sweep.yaml``, checked to list the members."""
-    try:
-        spec = load_yaml((out / "sweep.yaml").read_text(), f"'{out}/sweep.yaml'")
-        names = spec["members"]
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError):
-        spec, names = None, None
-    check(isinstance(names, list) and bool(names) and all(isinstance(n, str) and n and "/" not in n
-                                                         and n not in (".", "..") for n in names),
-          f"'{out}/sweep.yaml' is malformed; it must list the members")
-    return spec
 
 
 def _member_config(out: Path, name: str, spec: dict[str, Any], write: bool = True) -> ExperimentConfig:
@@ -285,11 +152,6 @@ def _member_config(out: Path, name: str, spec: dict[str, Any], write: bool = Tru
     path.mkdir(exist_ok=True)
     write_run_file(path / "config.yaml", save_config(configs[name]), path)
     return configs[name]
-
-
-def diverged(run_dir: Path) -> bool:
-    """Whether a member stopped on a non-finite loss, weights or optimiser state."""
-    return any("diverged" in r for r in read_metrics(run_dir / "metrics.jsonl"))
 
 
 def resume_sweep(out: str | Path, progress: bool = False, max_members: int | None = None,
@@ -326,29 +188,6 @@ def resume_sweep(out: str | Path, progress: bool = False, max_members: int | Non
     if len(members) > 1 and all(diverged(out / name) for name, _ in members):
         raise TrainingError(f"all {len(members)} members diverged; see their metrics.jsonl")
     return out
-
-
-def summary_rows(out: Path) -> list[dict[str, Any]]:
-    """Final metrics of every member: swept values, final loss, final errors at the last k."""
-    spec = read_sweep(out)
-    rows = []
-    for name in spec["members"]:
-        records = read_metrics(out / name / "metrics.jsonl")
-        row: dict[str, Any] = dict(pair.split("=", 1) for pair in _split_top_level(name))
-        row["member"] = name
-        losses = [r["loss"] for r in records if "loss" in r]
-        row["final_loss"] = losses[-1] if losses else None
-        row["steps"] = max((r["step"] for r in records), default=0)
-        row["diverged"] = any("diverged" in r for r in records)
-        evals = [r["eval"] for r in records if "eval" in r]
-        for label, mse in (evals[-1].items() if evals else []):
-            row[f"mse_last_k[{label}]"] = mse[-1]
-        rows.append(row)
-    return rows
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def write_summary(out: Path) -> None:

@@ -5,7 +5,7 @@ Every record a run writes to ``metrics.jsonl`` (``metrics.py``: ``{"step", "loss
 to each tracker that ``run.trackers`` names; each member of a sweep has its own. A tracker is
 a registered SPEC (``tensorboard``, ``wandb:mode=online``) whose ``open`` gives the object that
 takes the records (:class:`Tracker`: ``log``, ``close``). Both are optional extras, imported
-only when asked for (``pip install 'iclreg[tensorboard]'``, ``'iclreg[wandb]'``).
+only when asked for (``.venv/bin/pip install -e '.[tensorboard]'``, ``'.[wandb]'``).
 
 TensorBoard: one event file per run (``RUN_DIR/tensorboard``), appended to for each record,
 so a thousand-member ensemble holds no open files or writer threads. A resumed run first
@@ -30,7 +30,9 @@ from typing import Any, Literal
 
 from ..errors import UsageError
 from ..registry import Registry
+from ..report.files import write_bytes
 from ..spec import parse_spec
+from .durable import writing
 
 log = logging.getLogger(__name__)
 TRACKERS: Registry[Any] = Registry("tracker")
@@ -86,7 +88,8 @@ def open_trackers(specs: Sequence[str], run_dir: Path, config: dict[str, Any],
 
 def _missing(what: str, extra: str) -> UsageError:
     return UsageError(f"run.trackers names {extra}, but {what} is not installed: "
-                      f"pip install 'iclreg[{extra}]' (or remove {extra} from run.trackers)")
+                      f".venv/bin/pip install -e '.[{extra}]' in iclreg's checkout (or remove {extra} "
+                      "from run.trackers)")
 
 
 def curve_figure_png(curves: dict[str, list[float]], step: int) -> bytes:
@@ -139,9 +142,6 @@ class TensorBoardTracker(Tracker):
     def __init__(self, directory: Path, resume_step: int | None, curves: bool = True) -> None:
         from tensorboard.compat.proto.event_pb2 import Event
 
-        from ..report.files import write_bytes
-        from .durable import writing
-
         self.path = directory / EVENTS
         self.curves = curves
         with writing(self.path, directory.parent):
@@ -158,8 +158,6 @@ class TensorBoardTracker(Tracker):
             write_bytes(self.path, b"".join(frame(r) for r in kept))
 
     def _append(self, record: bytes) -> None:
-        from .durable import writing
-
         with writing(self.path, self.path.parent.parent), open(self.path, "ab") as fh:
             fh.write(frame(record))
 
@@ -238,15 +236,13 @@ class WandbSpec:
         version = tuple(int(p) for p in re.findall(r"\d+", wandb.__version__)[:3])
         if version < WANDB_MIN:
             raise UsageError(f"the wandb tracker needs wandb >= {'.'.join(map(str, WANDB_MIN))}, "
-                             f"found {wandb.__version__}: pip install -U 'iclreg[wandb]'")
+                             f"found {wandb.__version__}: .venv/bin/pip install -U -e '.[wandb]'")
         return wandb
 
     def open(self, run_dir: Path, config: dict[str, Any], resume_step: int | None) -> Tracker:
         """Start (or, resuming, continue) the W&B run of ``run_dir``."""
         wandb = self.require()
         previous = _wandb_id(run_dir / "wandb") if resume_step is not None else None
-        from .durable import writing
-
         with writing(run_dir / "wandb", run_dir):
             (run_dir / "wandb").mkdir(exist_ok=True)
         run = wandb.init(
