@@ -28,8 +28,8 @@ TINY = {
     "eval": {"samples": 64, "estimators": ["ols"]},
     "run": {"checkpoint_every": 10, "log_every": 5},
 }
-STEP = re.compile(r"^iclreg: train: step (\d+)/(\d+) \((\d+)%\), (?:loss (\S+)(?: \(logged at step \d+\))?, )?"
-                  r"([\d.]+) step/s, "
+STEP = re.compile(r"^iclreg: train: step (\d+)/(\d+) \((\d+)%\), "
+                  r"(?:loss (\S+)(?: \(logged at step \d+\))?, )?([\d.]+) step/s, "
                   r"(ETA [\w .]+|done in [\w .]+)$")
 
 
