@@ -8,29 +8,8 @@
 - ``controls``: every claim's negative control.
 """
 
+from . import setup
 from .experiment import CONTROLS, PARTS, Demystified, parts
-from .setup import (
-    ESTIMATORS,
-    FULL,
-    HE_LR,
-    K_SE,
-    LENGTHS,
-    LONGEST,
-    NOISE_VAR,
-    OWN_RUNS,
-    PLATEAU,
-    PUBLISHED,
-    PUBLISHED_LENGTHS,
-    QUICK,
-    TASK,
-    TOY,
-    D,
-    L,
-    Sizes,
-    Trained,
-    best,
-)
+from .setup import *  # noqa: F403 (the shared setup: task, published numbers, sizes)
 
-__all__ = ["CONTROLS", "D", "ESTIMATORS", "FULL", "HE_LR", "K_SE", "LENGTHS", "LONGEST", "NOISE_VAR",
-           "OWN_RUNS", "PARTS", "PLATEAU", "PUBLISHED", "PUBLISHED_LENGTHS", "QUICK", "TASK", "TOY", "L",
-           "Demystified", "Sizes", "Trained", "best", "parts"]
+__all__ = ["CONTROLS", "PARTS", "Demystified", "parts", *setup.__all__]

@@ -14,6 +14,9 @@ import torch
 from ...analysis.patterns import HeadPatterns
 from ...report.references import own_measurement
 
+__all__ = ["D", "ESTIMATORS", "FULL", "HE_LR", "K_SE", "L", "LENGTHS", "LONGEST", "NOISE_VAR", "OWN_RUNS",
+           "PLATEAU", "PUBLISHED", "PUBLISHED_LENGTHS", "QUICK", "TASK", "TOY", "Sizes", "Trained", "best"]
+
 D, L, NOISE_VAR = 5, 40, 0.1
 TASK = f"gaussian:d={D},n={L + 1},noise_std={math.sqrt(NOISE_VAR):.6f},w_std={1 / math.sqrt(D):.6f}"
 HE_LR = 2 * 0.13 * 3.45
