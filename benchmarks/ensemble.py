@@ -27,7 +27,7 @@ import torch
 
 from iclreg.train import resolve
 from iclreg.train.loop import Trainer
-from iclreg.train.sweep import member_bytes
+from iclreg.train.preflight import member_bytes
 
 
 def config(seed: int, args: argparse.Namespace, graph: bool) -> dict:

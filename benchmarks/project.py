@@ -32,7 +32,8 @@ import torch
 from iclreg.experiments import REPRODUCTIONS
 from iclreg.train.config import ExperimentConfig
 from iclreg.train.loop import Trainer
-from iclreg.train.sweep import available_bytes, member_bytes, plan_loops
+from iclreg.train.plan import plan_loops
+from iclreg.train.preflight import available_bytes, member_bytes
 
 PAPERS = ("demystified", "multihead", "softmax-limit", "test-time", "newton")
 FIT_HOURS = 3.0  # a paper "fits" when its projected training takes at most this long
