@@ -145,6 +145,12 @@ def _add_reproduction_commands(sub: argparse._SubParsersAction, argv: Sequence[s
                    "index.html alone is the whole demo")
     p.set_defaults(handler=commands.cmd_demo)
 
+    p = sub.add_parser("report", help="redraw a reproduction's (or a demo's) report from its saved "
+                       "measurements")
+    p.add_argument("out", metavar="DIR", help="the output directory of 'iclreg reproduce' or 'iclreg demo'")
+    p.add_argument("--self-contained", action="store_true", help="report.html holds its figures")
+    p.set_defaults(handler=commands.cmd_report)
+
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; ``argv`` only decides whether the reproductions are imported for the help."""

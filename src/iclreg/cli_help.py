@@ -53,6 +53,10 @@ COMMANDS: dict[str, tuple[str, tuple[str, str]]] = {
         "The estimator tour and every reproduction in quick mode on the CPU, all on one page "
         "(OUT/index.html).",
         ("iclreg demo", "iclreg demo --out runs/demo-mail --self-contained")),
+    "report": (
+        "Draw a reproduction's report again (figures, report.md, report.html, claims.json) from the "
+        "measurements it saved, without training or measuring anything.",
+        ("iclreg report runs/newton-quick", "iclreg report runs/demo --self-contained")),
 }
 
 

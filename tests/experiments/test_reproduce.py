@@ -53,6 +53,22 @@ def test_every_reproduction_runs_at_toy_size(paper, mode, tmp_path):
     for name in trained:
         run = out / "runs" / name
         assert (run / "eval.json").is_file() or (run / "metrics.jsonl").is_file()
+    if mode == "quick":
+        _check_redraw(out, result)
+
+
+def _check_redraw(out, result) -> None:
+    """``iclreg report OUT`` draws the same report from the saved measurements: tables and PNGs
+    byte for byte, after the report files and figures are removed."""
+    kept = ["report.md", "claims.json", "report.html", *result.figures]
+    if (out / "results.json").exists():
+        kept.append("results.json")
+    before = {name: (out / name).read_bytes() for name in kept}
+    for name in kept:
+        (out / name).unlink()
+    assert main(["report", str(out)]) == 0
+    for name in kept:
+        assert (out / name).read_bytes() == before[name], f"{name} differs when redrawn"
 
 
 def _interrupt_after_first_run(monkeypatch):

@@ -14,10 +14,11 @@ import re
 import torch
 
 from iclreg.analysis.compare import error_curves, interval95
-from iclreg.experiments import testtime_figures
-from iclreg.experiments.demystified.figures import loss_curves_figure, multitask_heads_figure
 from iclreg.logs import Progress
+from iclreg.report import figures_decoders as testtime_figures
 from iclreg.report.figures import error_curves_figure, heads_figure, lines_figure, similarity_figure
+from iclreg.report.figures_heads import head_blocks_figure as multitask_heads_figure
+from iclreg.report.figures_heads import learning_curves_figure as loss_curves_figure
 from iclreg.tasks import build as build_task
 
 RAW_SPEC = re.compile(r"\b[a-z][a-z0-9_]*:[a-z_][a-z0-9_]*=")

@@ -16,8 +16,10 @@ from types import SimpleNamespace
 import numpy as np
 
 from iclreg.experiments.base import Experiment, Runs, Section
+from iclreg.experiments.runner import write_report
 from iclreg.report.figures import heads_figure, lines_figure, similarity_figure
 from iclreg.report.files import save_figure
+from iclreg.report.plots import Plot
 from iclreg.report.style import DPI, MIN_FONT_PT
 from iclreg.train.runs import write_figures
 
@@ -84,11 +86,12 @@ class _OneFigure(Experiment):
     toy = None
 
     def analyse(self, runs: Runs, sizes: object) -> list[Section]:
-        return [Section("figure", figures={"curve.png": lines_figure({"a": ([1, 2], [1.0, 2.0])}, "x", "y")})]
+        plot = Plot("lines", {"a": ([1, 2], [1.0, 2.0])}, "x", "y")
+        return [Section("figure", figures={"curve.png": plot})]
 
 
 def test_reproduction_saves_each_figure_as_png_and_pdf(tmp_path):
-    result = _OneFigure().run(tmp_path)
+    result = write_report(_OneFigure().run(tmp_path), tmp_path)
     assert result.figures == ["curve.png"]
     assert (tmp_path / "curve.png").is_file() and (tmp_path / "curve.pdf").read_bytes()[:5] == b"%PDF-"
 

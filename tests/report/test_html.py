@@ -101,8 +101,8 @@ def demo(tmp_path_factory):
     real = runner.write_report
 
     def keep(result, where, **kwargs):
-        results[result.paper] = result
-        real(result, where, **kwargs)
+        results[result.paper] = real(result, where, **kwargs)
+        return results[result.paper]
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runner, "write_report", keep)

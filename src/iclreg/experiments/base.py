@@ -3,13 +3,15 @@
 A paper module registers one :class:`Experiment` subclass and provides two methods:
 
     plan(sizes)          -> {name: ExperimentConfig}   every training run, declared up front
-    analyse(runs, sizes) -> [Section]                  claims, Markdown and figures
+    analyse(runs, sizes) -> [Section]                  measurements, claims, text, figures as data
 
 The base runs the skeleton once (``run``): the timer, the runs directory, training every run of
 the plan through ``train.train_plan`` (members of one shape share an ensemble; finished runs in
-``--runs DIR`` are reused, stopped ones resume), the analysis, and the figures. Sizes are a
-frozen dataclass per mode (``modes``) passed to the constructor, so a test can pass toy sizes.
-``experiments.runner`` writes the report.
+``--runs DIR`` are reused, stopped ones resume) and the analysis. An analysis draws nothing: its
+figures are :class:`~iclreg.report.plots.Plot` (a kind and its numbers). Sizes are a frozen
+dataclass per mode (``modes``) passed to the constructor, so a test can pass toy sizes.
+``experiments.runner`` saves the measurements (``experiments.saved``) and draws the report from
+them.
 """
 
 from __future__ import annotations
@@ -23,11 +25,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from matplotlib.figure import Figure
 
 from ..logs import phase
 from ..registry import Registry
-from ..report import save_figure
+from ..report.plots import Plot
 from ..report.references import Reference
 from ..train import ExperimentConfig, load_run, resolve, train_plan
 from ..train.metrics import read_metrics
@@ -42,18 +43,18 @@ NO_CONTROL = "none listed"  # the report's marker for a claim without a negative
 @dataclass
 class Section:
     """One part of a report: a title, Markdown text, its claims and its figures (file name ->
-    figure, saved by the runner and shown below the text)."""
+    plot, drawn by the runner and shown below the text)."""
 
     title: str
     text: list[str] = field(default_factory=list)
     claims: list[Claim] = field(default_factory=list)
-    figures: dict[str, Figure] = field(default_factory=dict)
+    figures: dict[str, Plot] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)  # raw numbers, written to results.json
 
 
 @dataclass
 class Reproduction:
-    """The outcome of a reproduction: claims, sections (figures saved) and the time it took."""
+    """The outcome of a reproduction: claims, sections (figures as plots) and the time it took."""
 
     paper: str
     title: str
@@ -158,7 +159,7 @@ class Experiment:
         return Path(self.runs) / self.mode if self.runs else out / "runs"
 
     def run(self, out: Path) -> Reproduction:
-        """Train the plan, analyse it and save the figures into ``out``."""
+        """Train the plan (into ``runs_dir(out)``) and analyse it; the runner draws the report."""
         start = time.perf_counter()
         sizes = self.resolved_sizes
         plan = self.plan(sizes)
@@ -169,12 +170,6 @@ class Experiment:
             sections = self.analyse(Runs(dirs, self.device), sizes)
         for section in sections:
             section.claims = [with_control(c, self.controls) for c in section.claims]
-        result = Reproduction(paper=self.name, title=self.title, mode=self.mode, sections=sections,
-                              references=self.references)
-        with phase(f"{self.name}: figures", log):
-            for section in sections:
-                for name, figure in section.figures.items():
-                    save_figure(figure, out / name, also=(".pdf",))  # PDF beside the PNG, for papers
-                    result.figures.append(name)
-        result.seconds = time.perf_counter() - start
-        return result
+        return Reproduction(paper=self.name, title=self.title, mode=self.mode, sections=sections,
+                            figures=[name for s in sections for name in s.figures],
+                            seconds=time.perf_counter() - start, references=self.references)

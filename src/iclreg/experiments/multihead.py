@@ -24,15 +24,14 @@ import math
 from dataclasses import dataclass
 
 import torch
-from matplotlib.figure import Figure
 
 from ..analysis.fit import loglog_slope
 from ..analysis.kernel_family import best_heads
 from ..analysis.query import query_error
-from ..report.figures import bars_figure, lines_figure
 from ..report.format import format_value
+from ..report.palette import PALETTE
+from ..report.plots import Plot
 from ..report.references import CUI_2024, HE_2025
-from ..report.style import PALETTE
 from ..tasks import Task
 from ..tasks import build as build_task
 from ..theory import approximate_loss, single_head_optimum
@@ -267,7 +266,7 @@ class Multihead(Experiment):
             figure=LOSS_FIGURE)
 
     @staticmethod
-    def _loss_figure(kernel: dict[int, dict[int, float]], trained: dict[int, dict[int, float]]) -> Figure:
+    def _loss_figure(kernel: dict[int, dict[int, float]], trained: dict[int, dict[int, float]]) -> Plot:
         series, styles, colors = {}, {}, {}
         exact = constants()["exact"]
         for heads, color in ((1, PALETTE[1]), (2, PALETTE[0])):
@@ -279,7 +278,7 @@ class Multihead(Experiment):
                     (f"He et al. approximate loss, {name}", Fs,
                      [approximate_optimum(D, heads) for D in Fs], "-.")):
                 series[label], styles[label], colors[label] = (xs, ys), style, color
-        return lines_figure(series, "number of examples $D$", r"excess risk (risk $-\ \sigma^2$)",
+        return Plot("lines", series, "number of examples $D$", r"excess risk (risk $-\ \sigma^2$)",
                             "single vs multi-head: loss against $D$", logx=True, logy=True, colors=colors,
                             styles=styles)
 
@@ -309,7 +308,7 @@ class Multihead(Experiment):
                      {"local": ratios[local], "smallest elsewhere": elsewhere},
                      Check("local / smallest elsewhere", ratios[local] / elsewhere, AtMost(1, strict=True)),
                      figure=SCENARIO_FIGURE)]
-        figure = bars_figure(list(ratios), {"trained": list(ratios.values()),
+        figure = Plot("bars", list(ratios), {"trained": list(ratios.values()),
                                             "large-D theory": list(theory.values())},
                              "excess risk, single / two heads",
                              f"multi-head advantage by scenario ($D = {D}$)")
@@ -329,7 +328,7 @@ class Multihead(Experiment):
     def _dimension(self, runs: Runs, sizes: Sizes) -> Section:
         dims = [2, 3, 5, 10, 20, 50, 100, 1000]
         ratio = [optimal_constant(d, NOISE_VAR, 1)[0] / optimal_constant(d, NOISE_VAR, 2)[0] for d in dims]
-        figure = lines_figure({"exact large-D theory": (dims, ratio)}, "input dimension $d$", "$C_1 / C_2$",
+        figure = Plot("lines", {"exact large-D theory": (dims, ratio)}, "input dimension $d$", "$C_1 / C_2$",
                               "single / multi-head constant against dimension", logx=True,
                               hlines={"$e$ (He et al.'s approximate loss)": math.e})
         text = ["Large-D theory: C_1 / C_2 by d " + ", ".join(

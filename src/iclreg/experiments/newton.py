@@ -21,14 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from matplotlib.figure import Figure
 
 from ..analysis import error_curves
 from ..analysis.fit import growth_factor, loglog_slope, slope
 from ..analysis.probe import probe_model
 from ..estimators import build as build_estimator
-from ..report.figures import lines_figure, similarity_figure
 from ..report.format import format_value
+from ..report.plots import Plot
 from ..report.references import FU_2024, GARG_2022, own_measurement
 from ..tasks import build as build_task
 from ..train import ExperimentConfig
@@ -164,7 +163,7 @@ class Newton(Experiment):
                               sizes.samples, seed=21, device=self.device, dtype=torch.float32)
         k, last = list(range(sizes.n)), sizes.n - 1
         series = {name: (k, [v / sizes.d for v in c["mse"]]) for name, c in curves.items()}
-        figure = lines_figure(series, "number of examples $k$", "squared error / $d$",
+        figure = Plot("lines", series, "number of examples $k$", "squared error / $d$",
                               "transformer, LSTM and least squares", logy=True)
         err = {name: c["mse"][last] / sizes.d for name, c in curves.items()}
         learns = Claim.in_range("1-learns", f"transformer error/d at k = {last}",
@@ -184,7 +183,7 @@ class Newton(Experiment):
         for label, name in (("transformer", "gpt2"), ("LSTM", "lstm")):
             evals = runs.metrics(name, "eval")
             series[label] = ([r["step"] for r in evals], [r["eval"]["model"][last] / sizes.d for r in evals])
-        figure = lines_figure(series, "training step", f"error / $d$ at $k = {last}$",
+        figure = Plot("lines", series, "training step", f"error / $d$ at $k = {last}$",
                               "error along training (least squares: 0)", logy=True,
                               hlines={"claim 4-ols tolerance": 0.01})
         steps, errs = series["transformer"]
@@ -201,10 +200,10 @@ class Newton(Experiment):
         d, last, k = sizes.d, sizes.n - 1, probes["k"]
         series = {f"layer {i}": (k, [v / d for v in m]) for i, m in enumerate(probes["probe_mse"])}
         series["least squares"] = (k, [v / d for v in probes["ols_mse"]])
-        figures = {"probes.png": lines_figure(series, "number of examples $k$", "probe squared error / $d$",
+        figures = {"probes.png": Plot("lines", series, "number of examples $k$", "probe squared error / $d$",
                                               "per-layer least-squares read-out", logy=True)}
         for family, label in (("newton", "Newton"), ("gd", "GD")):
-            figures[f"similarity_{family}.png"] = similarity_figure(
+            figures[f"similarity_{family}.png"] = Plot("similarity",
                 probes[family]["similarity"], probes[family]["steps"], f"layers vs {label} steps",
                 probes["floor"])
         layer_err = [m[last] / d for m in probes["probe_mse"]]
@@ -226,7 +225,7 @@ class Newton(Experiment):
                        {"probe error/d at the last k": layer_err, "best newton": best,
                         "best gd": probes["gd"]["best"], "floor": probes["floor"]})
 
-    def _depth(self, sizes: Sizes, probes: dict) -> tuple[list[Claim], dict[str, Figure]]:
+    def _depth(self, sizes: Sizes, probes: dict) -> tuple[list[Claim], dict[str, Plot]]:
         """Newton steps grow linearly with depth, GD steps exponentially; the last layer against
         least squares; the Newton iterations each layer is worth (``depth.png``)."""
         d, last = sizes.d, sizes.n - 1
@@ -240,7 +239,7 @@ class Newton(Experiment):
         layer_err = [m[last] / d for m in probes["probe_mse"]]
         steps, newton_err = probes["newton"]["steps"], [m[last] / d for m in probes["newton"]["mse"]]
         matched = newton_equivalent(layer_err, steps, newton_err)
-        depth = lines_figure({"layer $l$ (probe)": (list(range(len(layer_err))), layer_err),
+        depth = Plot("lines", {"layer $l$ (probe)": (list(range(len(layer_err))), layer_err),
                               "Newton-$k$": (steps, newton_err)}, "layers $l$ / Newton iterations $k$",
                              f"error / $d$ at $k = {last}$", "error vs depth against Newton-$k$", logy=True)
         claims = [
@@ -282,7 +281,7 @@ class Newton(Experiment):
                             Check("sum of log2 best GD steps, ill-conditioned minus isotropic",
                                   gd_ill - gd_well, AtLeast(0, strict=True)),
                             figure="similarity_newton_ill.png")
-        figure = similarity_figure(ill["newton"]["similarity"], ill["newton"]["steps"],
+        figure = Plot("similarity", ill["newton"]["similarity"], ill["newton"]["steps"],
                                    "ill-conditioned: layers vs Newton steps", ill["floor"])
         return Section("Ill-conditioned inputs", [f"Task `{ill_spec}`."], [accuracy, persists],
                        {"similarity_newton_ill.png": figure})

@@ -19,26 +19,59 @@ from typing import Any
 
 from ..errors import UsageError, check
 from ..logs import phase
-from ..report import atomic_output_dir, write_text
+from ..report import atomic_output_dir, save_figure, write_text
 from ..report.files import WRITE_ERRNOS, check_output_dir, left_behind, writing_output
 from ..report.html import index_page, reproduction_page
 from ..report.markdown import reproduction_report
+from . import saved
 from .base import REPRODUCTIONS, Reproduction
 
 log = logging.getLogger(__name__)
 FIRST = "tour"  # the demo opens with the estimator tour
 
 
-def write_report(result: Reproduction, out: Path, embed: bool = False) -> None:
-    """``report.md`` (for GitHub), ``report.html`` (its CSS embedded, for a browser; ``embed``:
-    its figures too, one file to mail), ``claims.json`` and (when a section holds raw numbers)
-    ``results.json``."""
+def write_report(result: Reproduction, out: Path, embed: bool = False) -> Reproduction:
+    """Save ``result``'s measurements (``measurements.json``) and draw its report from them
+    (:func:`draw_report`); returns the reproduction as loaded back."""
+    saved.save(result, out)
+    return draw_report(out, embed=embed)
+
+
+def draw_report(out: Path, embed: bool = False) -> Reproduction:
+    """Draw the report of the reproduction saved in ``out`` (``measurements.json``): its figures
+    (PNG and PDF), ``report.md`` (for GitHub), ``report.html`` (its CSS embedded, for a browser;
+    ``embed``: its figures too, one file to mail), ``claims.json`` and (when a section holds raw
+    numbers) ``results.json``. ``iclreg report DIR`` is this function."""
+    result = saved.load(out)
+    with phase(f"{result.paper}: figures", log):
+        for section in result.sections:
+            for name, plot in section.figures.items():
+                save_figure(plot.draw(), out / name, also=(".pdf",))  # PDF beside the PNG, for papers
     write_text(out / "report.md", reproduction_report(result))
     write_text(out / "report.html", reproduction_page(result, result.paper, root=out, embed=embed))
     write_text(out / "claims.json", json.dumps(result.to_json(), indent=1))
     data = {key: value for s in result.sections for key, value in s.data.items()}
     if data:
         write_text(out / "results.json", json.dumps(data, indent=1))
+    return result
+
+
+def redraw(out: str | Path, embed: bool = False) -> list[Reproduction]:
+    """``iclreg report DIR``: draw again, from its saved measurements, the report of a
+    reproduction (``DIR/measurements.json``) or of a demo (one per reproduction directory, and
+    ``index.html``). Nothing is trained or measured."""
+    out = Path(out)
+    if not out.is_dir():
+        raise UsageError(f"'{out}' is not a directory; give the output directory of `iclreg reproduce` "
+                         "or `iclreg demo`")
+    if (out / saved.FILE).is_file() or not (out / "index.html").is_file():
+        return [draw_report(out, embed=embed)]
+    names = sorted((p.name for p in out.iterdir() if (p / saved.FILE).is_file()), key=lambda n: n != FIRST)
+    entries = [(name, draw_report(out / name, embed=embed)) for name in names]
+    check(bool(entries), f"'{out}' holds an index.html but no reproduction with a {saved.FILE}; "
+                         "run `iclreg demo` again to write them")
+    write_text(out / "index.html", index_page(entries, root=out, embed=embed))
+    return [result for _, result in entries]
 
 
 def default_out(paper: str, mode: str) -> Path:
@@ -103,7 +136,7 @@ def reproduce(paper: str, out: str | Path | None = None, mode: str = "quick", de
             contextlib.nullcontext() if runs else keeping_runs(where / mode, tmp / "runs"):
         result = experiment.run(tmp)
         with phase(f"{paper}: report", log):
-            write_report(result, tmp, embed=embed)
+            result = write_report(result, tmp, embed=embed)
     return result
 
 
@@ -127,7 +160,7 @@ def demo(out: str | Path = "runs/demo", sizes: Mapping[str, Any] | None = None,
             with keeping_runs(kept / "quick", tmp / name / "runs"):
                 result = experiment.run(tmp / name)
                 with phase(f"{name}: report", log):
-                    write_report(result, tmp / name, embed=embed)
+                    result = write_report(result, tmp / name, embed=embed)
             entries.append((name, result))
         write_text(tmp / "index.html", index_page(entries, root=tmp, embed=embed))
         with contextlib.suppress(OSError):

@@ -26,10 +26,10 @@ from torch import Tensor
 
 from ..analysis.concentration import limit_errors, rademacher_limit_gap, reduced_attention_gaps
 from ..analysis.fit import loglog_slope
-from ..report.figures import lines_figure
 from ..report.format import format_value
+from ..report.palette import PALETTE
+from ..report.plots import Plot
 from ..report.references import BOURSIER_BOYER, Reference, own_measurement
-from ..report.style import PALETTE
 from ..tasks import build as build_task
 from ..tasks.covariance import build as build_covariance
 from ..theory import gradient_flow, limit_mse
@@ -171,7 +171,7 @@ class SoftmaxLimit(Experiment):
         text = [f"Token width p = {P}, centred tokens; V has N(0, 1/p) entries and K, Q N(0, 0.09/p), "
                 "so the scores stay O(1); gradients are with respect to (V, K, Q) of the output's sum, "
                 f"per prompt. {sizes.draws} weight draws x {sizes.reps} prompts per length."]
-        figures = {"concentration.png": lines_figure(
+        figures = {"concentration.png": Plot("lines",
             series, "context length $L$", "mean squared error against the limit",
             "concentration on the infinite-prompt limit", logy=True, logx=True), "rademacher.png": figure}
         return Section("1-2. Limit and concentration at random weights", text,
@@ -187,7 +187,7 @@ class SoftmaxLimit(Experiment):
             figure="rademacher.png")
         series = {r"against $V K^\top Q z$ (linear)": (gap["L"], gap["vs_linear"]),
                   r"against $V \tanh(K^\top Q z)$": (gap["L"], gap["vs_tanh"])}
-        return claim, lines_figure(series, "context length $L$", "relative squared error",
+        return claim, Plot("lines", series, "context length $L$", "relative squared error",
                                    "Rademacher tokens", logy=True, logx=True)
 
     # --- trajectories of the trained runs ---------------------------------------------------------
@@ -285,7 +285,7 @@ class SoftmaxLimit(Experiment):
             colors[f"softmax, L = {L}"] = colors[f"linear, L = {L}"] = PALETTE[i % len(PALETTE)]
         series["infinite-L flow"] = (steps, flow_risk)
         colors["infinite-L flow"], styles["infinite-L flow"] = "black", ":"
-        return lines_figure(series, "SGD step", "test risk at the training $L$",
+        return Plot("lines", series, "SGD step", "test risk at the training $L$",
                             "finite-L training against the infinite-L gradient flow", logy=True,
                             hlines={r"Bayes risk at infinite $L$ ($\sigma^2$)": NOISE_VAR}, colors=colors,
                             styles=styles)
@@ -320,7 +320,7 @@ class SoftmaxLimit(Experiment):
                 series[f"{key}, L = {L}"] = (steps, mean([t[key] for t in traj[(L, "softmax")]]))
                 colors[f"{key}, L = {L}"] = PALETTE[i % len(PALETTE)]
                 styles[f"{key}, L = {L}"] = "-" if key == "output" else "--"
-        figure = lines_figure(series, "SGD step", "relative squared gap to the infinite-$L$ limit",
+        figure = Plot("lines", series, "SGD step", "relative squared gap to the infinite-$L$ limit",
                               "finite vs infinite L along softmax training", logy=True, colors=colors,
                               styles=styles)
         top = lengths[-1]

@@ -17,17 +17,15 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 
 import torch
-from matplotlib.figure import Figure
 
 from ..device import resolve_device
+from ..report.plots import Plot
 from ..report.references import CHEN_2025, CHEN_EARLY_CODE
-from ..report.style import SINGLE, styled
 from ..tasks import TASKS, Task
 from ..testtime import ChainOfThoughtDecoder, Decoder, GDDecoder
 from ..theory import testtime as theory
 from ..train.config import ExperimentConfig
 from . import testtime_claims as build
-from . import testtime_figures as figures
 from . import testtime_measure as measure
 from . import testtime_regime as regime
 from .base import REPRODUCTIONS, Experiment, Runs, Section
@@ -188,21 +186,18 @@ class TestTime(Experiment):
                 self._vote(sizes, decoders["vote"]), self._sigma(sizes, decoders["over"]),
                 self._budget(sizes, decoders["over"]), self._notes()]
 
-    @styled
     def _fidelity(self, s: Sizes, decoders: dict[str, dict[str, Decoder]]) -> Section:
         horizon = {"avg": s.steps, "over": max(s.thoughts), "best": s.best_steps}
-        curves, fig = {}, Figure(figsize=SINGLE, layout="constrained")
-        ax = fig.subplots()
+        curves = {}
         for key in SETTINGS:
             x, y, _ = self.prompts(getattr(s, key), min(s.prompts, 256), seed=1)
             cot = decoders[key]["trained CoT"]
             curves[key] = (measure.support_step_fidelity(cot, x, y, TASKS.build(s.vote.task).k, 50)
                            if key == "vote" else measure.gd_fidelity(cot, x, y, horizon[key]))
-            ax.loglog(range(1, len(curves[key]) + 1), curves[key],
-                      label=f"{key} (taught {getattr(s, key).chain})", marker="none")
-        ax.set(xlabel="decoding step $t$", ylabel="mean relative error to exact GD",
-               title="Trained CoT against exact GD")
-        ax.legend()
+        series = {f"{key} (taught {getattr(s, key).chain})": (list(range(1, len(c) + 1)), c)
+                  for key, c in curves.items()}
+        fig = Plot("lines", series, "decoding step $t$", "mean relative error to exact GD",
+                   "Trained CoT against exact GD", logy=True, logx=True)
         claim = build.cot_emits_gd({key: max(c) for key, c in curves.items()}, max(s.thoughts))
         text = [f"One `cot` run per setting ({s.cot_train} Adam steps, batch {s.cot_batch}, teacher forcing "
                 "on mean-gradient GD chains of the length in the legend); greedy decodes of "
@@ -225,7 +220,7 @@ class TestTime(Experiment):
                 f"prompts. Exact {SQUARED_ERROR.format('w_T')} of GD {gd:.4f}; of the mean trajectory "
                 f"(ridge-GD for GD): {means}. {BOTH_DECODERS}"]
         return Section("2. Averaging converges to ridge-GD; 8. extrapolation", text, claims,
-                       {"averaging.png": figures.averaging_figure(res, list(s.samples))}, _public(res))
+                       {"averaging.png": Plot("averaging", _public(res), list(s.samples))}, _public(res))
 
     def _thoughts(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
         x, y, w = self.prompts(s.over, s.prompts, seed=3)
@@ -241,7 +236,7 @@ class TestTime(Experiment):
         text = [f"`{s.over.task}`, $\\eta = {s.over.eta}$, $\\sigma = {SIGMA}$, {s.prompts} prompts (the "
                 "early code used binary $w^*$ here). " + BOTH_DECODERS]
         return Section("3. More thoughts: overfitting and its regularisation", text, claims,
-                       {"thoughts.png": figures.thoughts_figure(res, ts, exact, ridge, n_avg)},
+                       {"thoughts.png": Plot("thoughts", _public(res), ts, exact, ridge, n_avg)},
                        {"T": ts, "exact_gd": exact, "exact_ridge": ridge, **res})
 
     def _best(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
@@ -292,7 +287,7 @@ class TestTime(Experiment):
                 f"of the vote curve ($N$ = {', '.join(map(str, ns))}), from the first {cut} prompts "
                 f"(the vote and greedy lines: all {s.prompts}). " + BOTH_DECODERS]
         return Section("5. Binary coefficients: majority vote against greedy", text, claims,
-                       {"vote.png": figures.vote_figure(res, ns)}, {"N": ns, **_public(res)})
+                       {"vote.png": Plot("vote", _public(res), ns)}, {"N": ns, **_public(res)})
 
     def _sigma(self, s: Sizes, decoders: dict[str, Decoder]) -> Section:
         x, y, w = self.prompts(s.over, s.prompts, seed=7)

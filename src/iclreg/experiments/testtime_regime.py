@@ -13,9 +13,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 
-from ..report.style import WIDE, styled
+from ..report.plots import Plot
 from ..tasks import TASKS
 from ..testtime import GDDecoder
 from ..theory import regimes
@@ -63,26 +62,6 @@ def maps(exp: TestTime, s: Sizes) -> dict[str, list]:
             "A by T": advantage_map(eigs_o, ts, o.eta, sigmas, o.tau, [_noise(o)]).tolist()}
 
 
-@styled
-def figure(data: dict[str, list], s: Sizes, sigma: float) -> Figure:
-    """The two maps: green where averaging helps, the boundary A = 0, the measured points."""
-    fig = Figure(figsize=WIDE, layout="constrained")
-    axes = fig.subplots(1, 2)
-    star_a = [(_noise(s.avg), sigma), (_noise(s.avg), max(s.sigmas))]
-    for ax, xs, key, xlabel, stars in ((axes[0], data["label noise"], "A by label noise",
-                                        "label-noise std $s_y$", star_a),
-                                       (axes[1], data["T"], "A by T", "$T$", [(max(s.thoughts), sigma)])):
-        grid = np.array(data[key])
-        ax.contourf(xs, data["sigma"], np.sign(grid), levels=[-1.5, 0, 1.5], colors=["C3", "C2"], alpha=0.3)
-        if grid.min() < 0 < grid.max():
-            ax.contour(xs, data["sigma"], grid, levels=[0.0], colors="k")
-        ax.plot(*zip(*stars, strict=True), "k*", ms=10)
-        ax.set(xlabel=xlabel, ylabel=r"noise std $\sigma$")
-    axes[0].set_title(f"claim 2's design, T = {s.steps}: green = averaging helps")
-    axes[1].set(xscale="log", title=f"claim 3's design, $s_y$ = {_noise(s.over)}")
-    return fig
-
-
 def section(exp: TestTime, s: Sizes, sigma: float) -> Section:
     """Claim 2b with its maps."""
     pts, data = points(exp, s, sigma), maps(exp, s)
@@ -95,7 +74,14 @@ def section(exp: TestTime, s: Sizes, sigma: float) -> Section:
             "little noise or few steps the shrinkage only adds bias."]
     public = {k: {kk: vv for kk, vv in r.items() if kk != measure.PER_PROMPT} for k, r in pts.items()}
     return Section("2b. Where averaging helps", text, [build.where_averaging_helps(pts)],
-                   {"regimes.png": figure(data, s, sigma)}, {**data, "points": public})
+                   {"regimes.png": _figure(data, s, sigma)}, {**data, "points": public})
+
+
+def _figure(data: dict[str, list], s: Sizes, sigma: float) -> Plot:
+    """The two maps with the measured points (``report.figures_decoders.regime_maps_figure``)."""
+    stars = ([(_noise(s.avg), sigma), (_noise(s.avg), max(s.sigmas))], [(max(s.thoughts), sigma)])
+    return Plot("regime_maps", data, stars, (f"claim 2's design, T = {s.steps}: green = averaging helps",
+                                             f"claim 3's design, $s_y$ = {_noise(s.over)}"))
 
 
 def _noise(setting) -> float:

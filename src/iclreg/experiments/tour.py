@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 from ..analysis import compare
 from ..estimators import build as build_estimator
-from ..report import error_curves_figure, markdown_table
+from ..report import markdown_table
+from ..report.plots import Plot
 from ..report.references import FU_2024, GARG_2022, HE_2025
 from ..tasks import build as build_task
 from ..theory import bayes_risk
@@ -106,7 +107,7 @@ class Tour(Experiment):
                 "uses mu fitted at L = 40 at every length, as in the published table.", "", *rows, "",
                 "Exact finite-k Bayes risk (`iclreg.theory.bayes_risk`, no sampling) against the Monte "
                 "Carlo error of the `bayes` estimator: claim bayes-exact."]
-        figure = error_curves_figure(result["k"], curves, result["noise_floor"],
+        figure = Plot("error_curves", result["k"], curves, result["noise_floor"],
                                      r"He et al. setup: $d=5$, $\sigma^2=0.1$, $w \sim N(0, I/d)$")
         return Section("1. He et al. (arXiv 2503.12734): estimators at L = 10, 20, 40", text, [claim],
                        {"he_estimators.png": figure}, {"he": result, "exact_bayes_risk": exact})
@@ -120,6 +121,6 @@ class Tour(Experiment):
         rows = [5, 10, 15, 19, 20, 21, 25, 30, 40]
         text = ["Newton-Schulz reaches least squares in a few steps; unnormalised GD with lr = 0.01 needs "
                 f"many more at k near d. {samples} prompts.", "", markdown_table(result["k"], curves, rows)]
-        figure = error_curves_figure(result["k"], curves, None, "Standard setup: $d=20$, noiseless")
+        figure = Plot("error_curves", result["k"], curves, None, "Standard setup: $d=20$, noiseless")
         return Section("2. Standard setup (Garg et al., arXiv 2208.01066): d = 20, n = 41, noiseless", text,
                        [claim], {"standard_estimators.png": figure}, {"standard": result})

@@ -26,9 +26,8 @@ matplotlib.use("Agg")
 from cycler import cycler  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-#: Okabe-Ito: blue, vermillion, bluish green, reddish purple, orange, sky blue, black, and grey
-#: in place of its yellow (hard to see as a line on white), as in the R Cookbook's palette.
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999999")
+from .palette import PALETTE  # noqa: E402 (Okabe-Ito; public here too)
+
 MARKERS = ("o", "s", "^", "D", "P", "X", "h", "*")  # "v" is kept for values drawn as "exact"
 LINESTYLES = ("-", "--", "-.", ":", (0, (5, 1, 1, 1, 1, 1)), (0, (8, 2)), (0, (1, 1)), (0, (3, 1, 1, 1)))
 # markers every tenth of the axes' diagonal, staggered per line so overlapping lines show both;

@@ -24,12 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
 
 from ...estimators import build as build_estimator
-from ...report.figures import token_names
-from ...report.style import styled
+from ...report.plots import Plot
 from ...tasks import build as build_task
 from ...train import ExperimentConfig
 from ..base import Experiment, Runs, Section
@@ -176,32 +174,13 @@ def agree_claim(cov: str, rows: list[Measured]) -> Claim:
         Check("pgd - gd disagreement", [r.agree_pgd - r.agree_gd for r in rows], AtMost(0, True)))
 
 
-@styled
-def kq_figure(shown: dict[str, tuple[Tensor, Tensor, Tensor]]) -> Figure:
+def kq_plot(shown: dict[str, tuple[Tensor, Tensor, Tensor]]) -> Plot:
     """Heat maps per covariance (rows): learned W, Sigma^-1 and G*, each divided by its
     Frobenius norm (one colour scale). ``shown``: cov -> (W, Sigma^-1, G*), each (d, d)."""
-    fig = Figure(figsize=(7.0, 2.4 * len(shown) + 0.8), layout="constrained")
-    axes = fig.subplots(len(shown), 3, squeeze=False)
-    titles = ("learned $W$", r"$\Sigma^{-1}$", f"$G^*$ ($L = {he.L}$)")
-    im = None
-    for row, (cov, mats) in enumerate(shown.items()):
-        normed = [(m / m.norm()).numpy() for m in mats]
-        lim = max(float(abs(m).max()) for m in normed)
-        names = token_names(len(normed[0]) + 1)[:-1]  # x_1 .. x_d
-        for col, (mat, title) in enumerate(zip(normed, titles, strict=True)):
-            ax = axes[row, col]
-            im = ax.imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim)
-            ax.set_title(title)
-            ax.set_xticks(range(len(names)), names)
-            ax.set_yticks(range(len(names)), names)
-            ax.grid(False)
-            ax.spines[:].set_visible(True)
-        axes[row, 0].set_ylabel(cov)
-    if im is not None:
-        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
-    fig.suptitle(r"anisotropic $x$: learned $W = \sum_h \mu_h KQ_h[x, x]$ beside $\Sigma^{-1}$ and the "
-                 "one-step optimum $G^*$\n(each divided by its Frobenius norm)")
-    return fig
+    rows = {cov: [(m / m.norm()).numpy() for m in mats] for cov, mats in shown.items()}
+    return Plot("matrix_grid", rows, ("learned $W$", r"$\Sigma^{-1}$", f"$G^*$ ($L = {he.L}$)"),
+                r"anisotropic $x$: learned $W = \sum_h \mu_h KQ_h[x, x]$ beside $\Sigma^{-1}$ and the "
+                "one-step optimum $G^*$\n(each divided by its Frobenius norm)")
 
 
 W_TEX = r"$W = \sum_h \mu_h KQ_h[x, x]$"
@@ -258,7 +237,7 @@ def sections(exp: Experiment, runs: Runs, sizes: AnisoSizes, **inputs: Any) -> l
              f"$H = {sizes.heads[0]}$."]
     data = {"runs": [{k: v for k, v in r.__dict__.items() if k != "W"} | {"W": r.W.tolist()} for r in rows],
             "references": refs}
-    return [Section(title, text, claims, {"aniso_kq.png": kq_figure(shown)}, data)]
+    return [Section(title, text, claims, {"aniso_kq.png": kq_plot(shown)}, data)]
 
 
 __all__ = ["FULL", "QUICK", "TOY", "AnisoSizes", "cosine", "effective_preconditioner",

@@ -29,9 +29,8 @@ import torch
 from ...analysis import best_curves, error_curves
 from ...analysis.patterns import head_patterns
 from ...estimators import build as build_estimator
-from ...report import error_curves_figure
-from ...report.figures import heads_figure, lines_figure
 from ...report.format import format_value
+from ...report.plots import Plot
 from ...report.references import HE_2025
 from ...tasks import build as build_task
 from ...theory import optimal_mu, single_head_optimum
@@ -42,7 +41,6 @@ from ..claims import AtLeast, AtMost, Check, Claim, Near
 from . import aniso, multitask
 from . import length as length_part
 from .controls import CONTROLS as CONTROLS  # every claim's negative control (re-exported)
-from .figures import loss_curves_figure
 from .heads import (
     PUBLISHED_OMEGA,
     exact_h1_claim,
@@ -151,7 +149,7 @@ class Demystified(Experiment):
                             f"{mse:.3f} ({lo:.3f}-{hi:.3f}) |")
             claims.append(Claim.of(f"1-{label.replace(' ', '-')}", f"{label} MSE at L = 10, 20, 40",
                                    list(published), ours, *checks, figure="estimators.png"))
-        figure = error_curves_figure(list(range(L + 1)), curves, NOISE_VAR,
+        figure = Plot("error_curves", list(range(L + 1)), curves, NOISE_VAR,
                                      r"He et al.'s estimators, $d=5$, $\sigma^2=0.1$")
         return Section("1. Estimators at L = 10, 20, 40", rows, claims, {"estimators.png": figure})
 
@@ -165,7 +163,7 @@ class Demystified(Experiment):
                 curve = ([x["step"] for x in records], [x["loss"] for x in records])
                 curves.setdefault(heads, []).append(curve)
                 rows.append(f"| {heads} | {r.seed} | {r.mse:.4f} | {'yes' if r.escaped else 'no'} |")
-        figure = loss_curves_figure(curves, {"single-head optimum 0.405 (published)": 0.405,
+        figure = Plot("learning_curves", curves, {"single-head optimum 0.405 (published)": 0.405,
                                              "multi-head 0.243 (published)": 0.243})
         h1 = sorted(r.mse for r in stats[1])
         best_mse = {f"H={h}": best(trained).mse for h, trained in stats.items() if h >= 2}
@@ -194,7 +192,7 @@ class Demystified(Experiment):
         figures = {}
         for heads, trained in stats.items():
             p = best(trained).patterns
-            figures[f"heads_H{heads}.png"] = heads_figure(
+            figures[f"heads_H{heads}.png"] = Plot("heads",
                 p.kq.numpy(), p.ov.numpy(),
                 rf"$H={heads}$, best seed: $KQ = K^\top Q/\sqrt{{d+1}}$, $OV = O\,V$")
             text += [rf"$H = {heads}$, best seed: $\omega_h$ = {format_value(p.omega.tolist())}, "
@@ -246,7 +244,7 @@ class Demystified(Experiment):
             series[rf"$\omega_{h + 1}$"] = (steps, [o[h] for o in omegas])
             series[rf"$\mu_{h + 1}/10$"] = (steps, [m[h] / 10 for m in mus])
         published = PUBLISHED_OMEGA / figure_omega(1.0, D)  # the published 0.13 in our normalisation
-        return lines_figure(series, "step", "value", "$H=2$ best seed: head parameters over training",
+        return Plot("lines", series, "step", "value", "$H=2$ best seed: head parameters over training",
                             hlines={f"+0.13 published = {published:+.3f} here": published,
                                     f"-0.13 published = {-published:+.3f} here": -published,
                                     r"$\pm 3.5/10$": 0.35})
@@ -298,7 +296,7 @@ class Demystified(Experiment):
                 rows.append(f"| {heads} | {length} | {shown} | {curve[length]:.4f} |")
         for label, curve in references.items():
             series[label] = (ks, curve["mse"][1:])
-        figure = lines_figure(series, "number of examples $k$", "MSE", "error beyond the training length",
+        figure = Plot("lines", series, "number of examples $k$", "MSE", "error beyond the training length",
                               logy=True, vlines={"training length L = 40": 40})
         two = best(stats[2]).curve
         claim = Claim.of("5-length", "the H=2 error keeps falling past the training length",

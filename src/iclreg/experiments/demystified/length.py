@@ -35,8 +35,8 @@ import torch
 
 from ...analysis import error_curves
 from ...errors import check
-from ...report.figures import lines_figure
-from ...report.style import PALETTE
+from ...report.palette import PALETTE
+from ...report.plots import Plot
 from ...tasks import build as build_task
 from ...theory import bayes_risk
 from ...theory.debiased_gd import debiased_gd_optimal_lr, debiased_gd_risk, gd_optimal_lr, gd_risk
@@ -263,7 +263,7 @@ def _linear_figure(fixed: dict[str, list[float]], scaled: dict[str, list[float]]
               f"GD, c* k/{L} (exact)": vermillion, "Bayes (exact)": grey}
     styles = {"debiased GD (exact)": "--", "GD, c* (exact)": ":", f"GD, c* k/{L} (exact)": ":",
               "Bayes (exact)": "-."}
-    return lines_figure(series, "number of examples $L$", "MSE",
+    return Plot("lines", series, "number of examples $L$", "MSE",
                         "linear vs softmax attention beyond the training length", logy=True, logx=True,
                         colors=colors, styles=styles, vlines={f"training length L = {L}": L})
 
@@ -312,7 +312,7 @@ def _bayes_section(softmax: list[float], theory: Theory) -> Section:
             rf"trained {SOFTMAX}, trained at {L}, reaches {trained[f'L={big}']:.1f} at $L = {big}$ "
             "(reported, not checked).", "", *rows]
     ks = list(range(2, big + 1))
-    figure = lines_figure(
+    figure = Plot("lines",
         {f"trained {SOFTMAX}": (ks, [_excess(softmax[k]) / _excess(theory.bayes[k]) for k in ks]),
          "debiased GD (exact)": (ks, [_excess(theory.debiased[k]) / _excess(theory.bayes[k]) for k in ks]),
          "debiased GD, step refitted at L (exact)": (ks, theory.refit_ratio[2:])},

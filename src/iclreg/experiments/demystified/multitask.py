@@ -19,13 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...report.figures import lines_figure
+from ...report.plots import Plot
 from ...tasks import build as build_task
 from ...train import ExperimentConfig
 from ..base import Experiment, Runs, Section
 from ..claims import AtLeast, AtMost, Check, Claim
 from . import setup as he
-from .figures import multitask_heads_figure
 
 D, N_TASKS = 6, 2
 SUBSETS = ((0, 1, 2, 3), (2, 3, 4, 5))
@@ -203,8 +202,8 @@ def sections(exp: Experiment, runs: Runs, sizes: MultitaskSizes, **inputs: Any) 
     series = {f"seed {s}": (list(stats), [stats[h][s].loss for h in stats]) for s in range(sizes.seeds)}
     best = {h: min(rs, key=lambda r: r.loss) for h, rs in stats.items()}
     shown = {h: (r.seed, r.kq.numpy(), r.ov.numpy(), r.roles.roles) for h, r in best.items()}
-    figures = {"multitask_heads.png": multitask_heads_figure(shown, D),
-               "multitask_loss.png": lines_figure(series, "heads $H$", "MSE at $L = 40$ (mean of the 2 "
+    figures = {"multitask_heads.png": Plot("head_blocks", shown, D),
+               "multitask_loss.png": Plot("lines", series, "heads $H$", "MSE at $L = 40$ (mean of the 2 "
                                                   "tasks)", "multi-task loss against $H$")}
     data = {f"H={h}": [{"seed": r.seed, "mse": r.mse, "roles": r.roles.roles, "mu": r.roles.mu.tolist(),
                         "kq_mass": r.roles.kq_mass.tolist()} for r in rs] for h, rs in stats.items()}

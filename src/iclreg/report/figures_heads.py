@@ -1,6 +1,7 @@
-"""Figures of ``iclreg reproduce demystified`` (He et al., arXiv 2503.12734) that the shared
-figure functions do not draw: the loss curves of many seeds grouped by H, and the multi-task
-heads grid. Each takes measurements and returns a figure.
+"""Figures of attention heads and their training: the loss curves of many seeds grouped by H
+(``learning_curves``), per-head KQ/OV blocks over several H (``head_blocks``) and a grid of
+matrices on one colour scale (``matrix_grid``). Each takes measurements and returns a figure;
+He et al. (arXiv 2503.12734) draws all three.
 """
 
 from __future__ import annotations
@@ -8,14 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from matplotlib.figure import Figure
 
-from ...report.figures import REFERENCE_STYLES, add_legend, token_names
-from ...report.style import LINESTYLES, PALETTE, REFERENCE_COLOR, SINGLE, styled
+from .figures import REFERENCE_STYLES, add_legend, token_names
+from .style import LINESTYLES, PALETTE, REFERENCE_COLOR, SINGLE, styled
 
 
 @styled
-def loss_curves_figure(curves: Mapping[int, Sequence[tuple[Sequence[int], Sequence[float]]]],
+def learning_curves_figure(curves: Mapping[int, Sequence[tuple[Sequence[int], Sequence[float]]]],
                        references: Mapping[str, float], title: str = "loss curves") -> Figure:
     """Training loss against step on a log axis: one colour and dash per H, its seeds drawn alike
     (one legend entry per H), and labelled horizontal reference lines, named in the legend so that
@@ -57,7 +59,7 @@ def _label_axes(kq_ax: Any, ov_ax: Any, d: int, outputs: int, first: bool) -> No
 
 
 @styled
-def multitask_heads_figure(best: Mapping[int, tuple[int, Any, Any, Sequence[str]]], d: int) -> Figure:
+def head_blocks_figure(best: Mapping[int, tuple[int, Any, Any, Sequence[str]]], d: int) -> Figure:
     """Per H (one row each, heads from the left; no empty axes): each head's KQ x-block (d x d)
     over its OV map (K outputs x d + K token entries) of the best seed, titled with the head's
     role; one colour scale per kind, each with its colour bar.
@@ -92,4 +94,30 @@ def multitask_heads_figure(best: Mapping[int, tuple[int, Any, Any, Sequence[str]
     return fig
 
 
-__all__ = ["loss_curves_figure", "multitask_heads_figure"]
+@styled
+def matrix_grid_figure(rows: Mapping[str, Sequence[Any]], titles: Sequence[str], suptitle: str) -> Figure:
+    """Heat maps of square matrices, one row per label of ``rows`` and one column per entry of
+    ``titles``, each row on one symmetric colour scale, ticks x_1..x_d, one colour bar."""
+    fig = Figure(figsize=(7.0, 2.4 * len(rows) + 0.8), layout="constrained")
+    axes = fig.subplots(len(rows), len(titles), squeeze=False)
+    im = None
+    for row, (label, mats) in enumerate(rows.items()):
+        mats = [np.asarray(m) for m in mats]
+        lim = max(float(abs(m).max()) for m in mats)
+        names = token_names(len(mats[0]) + 1)[:-1]  # x_1 .. x_d
+        for col, (mat, title) in enumerate(zip(mats, titles, strict=True)):
+            ax = axes[row, col]
+            im = ax.imshow(mat, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.set_title(title)
+            ax.set_xticks(range(len(names)), names)
+            ax.set_yticks(range(len(names)), names)
+            ax.grid(False)
+            ax.spines[:].set_visible(True)
+        axes[row, 0].set_ylabel(label)
+    if im is not None:
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8)
+    fig.suptitle(suptitle)
+    return fig
+
+
+__all__ = ["learning_curves_figure", "matrix_grid_figure", "head_blocks_figure"]

@@ -1,10 +1,12 @@
-"""Figures of the test-time reproduction (Chen, Lu, Wu, Zou, arXiv 2508.07571) that show both
-decoders, exact GD and the trained chain-of-thought transformer, on one axis.
+"""Figures of decoders against N or T (the test-time reproduction, Chen, Lu, Wu, Zou, arXiv
+2508.07571): both decoders, exact GD and the trained chain-of-thought transformer, on one axis,
+and the maps of where averaging helps.
 
 Where the trained model has learned GD the two decoders' curves lie on top of each other, so
 each decoder has its own look (:data:`LOOKS`): GD thick, hollow and underneath, the trained model
 thin, with another colour, marker and dash, drawn over it; where they coincide both stay
-visible. Each function takes the measurements of ``testtime_measure`` and returns a figure.
+visible. Each function takes the measurements of ``experiments.testtime_measure`` and returns a
+figure.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ..report.figures import add_legend
-from ..report.style import PALETTE, SINGLE, styled
+from .figures import add_legend
+from .style import PALETTE, SINGLE, WIDE, styled
 
 
 @dataclass(frozen=True)
@@ -109,4 +112,26 @@ def vote_figure(res: Mapping[str, Mapping[str, Any]], ns: Sequence[int]) -> Figu
     return fig
 
 
-__all__ = ["LOOKS", "Look", "averaging_figure", "thoughts_figure", "vote_figure"]
+@styled
+def regime_maps_figure(data: Mapping[str, Any], stars: Sequence[Sequence[tuple[float, float]]],
+                       titles: Sequence[str]) -> Figure:
+    """Two maps of the exact advantage A of averaging (left: by label noise, right: by T, log x):
+    green where averaging helps, red where not, the boundary A = 0 and the measured points
+    (``stars``: (x, sigma) per map). ``data``: ``testtime_regime.maps``."""
+    fig = Figure(figsize=WIDE, layout="constrained")
+    axes = fig.subplots(1, 2)
+    for ax, xs, key, xlabel, points in ((axes[0], data["label noise"], "A by label noise",
+                                         "label-noise std $s_y$", stars[0]),
+                                        (axes[1], data["T"], "A by T", "$T$", stars[1])):
+        grid = np.array(data[key])
+        ax.contourf(xs, data["sigma"], np.sign(grid), levels=[-1.5, 0, 1.5], colors=["C3", "C2"], alpha=0.3)
+        if grid.min() < 0 < grid.max():
+            ax.contour(xs, data["sigma"], grid, levels=[0.0], colors="k")
+        ax.plot(*zip(*points, strict=True), "k*", ms=10)
+        ax.set(xlabel=xlabel, ylabel=r"noise std $\sigma$")
+    axes[0].set_title(titles[0])
+    axes[1].set(xscale="log", title=titles[1])
+    return fig
+
+
+__all__ = ["LOOKS", "Look", "averaging_figure", "regime_maps_figure", "thoughts_figure", "vote_figure"]
