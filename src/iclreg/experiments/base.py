@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 
@@ -36,6 +36,7 @@ from ..train.run import iter_checkpoints
 from .claims import Claim
 
 log = logging.getLogger(__name__)
+S = TypeVar("S")  # a reproduction's sizes: a frozen dataclass of its own
 REPRODUCTIONS: Registry[Experiment] = Registry("paper")
 NO_CONTROL = "none listed"  # the report's marker for a claim without a negative control
 
@@ -108,7 +109,7 @@ class Runs(Mapping[str, Path]):
 
 
 @dataclass(frozen=True)
-class Experiment:
+class Experiment(Generic[S]):
     """Base of reproductions. ``mode``: ``quick`` (2 CPU cores, minutes) or ``full`` (the paper's
     sizes, a GPU job); ``sizes`` default to ``modes[mode]``.
 
@@ -119,14 +120,14 @@ class Experiment:
 
     name: ClassVar[str]
     title: ClassVar[str]
-    modes: ClassVar[dict[str, Any]]  # mode -> sizes
-    toy: ClassVar[Any]  # the smallest sizes that run every part (tests)
+    modes: ClassVar[dict[str, Any]]  # mode -> sizes (an S; a ClassVar cannot name the type variable)
+    toy: ClassVar[Any]  # the smallest sizes that run every part (tests), an S
     references: ClassVar[tuple[Reference, ...]] = ()  # the works its claims and texts cite
     # claim id -> its negative control: a perturbation that breaks the claimed mechanism, under
     # which the claim must miss (tests/experiments/test_<paper>_controls.py runs each at toy size)
     controls: ClassVar[Mapping[str, str]] = {}
     mode: str = "quick"
-    sizes: Any = None
+    sizes: S | None = None
     device: str = "cpu"
     runs: str | None = None
     progress: bool = False
@@ -137,14 +138,14 @@ class Experiment:
         return self.mode == "quick"
 
     @property
-    def resolved_sizes(self) -> Any:
+    def resolved_sizes(self) -> S:
         return self.modes[self.mode] if self.sizes is None else self.sizes
 
-    def plan(self, sizes: Any) -> dict[str, ExperimentConfig]:
+    def plan(self, sizes: S) -> dict[str, ExperimentConfig]:
         """Every training run, by name (a name may hold ``/``: a subdirectory)."""
         return {}
 
-    def analyse(self, runs: Runs, sizes: Any) -> list[Section]:  # pragma: no cover - abstract
+    def analyse(self, runs: Runs, sizes: S) -> list[Section]:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def config(self, task: str, model: str, **sections: dict[str, Any]) -> ExperimentConfig:
