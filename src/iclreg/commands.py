@@ -256,10 +256,10 @@ def cmd_test_time(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from .analysis.score_report import score_figure, score_text
-    from .analysis.score_run import check_targets, load_target, score_targets
     from .analysis.score_suite import load_suite
     from .report import save_figure
     from .report.files import check_writable_file, writing_output
+    from .score_targets import check_targets, load_target, score_targets
     from .tasks.base import check_seed
 
     plot = check_writable_file(args.plot) if args.plot else None

@@ -14,10 +14,10 @@ from tests.models.test_garg_checkpoint import hand_state, save, write_run_config
 from tests.train.test_durability import one_line_error
 
 from iclreg.analysis.score_report import score_text
-from iclreg.analysis.score_run import Target, default_samples, pairs, score_targets
 from iclreg.analysis.score_suite import STANDARD_NAME, Base, load_suite, parse_suite
 from iclreg.cli import main
 from iclreg.errors import UsageError
+from iclreg.score_targets import Target, default_samples, pairs, score_targets
 
 TINY = """\
 task: gaussian:d=2,n=5,noise_std=0.2

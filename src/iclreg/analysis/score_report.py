@@ -1,4 +1,4 @@
-"""The table and the figure of ``iclreg score``, drawn from its ``--json`` object (``score_run``).
+"""The table and the figure of ``iclreg score``, drawn from its ``--json`` object (``iclreg.score_targets``).
 
 One line per capability: the mean excess risk over the reference across the n predictions of a
 prompt, the fraction of the zero-to-Bayes gap closed (1 = Bayes, 0 = zero, negative = worse

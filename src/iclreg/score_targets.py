@@ -1,5 +1,6 @@
 """``iclreg score``: what is scored (a run, a sweep's members, a Garg et al. checkpoint) and the
-``--json`` object; the measurement itself is ``score.py``, the suites ``score_suite.py``.
+``--json`` object; the measurement itself is ``analysis/score.py``, the suites
+``analysis/score_suite.py``. It loads runs, so it sits above ``train`` (``analysis`` sits below it).
 
 A target is an iclreg run directory (its latest checkpoint; the base is its training task), a
 sweep directory or a directory of runs such as a reproduction's ``seed0``, ``seed1``, ... (every
@@ -22,10 +23,10 @@ import torch
 import yaml
 from scipy import stats
 
-from ..errors import UsageError, check
-from ..spec import _split_top_level
-from .score import Model, capability_info, paired_difference, score, strict
-from .score_suite import Base, Suite
+from .analysis.score import Model, capability_info, paired_difference, score, strict
+from .analysis.score_suite import Base, Suite
+from .errors import UsageError, check
+from .spec import _split_top_level
 
 SEED_KEY = "train.seed"
 DEFAULT_SAMPLES = 512
@@ -70,7 +71,7 @@ def _garg_n(path: Path, d: int) -> int:
 
 
 def _checkpoint(path: Path) -> Target:
-    from ..models.garg import load_garg_checkpoint
+    from .models.garg import load_garg_checkpoint
 
     model = load_garg_checkpoint(path)
     d = model.config.d
@@ -79,10 +80,10 @@ def _checkpoint(path: Path) -> Target:
 
 def load_target(path: str | Path) -> Target:
     """The models at ``path`` (module docstring); anything else is a one-line :class:`UsageError`."""
-    from ..tasks import build as build_task
-    from ..train import load_run
-    from ..train.rundir import is_sweep, read_sweep
-    from .evaluate import _Autocast
+    from .analysis.evaluate import _Autocast
+    from .tasks import build as build_task
+    from .train import load_run
+    from .train.rundir import is_sweep, read_sweep
 
     p = Path(path)
     check(p.exists(), f"'{path}' does not exist; give a run directory, a sweep or a Garg et al. checkpoint")
