@@ -19,6 +19,10 @@ follows.
   metrics, evaluation, figures); every rank reads the checkpoint to resume.
 
 Sweeps and ensembles train many models: they are not for DDP (``check_one_run``).
+
+The trainer never asks whether it runs under torchrun: it holds a strategy, a :class:`Group`
+(rank r of N) or :class:`Alone` (a process training by itself, every method the plain one),
+as it holds a step strategy (``step.py``).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from ..device import resolve_device
 from ..errors import check
 from .config import ExperimentConfig
 from .rundir import config_sweeps, is_sweep
-from .step import EagerStep
+from .step import EagerStep, Step, build_step
 
 ENV = ("WORLD_SIZE", "RANK", "LOCAL_RANK")  # what torchrun sets in every process it starts
 
@@ -119,23 +123,43 @@ class Group:
         dist.barrier(device_ids=[self.local_rank] if dist.get_backend() == "nccl" else None)
 
 
-def synchronize(group: Group | None) -> None:
-    """Wait for every rank (nothing to wait for in a process training alone)."""
-    if group is not None:
-        group.barrier()
+class Alone:
+    """The strategy of a process that trains by itself: it writes, its device is the config's,
+    its step the plain one, its batch whole, and it waits for nobody."""
+
+    writes = True
+    world = 1
+
+    def device(self, device: str) -> torch.device:
+        return resolve_device(device)
+
+    def check(self, config: ExperimentConfig) -> None:
+        pass
+
+    def build_step(self, config: ExperimentConfig, net: nn.Module, optimizer: torch.optim.Optimizer,
+                   device: torch.device, last_only: bool) -> Step:
+        return build_step(config, net, optimizer, device, last_only)
+
+    def shard(self, t: Tensor) -> Tensor:
+        return t
+
+    def mean(self, t: Tensor) -> Tensor:
+        return t
+
+    def barrier(self) -> None:
+        pass
 
 
-def writes(group: Group | None) -> bool:
-    """Whether this process writes the run directory: rank 0, or a process training alone."""
-    return group is None or group.writes
+ALONE = Alone()
+Processes = Group | Alone  # the strategy a trainer holds
 
 
 @contextlib.contextmanager
-def process_group(device: str) -> Iterator[Group | None]:
+def process_group(device: str) -> Iterator[Processes]:
     """Join torchrun's process group for the block (NCCL when ``device`` is cuda, else gloo);
-    ``None`` in a process that torchrun did not start, which trains alone."""
+    :data:`ALONE` in a process that torchrun did not start, which trains by itself."""
     if not launched():
-        yield None
+        yield ALONE
         return
     group = Group(int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"]))
     cuda = group.device(device).type == "cuda"

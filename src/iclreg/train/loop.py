@@ -30,14 +30,14 @@ import torch
 from torch import Tensor, nn
 
 from ..analysis.evaluate import evaluate
-from ..device import DTYPES, resolve_device
+from ..device import DTYPES
 from ..errors import TrainingError, UsageError, check
 from ..logs import Progress, phase
 from ..models import Ensemble, Predictor, StackedPredictor
 from ..tasks import TASKS, Task, counter
 from .checkpoint import checkpoint_dirs, checkpoint_path, latest_step, load_checkpoint, save_checkpoint
 from .config import ExperimentConfig
-from .distributed import Group, NoMetrics, synchronize
+from .distributed import ALONE, NoMetrics, Processes
 from .durable import remove_temporaries
 from .environment import Environment, intra_op_threads, resume_in
 from .fused.step import FusedStep
@@ -48,7 +48,6 @@ from .optim import build_optimizer, build_scheduler, set_scheduled_lrs
 from .preflight import group_key
 from .run import build_model, load_weights
 from .sampler import Prefetcher, StreamSampler
-from .step import build_step
 from .trackers import open_trackers
 
 log = logging.getLogger(__name__)
@@ -94,16 +93,16 @@ class Trainer:
     """
 
     def __init__(self, configs: Sequence[ExperimentConfig], run_dirs: Sequence[Path],
-                 resume: bool, group: Group | None = None) -> None:
+                 resume: bool, group: Processes = ALONE) -> None:
         check(len(configs) == len(run_dirs) >= 1, "a trainer needs one run directory per member")
         key = group_key(configs[0])
         check(all(group_key(c) == key for c in configs),
               "members of one training loop must share shapes, schedule and run settings")
-        check(group is None or len(configs) == 1, "DDP (torchrun) trains one model: train an ensemble "
+        check(group.world == 1 or len(configs) == 1, "DDP (torchrun) trains one model: train an ensemble "
                                                    "in one process")
         self.config = cfg = configs[0]
         self.group = group
-        self.device = resolve_device(cfg.run.device) if group is None else group.device(cfg.run.device)
+        self.device = group.device(cfg.run.device)
         self.dtype = DTYPES[cfg.run.dtype]
         self.members = [Member(c, Path(r), TASKS.build(c.task), build_model(c, self.device))
                         for c, r in zip(configs, run_dirs, strict=True)]
@@ -116,9 +115,8 @@ class Trainer:
             cfg.optimizer, [(m.model.parameters(), m.config.optimizer.lr) for m in self.members],
             capturable=cfg.run.cuda_graph)
         self.scheduler = build_scheduler(cfg.schedule, self.optimizer, cfg.train.steps)
-        make_step = build_step if group is None else group.build_step
-        self.update = make_step(cfg, self.net, self.optimizer, self.device,
-                                last_only=stacked and cfg.train.loss == "query")
+        self.update = group.build_step(cfg, self.net, self.optimizer, self.device,
+                                       last_only=stacked and cfg.train.loss == "query")
         self._locks = contextlib.ExitStack()  # locks, and the step's threads (environment.py)
         self.environment = Environment.current(self.device, cfg.run.dtype,
                                                thread_bound=not isinstance(self.update, FusedStep))
@@ -127,7 +125,7 @@ class Trainer:
             for m in self.members if self.writes else []:
                 self._locks.enter_context(run_lock(m.run_dir))
                 remove_temporaries(m.run_dir)
-            synchronize(group)  # other ranks read the run once rank 0 has cleaned it
+            group.barrier()  # other ranks read the run once rank 0 has cleaned it
             self.step = self._restore() if resume else 0
             if isinstance(self.update, FusedStep):  # loading replaced the buffers' views
                 self.update.bind()
@@ -169,7 +167,7 @@ class Trainer:
     @property
     def writes(self) -> bool:
         """Whether this process writes the run directories (all but ranks > 0 of a DDP run)."""
-        return self.group is None or self.group.writes
+        return self.group.writes
 
     def __enter__(self) -> Trainer:
         return self
@@ -263,10 +261,8 @@ class Trainer:
     def train_step(self, step: int) -> Tensor:
         """One optimiser step of every member on fresh prompts; losses (E,)."""
         x, y = self.sample(step)
-        if self.group is not None:  # DDP: this rank's rows; the loss logged is the global batch's
-            losses = self.group.mean(self.update(self.group.shard(x), self.group.shard(y)))
-        else:
-            losses = self.update(x, y)
+        # DDP: this rank's rows, and the loss logged is the global batch's (alone: the batch)
+        losses = self.group.mean(self.update(self.group.shard(x), self.group.shard(y)))
         self.scheduler.step()
         return losses
 

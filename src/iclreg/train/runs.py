@@ -23,7 +23,7 @@ from ..report import error_curves_figure, save_figure, write_text
 from ..report.figures import loss_figure
 from ..report.files import check_new_output_dir
 from .config import ExperimentConfig, save_config
-from .distributed import Group, process_group, synchronize, writes
+from .distributed import ALONE, Processes, process_group
 from .durable import write_run_file, writing
 from .extend import extended_config, extension, run_message
 from .loop import Member, Result, Trainer
@@ -102,7 +102,7 @@ def progress_bar(total: int, initial: int, enabled: bool) -> Progress:
 
 
 def train_loop(configs: list[ExperimentConfig], dirs: list[Path], resume: bool, bar: Progress,
-               group: Group | None = None) -> Trainer:
+               group: Processes = ALONE) -> Trainer:
     """The one place a Trainer is built: train (or resume) one loop of members, ``bar``
     counting their steps (restored ones skipped, not in the rate), and write their final files.
 
@@ -123,12 +123,11 @@ def train(config: ExperimentConfig, run_dir: str | Path, progress: bool = False)
     with process_group(config.run.device) as group:
         check_run_dir(run_dir)
         check_training(config)
-        if group is not None:
-            group.check(config)
-        synchronize(group)  # every rank has checked the directory before rank 0 creates it
-        if writes(group):
+        group.check(config)
+        group.barrier()  # every rank has checked the directory before rank 0 creates it
+        if group.writes:
             prepare_run_dir(run_dir, config)
-        with progress_bar(config.train.steps, 0, progress and writes(group)) as bar:
+        with progress_bar(config.train.steps, 0, progress and group.writes) as bar:
             train_loop([config], [run_dir], False, bar, group)
     return run_dir
 
@@ -145,9 +144,8 @@ def resume(run_dir: str | Path, progress: bool = False, steps: int | None = None
         logging.getLogger(__name__).info(message)
         return run_dir
     with process_group(config.run.device) as group:
-        if group is not None:
-            group.check(config)
-        with extension(run_dir, stored, config, writes(group)), \
-                progress_bar(config.train.steps, 0, progress and writes(group)) as bar:
+        group.check(config)
+        with extension(run_dir, stored, config, group.writes), \
+                progress_bar(config.train.steps, 0, progress and group.writes) as bar:
             train_loop([config], [run_dir], True, bar, group)
     return run_dir
