@@ -73,7 +73,7 @@ def per_call(fn, seconds: float) -> float:
 
 def old_sample(trainer: Trainer, step: int) -> None:
     """The sampler before the buffer: one ``task.sample`` per member, stacked."""
-    cfg = trainer.config
+    cfg = trainer.shared
     prompts = [m.task.sample(cfg.train.batch, m.config.train.seed, step, device=trainer.device,
                              dtype=trainer.dtype) for m in trainer.members]
     torch.stack([p.x for p in prompts]), torch.stack([p.y for p in prompts])

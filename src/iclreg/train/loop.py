@@ -100,7 +100,8 @@ class Trainer:
               "members of one training loop must share shapes, schedule and run settings")
         check(group.world == 1 or len(configs) == 1, "DDP (torchrun) trains one model: train an ensemble "
                                                    "in one process")
-        self.config = cfg = configs[0]
+        # what every member shares (group_key: shapes, schedule, run settings), read from the first
+        self.shared = cfg = configs[0]
         self.group = group
         self.device = group.device(cfg.run.device)
         self.dtype = DTYPES[cfg.run.dtype]
@@ -145,7 +146,7 @@ class Trainer:
         """The stream sampler's ``draw`` (``sampler.py``). Where the fused step trains on the CPU it
         computes on one intra-op thread for the trainer's life, and if torch has two or more, a
         second thread draws the next step's prompts meanwhile."""
-        cfg = self.config
+        cfg = self.shared
         sampler = StreamSampler([m.task for m in self.members], [m.config.train.seed for m in self.members],
                                 cfg.train.batch, cfg.curriculum, self.device, self.dtype)
         if not (isinstance(self.update, FusedStep) and self.device.type == "cpu"):
@@ -250,7 +251,7 @@ class Trainer:
         """Every member's prompts for ``step``, from its own (seed, step): (E, B, n, d), (E, B, n);
         with the stream sampler, reused buffers valid until the next call
         (``sampler.py``), drawn one step ahead on a second thread where the trainer prefetches."""
-        cfg = self.config
+        cfg = self.shared
         if cfg.train.sampler == "counter":  # every member in one draw keyed by (seed, step)
             d_active, n = cfg.curriculum.dims(step, self.members[0].task.d, self.members[0].task.n)
             return counter.sample_members([m.task for m in self.members],
@@ -270,7 +271,7 @@ class Trainer:
     def run(self, bar: Progress | None = None) -> list[tuple[Member, Result]]:
         """Train to ``train.steps``; return each member's final evaluation, diverged members
         left out (their files are the caller's to write: ``runs.finish``)."""
-        with self._phase(f"training {self.name}, steps {self.step:,} to {self.config.train.steps:,}"):
+        with self._phase(f"training {self.name}, steps {self.step:,} to {self.shared.train.steps:,}"):
             results = self._loop(bar)
         if not self.writes:
             return []
@@ -282,7 +283,7 @@ class Trainer:
         return phase(name, log, logging.INFO if self.writes else logging.DEBUG)
 
     def _loop(self, bar: Progress | None) -> list[Result | None]:
-        cfg = self.config
+        cfg = self.shared
         total = cfg.train.steps
         window: list[Tensor] = []
         results: list[Result | None] = [None] * len(self)
