@@ -63,7 +63,7 @@ class SparseBayes(Estimator):
     def predict(self, x: Tensor, y: Tensor, slot: int = 0) -> Tensor:
         task = self._need_task()
         d = x.shape[-1]
-        s = self.s if self.s is not None else int(getattr(task, "s", d))
+        s = self.s if self.s is not None else min(task.nonzeros, d)
         check(s <= d, f"sparse_bayes: s must lie in [1, d={d}], got {s}")
         count = math.comb(d, s)
         check(count <= MAX_SUPPORTS, f"sparse_bayes: C(d={d}, s={s}) = {count:,} supports is more than "

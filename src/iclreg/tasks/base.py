@@ -182,6 +182,11 @@ class Task:
 
     # --- sampling -------------------------------------------------------------------------
     @property
+    def nonzeros(self) -> int:
+        """How many coordinates of w are non-zero: d (a sparse task says fewer)."""
+        return self.d
+
+    @property
     def num_labels(self) -> int:
         """K, the number of label slots (1 for single-task regression)."""
         return 1

@@ -30,6 +30,10 @@ class SparseTask(Task):
         super().__post_init__()
         check(1 <= self.s <= self.d, f"sparse: s must lie in [1, d={self.d}], got {self.s}")
 
+    @property
+    def nonzeros(self) -> int:
+        return self.s
+
     def sample_w(self, batch: int, opts: dict[str, Any]) -> Tensor:
         w = self.w_std * torch.randn(batch, self.d, **opts)
         rank = torch.rand(batch, self.d, **opts).argsort(dim=-1).argsort(dim=-1)
