@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from iclreg.cli import main
+from iclreg.experiments import multihead_claims
 from iclreg.experiments.multihead import (
     QUICK,
     SCENARIOS,
@@ -51,7 +52,7 @@ def test_order_claims_accept_the_exact_constants_and_refuse_the_approximate_ones
     c = constants()
     for kind, holds in (("exact", True), ("approximate", False)):
         kernel = {h: {D: c[kind][h] / D for D in sizes.family_lengths} for h in (1, 2)}
-        order, constant, derivation = Multihead()._order_claims(kernel, sizes)
+        order, constant, derivation = multihead_claims.order_claims(kernel, sizes)
         assert order.holds and all(v == pytest.approx(-1) for v in order.measured.values())
         assert constant.holds is holds and derivation.holds is holds
         assert constant.measured["single"] == pytest.approx(c[kind][1])
@@ -60,8 +61,8 @@ def test_order_claims_accept_the_exact_constants_and_refuse_the_approximate_ones
 
 def test_trained_claim_allows_15_percent():
     kernel = {h: {10: 1.0, 20: 0.5} for h in (1, 2)}
-    near = Multihead._trained_claim({1: {10: 1.14, 20: 0.45}, 2: {10: 0.9, 20: 0.5}}, kernel)
-    far = Multihead._trained_claim({1: {10: 1.14, 20: 0.45}, 2: {10: 1.2, 20: 0.5}}, kernel)
+    near = multihead_claims.trained_claim({1: {10: 1.14, 20: 0.45}, 2: {10: 0.9, 20: 0.5}}, kernel)
+    far = multihead_claims.trained_claim({1: {10: 1.14, 20: 0.45}, 2: {10: 1.2, 20: 0.5}}, kernel)
     assert near.holds and near.measured == {"single head": [1.14, 0.9], "two heads": [0.9, 1.0]}
     assert not far.holds and "1-trained" == far.id
 

@@ -1,7 +1,8 @@
 """The negative control of every claim of ``iclreg reproduce multihead``, at toy size: under its
 control (``multihead_controls.CONTROLS``) each claim must miss. The claims are built by the
-reproduction's own methods from substituted measurements (no training): excess risks at the
-committed quick demo's values (the unperturbed twins, which hold) and their perturbations."""
+reproduction's own measurement and claim functions from substituted values (no training): excess
+risks at the committed quick demo's values (the unperturbed twins, which hold) and their
+perturbations."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from iclreg.experiments import multihead as mh
+from iclreg.experiments import multihead_claims as mc
+from iclreg.experiments import multihead_measure as measure
 from iclreg.experiments.claims import Claim
 from iclreg.experiments.multihead import QUICK, SCENARIOS, Multihead, run_name
 from iclreg.experiments.multihead_controls import CONTROLS
@@ -34,14 +37,14 @@ def _kernel(rate: float = 1.0, one_for_two: bool = False) -> dict[int, dict[int,
 
 
 def _order(**kernel) -> dict[str, Claim]:
-    return {c.id: c for c in Multihead()._order_claims(_kernel(**kernel), QUICK)}
+    return {c.id: c for c in mc.order_claims(_kernel(**kernel), QUICK)}
 
 
 def _trained(one_for_two: bool = False) -> Claim:
     kernel = _kernel()
     trained = {h: {D: kernel[1 if one_for_two else h][D] * r
                     for D, r in zip(QUICK.lengths, TRAINED_RATIO[h], strict=True)} for h in (1, 2)}
-    return Multihead._trained_claim(trained, kernel)
+    return mc.trained_claim(trained, kernel)
 
 
 def _excess(ratio: dict[str, float], dims: dict[int, float], tied: bool = False) -> dict[str, float]:
@@ -59,14 +62,18 @@ def _excess(ratio: dict[str, float], dims: dict[int, float], tied: bool = False)
 
 def _measured(excess: dict[str, float], kernel: dict[int, float] = KERNEL_HEADS) -> dict[str, Claim]:
     """Sections 2 and 3's claims with ``excess`` for the trained runs and ``kernel`` for the family."""
+    D = QUICK.scenario_D
+
+    def of(prefix: str, task: object) -> float:  # a trained run's excess: the substituted value
+        return excess[prefix]
+
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Multihead, "_excess", lambda self, runs, prefix, task, sizes: excess[prefix])
-        mp.setattr(mh, "best_heads", lambda task, omegas, heads, *a, **k: {
+        mp.setattr(measure, "best_heads", lambda task, omegas, heads, *a, **k: {
             h: {"excess": kernel[h], "omega": 0.1} for h in heads})
-        experiment = Multihead()
-        claims = [*experiment._scenarios(None, QUICK).claims, experiment._heads_claim(None, QUICK),
-                  experiment._dimension_claim(None, QUICK)]
-    return {c.id: c for c in claims}
+        built = [*mc.scenario_claims(measure.scenarios(of, QUICK, "cpu"), D),
+                 mc.heads_claim(*measure.heads(of, QUICK, "cpu"), D),
+                 mc.dimension_claim(*measure.dimension(of, QUICK), D)]
+    return {c.id: c for c in built}
 
 
 def _base_for_local() -> dict[str, float]:
@@ -76,7 +83,7 @@ def _base_for_local() -> dict[str, float]:
 CASES = {
     "1-order": lambda: _order(rate=0.5)["1-order"],
     "1-constant": lambda: _order(one_for_two=True)["1-constant"],
-    "1-derivation": lambda: Multihead()._order_claims(
+    "1-derivation": lambda: mc.order_claims(
         {h: {D: mh.constants()["approximate"][1] / D for D in QUICK.family_lengths} for h in (1, 2)},
         QUICK)[2],
     "1-trained": lambda: _trained(one_for_two=True),
