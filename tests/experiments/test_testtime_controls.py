@@ -12,6 +12,7 @@ from iclreg.experiments import testtime_claims as build
 from iclreg.experiments import testtime_measure as measure
 from iclreg.experiments import testtime_regime as regime
 from iclreg.testtime import GDDecoder
+from iclreg.theory import testtime as theory
 
 PER = measure.PER_PROMPT
 EXP = tt.TestTime(mode="quick")
@@ -128,7 +129,7 @@ def test_claim_3_fails_without_label_noise(labels: str):
     s = tt.QUICK.over if labels == "noisy" else _noiseless(tt.QUICK.over)
     x, y, w = _prompts(s, 64)
     ts = list(tt.QUICK.thoughts)
-    exact = [tt.theory.gd_weight_risk(x, t, s.eta, 0.0, s.tau, tt._noise(s)).mean().item() for t in ts]
+    exact = [theory.gd_weight_risk(x, t, s.eta, 0.0, s.tau, s.noise).mean().item() for t in ts]
     r = measure.thoughts(GDDecoder(lr=s.eta), x, y, w, ts, tt.SIGMA, 16, _gen())
     claims = [build.exact_gd_overfits(exact), build.more_thoughts("", "GD", 16, exact, exact, r)]
     assert all(c.holds == (labels == "noisy") for c in claims), [(c.id, c.measured) for c in claims]

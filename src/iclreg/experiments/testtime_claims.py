@@ -10,11 +10,10 @@ Chen, Lu, Wu, Zou (arXiv 2508.07571); the theory is ours (``iclreg.theory.testti
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..theory import testtime as theory
 from . import testtime_measure as measure
 from .claims import AtLeast, AtMost, Between, Check, Claim, Falls, Rises, fact, paired
+from .testtime_measure import Measurements
 
 EARLY = "early code (d = 50, 5-sparse w*)"
 EARLY_BINARY = "early code (d = 50, k = 5 binary w*)"
@@ -29,7 +28,7 @@ def _error(estimate: str, squared: bool = True) -> str:
     return rf"$\mathbb{{E}}\lVert {estimate} - w^*\rVert{'^2' if squared else ''}$"
 
 
-def averaging(suffix: str, label: str, r: dict[str, Any], samples: list[int]) -> Claim:
+def averaging(suffix: str, label: str, r: Measurements, samples: list[int]) -> Claim:
     """Claim 2: the excess of the N-average over the mean trajectory is the exact V_T / N."""
     per = r[PER]
     return Claim.of(
@@ -47,7 +46,7 @@ def averaging(suffix: str, label: str, r: dict[str, Any], samples: list[int]) ->
         Check("slope", r["slope"], Between(-1.2, -0.8)), figure="averaging.png")
 
 
-def extrapolate(suffix: str, label: str, r: dict[str, Any], samples: list[int]) -> Claim:
+def extrapolate(suffix: str, label: str, r: Measurements, samples: list[int]) -> Claim:
     """Claim 8: a + b / N fitted per prompt on N <= 16 predicts the error at the largest N."""
     small, big = [n_ for n_ in samples if n_ <= 16], max(samples)
     err = r[PER]["error"]
@@ -63,7 +62,7 @@ def extrapolate(suffix: str, label: str, r: dict[str, Any], samples: list[int]) 
         paired("predicted - measured", preds, err[big].tolist()))
 
 
-def vote(suffix: str, label: str, r: dict[str, Any], ns: list[int]) -> Claim:
+def vote(suffix: str, label: str, r: Measurements, ns: list[int]) -> Claim:
     """Claim 5: the vote rate rises, overtakes greedy, and equals the exact rate at every N."""
     per, cut = r[PER], r["theory prompts"]
     near = r["theory crossing"] is not None and r["crossing"] is not None and \
@@ -86,7 +85,7 @@ def vote(suffix: str, label: str, r: dict[str, Any], ns: list[int]) -> Claim:
                  grid=r["theory bound"][n_]) for n_ in ns), figure="vote.png")
 
 
-def noise_level(suffix: str, label: str, r: dict[str, Any], sigmas: list[float], steps: int,
+def noise_level(suffix: str, label: str, r: Measurements, sigmas: list[float], steps: int,
                 samples: int) -> Claim:
     """Claim 6: E||avg_N - w*||^2 against sigma has an interior optimum; measured = exact."""
     keys = [f"sigma={g}" for g in sigmas]
@@ -106,7 +105,7 @@ def noise_level(suffix: str, label: str, r: dict[str, Any], sigmas: list[float],
           for key, g in zip(keys, sigmas, strict=True)))  # sigma = 0: greedy, equal up to rounding
 
 
-def compute_split(suffix: str, label: str, r: dict[str, Any], splits: list[int], budget: int) -> Claim:
+def compute_split(suffix: str, label: str, r: Measurements, splits: list[int], budget: int) -> Claim:
     """Claim 7: at a fixed budget N x T the theory's best split is not significantly worse than the
     measured best, and every split matches the exact theory."""
     keys = {n_: f"N={n_},T={budget // n_}" for n_ in splits}
@@ -122,7 +121,7 @@ def compute_split(suffix: str, label: str, r: dict[str, Any], splits: list[int],
         *(paired(f"{keys[n_]}: measured - exact", per["measured"][n_], per["theory"][n_]) for n_ in splits))
 
 
-def where_averaging_helps(points: dict[str, dict[str, Any]]) -> Claim:
+def where_averaging_helps(points: dict[str, Measurements]) -> Claim:
     """Claim 2b: at each point (a setting, T, sigma) the N-average's advantage over greedy,
     greedy - average, equals the exact one given the prompts, and has its sign where that is
     decisive (|exact| above 3 SE of the measurement)."""
@@ -146,7 +145,7 @@ def where_averaging_helps(points: dict[str, dict[str, Any]]) -> Claim:
         {"theory (ours)": published}, measured, *checks, figure="regimes.png")
 
 
-def best_of_n(suffix: str, label: str, r: dict[str, Any], ns: list[int]) -> Claim:
+def best_of_n(suffix: str, label: str, r: Measurements, ns: list[int]) -> Claim:
     """Claim 4: best-of-N (norm reward) falls with N under multiplicative noise, gains more than under
     additive noise, as the theory (``iclreg.theory.best_of_n``) says, and matches it at every N."""
     kinds = ("multiplicative", "additive")
@@ -191,7 +190,7 @@ def exact_gd_overfits(exact: list[float]) -> Claim:
 
 
 def more_thoughts(suffix: str, label: str, samples: int, exact: list[float], ridge: list[float],
-                  r: dict[str, Any]) -> Claim:
+                  r: Measurements) -> Claim:
     """Claim 3: greedy decoding overfits label noise as T grows; the N-average of noisy decodes does not."""
     return Claim.of(
         f"3-more-thoughts{suffix}", f"{label}: under label noise greedy decoding's {_error('w_T')} falls "

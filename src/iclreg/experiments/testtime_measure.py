@@ -23,6 +23,7 @@ from ..theory import testtime as theory
 from ..theory.vote import subset_vote_rate
 
 PER_PROMPT = "per prompt"  # the key of per-prompt tensors (for paired checks; not saved)
+Measurements = dict[str, Any]  # one decoder's numbers by name, PER_PROMPT: its per-prompt tensors
 
 
 def mean_se(values: Tensor) -> tuple[float, float]:
@@ -89,7 +90,7 @@ def noisy_moments(decoder: Decoder, x: Tensor, y: Tensor, steps: int, sigma: flo
 
 def averaging(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sigma: float,
               samples: list[int], gen: torch.Generator,
-              theory_decoder: Decoder | None = None) -> dict[str, Any]:
+              theory_decoder: Decoder | None = None) -> Measurements:
     """Claim 2 and 8: excess of the N-average over the mean trajectory, errors, theory (of
     ``theory_decoder`` when given: a negative control)."""
     ws = chains(x, y, decoder, f"multiplicative:std={sigma}", [steps], max(samples), gen)[steps]
@@ -123,12 +124,12 @@ def thoughts(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, ts: list[int], s
 
 
 def best_of_n(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sigma: float,
-              samples: list[int], gen: torch.Generator) -> dict[str, Any]:
+              samples: list[int], gen: torch.Generator) -> Measurements:
     """Claim 4: E||w_hat - w*|| of best-of-N (norm2 reward) under multiplicative noise sigma and
     additive noise eta * sigma (isotropic noise inside the step), beside greedy."""
     best = TECHNIQUES.build("best:reward=norm2")
     greedy = chains(x, y, decoder, "greedy", [steps], 1, gen)[steps][0]
-    out: dict[str, Any] = {"greedy": (greedy - w).norm(dim=-1).mean().item(),
+    out: Measurements = {"greedy": (greedy - w).norm(dim=-1).mean().item(),
                            "greedy squared": (greedy - w).square().sum(-1).mean().item(), PER_PROMPT: {}}
     p, b = decoder.affine(x, y)
     for label, noise, (m, cov) in (
@@ -154,7 +155,7 @@ def best_of_n(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sig
 
 def votes(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, k: int, steps: int, ns: list[int],
           gens: tuple[torch.Generator, torch.Generator], theory_prompts: int,
-          theory_decoder: Decoder | None = None) -> dict[str, Any]:
+          theory_decoder: Decoder | None = None) -> Measurements:
     """Claim 5: greedy top-k and majority-vote exact-support recovery, with the exact vote rate of
     random N-subsets of M = 4 max(N) independent decodes (``theory.vote``) on the first
     ``theory_prompts`` prompts: unbiased for the vote rate at every N."""
@@ -201,7 +202,7 @@ def support_vote_theory(ws: Tensor, w: Tensor, ns: list[int]) -> tuple[dict[int,
 
 
 def noise_levels(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sigmas: list[float],
-                 samples: int, gen: torch.Generator, theory_decoder: Decoder | None = None) -> dict[str, Any]:
+                 samples: int, gen: torch.Generator, theory_decoder: Decoder | None = None) -> Measurements:
     """Claim 6: E||avg_N - w*||^2 against sigma at fixed N and T, measured and exact."""
     meas, theo, prompts = {}, {}, {"measured": {}, "theory": {}}
     for sigma in sigmas:
@@ -215,7 +216,7 @@ def noise_levels(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, 
 
 def compute_split(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, budget: int, sigma: float,
                   splits: list[int], gen: torch.Generator,
-                  theory_decoder: Decoder | None = None) -> dict[str, Any]:
+                  theory_decoder: Decoder | None = None) -> Measurements:
     """Claim 7: E||avg_N - w*||^2 at T = budget / N for each split N, measured and exact."""
     lengths = [budget // n_ for n_ in splits]
     ws = chains(x, y, decoder, f"multiplicative:std={sigma}", lengths, max(splits), gen)
@@ -227,7 +228,7 @@ def compute_split(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, budget: int
 
 
 def average_vs_greedy(decoder: Decoder, x: Tensor, y: Tensor, w: Tensor, steps: int, sigma: float,
-                      samples: int, gen: torch.Generator, shuffle: bool = False) -> dict[str, Any]:
+                      samples: int, gen: torch.Generator, shuffle: bool = False) -> Measurements:
     """Claim 2b: per prompt, greedy's and the N-average's E||. - w*||^2, and the exact difference
     given the prompt, greedy - (||m_T - w*||^2 + V_T / N) (``shuffle``: with the next prompt's w*,
     a negative control)."""

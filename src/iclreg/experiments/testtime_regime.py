@@ -15,12 +15,12 @@ import numpy as np
 import torch
 
 from ..report.plots import Plot
-from ..tasks import TASKS
 from ..testtime import GDDecoder
 from ..theory import regimes
 from . import testtime_claims as build
 from . import testtime_measure as measure
 from .base import Section
+from .testtime_sections import public
 
 if TYPE_CHECKING:
     from .testtime import Sizes, TestTime
@@ -35,7 +35,7 @@ def advantage_map(eigs: torch.Tensor, steps: list[int], eta: float, sigmas: np.n
                       for t in steps for sy in noises] for g in sigmas])
 
 
-def points(exp: TestTime, s: Sizes, sigma: float, shuffle: bool = False) -> dict[str, dict]:
+def points(exp: TestTime, s: Sizes, sigma: float, shuffle: bool = False) -> dict[str, measure.Measurements]:
     """Measured points: claim 2's setting at sigma and at the largest sigma of claim 6, claim 3's
     at its largest T; ``shuffle``: the theory of each prompt with another's w* (a negative control)."""
     out = {}
@@ -59,7 +59,7 @@ def maps(exp: TestTime, s: Sizes) -> dict[str, list]:
     eigs_o = regimes.spectrum(exp.prompts(o, s.prompts, seed=13)[0])
     return {"sigma": sigmas.tolist(), "label noise": noises, "T": ts,
             "A by label noise": advantage_map(eigs_a, [s.steps], a.eta, sigmas, a.tau, noises).tolist(),
-            "A by T": advantage_map(eigs_o, ts, o.eta, sigmas, o.tau, [_noise(o)]).tolist()}
+            "A by T": advantage_map(eigs_o, ts, o.eta, sigmas, o.tau, [o.noise]).tolist()}
 
 
 def section(exp: TestTime, s: Sizes, sigma: float) -> Section:
@@ -72,17 +72,12 @@ def section(exp: TestTime, s: Sizes, sigma: float) -> Section:
             "greedy on the same prompts). Averaging helps when the label noise is large against the prior "
             r"and GD runs long enough to fit it, with $\sigma$ below a limit that grows with both; with "
             "little noise or few steps the shrinkage only adds bias."]
-    public = {k: {kk: vv for kk, vv in r.items() if kk != measure.PER_PROMPT} for k, r in pts.items()}
     return Section("2b. Where averaging helps", text, [build.where_averaging_helps(pts)],
-                   {"regimes.png": _figure(data, s, sigma)}, {**data, "points": public})
+                   {"regimes.png": _figure(data, s, sigma)}, {**data, "points": public(pts)})
 
 
 def _figure(data: dict[str, list], s: Sizes, sigma: float) -> Plot:
     """The two maps with the measured points (``report.figures_decoders.regime_maps_figure``)."""
-    stars = ([(_noise(s.avg), sigma), (_noise(s.avg), max(s.sigmas))], [(max(s.thoughts), sigma)])
+    stars = ([(s.avg.noise, sigma), (s.avg.noise, max(s.sigmas))], [(max(s.thoughts), sigma)])
     return Plot("regime_maps", data, stars, (f"claim 2's design, T = {s.steps}: green = averaging helps",
-                                             f"claim 3's design, $s_y$ = {_noise(s.over)}"))
-
-
-def _noise(setting) -> float:
-    return TASKS.build(setting.task).noise_std
+                                             f"claim 3's design, $s_y$ = {s.over.noise}"))

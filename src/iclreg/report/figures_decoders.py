@@ -22,6 +22,8 @@ from matplotlib.figure import Figure
 from .figures import add_legend
 from .style import PALETTE, SINGLE, WIDE, styled
 
+LineStyle = str | tuple[int, tuple[int, ...]]  # a matplotlib line style: a name or (offset, dashes)
+
 
 @dataclass(frozen=True)
 class Look:
@@ -32,15 +34,15 @@ class Look:
     color: str
     marker: str
     theory_marker: str
-    line: Any
-    theory_line: Any
-    greedy_line: Any
+    line: LineStyle
+    theory_line: LineStyle
+    greedy_line: LineStyle
     size: float
     width: float
     hollow: bool
     z: float
 
-    def kwargs(self, marker: str, line: Any) -> dict[str, Any]:
+    def kwargs(self, marker: str, line: LineStyle) -> dict[str, Any]:
         """matplotlib keywords of one series of this decoder."""
         face = "none" if self.hollow else self.color
         return {"color": self.color, "marker": marker, "ls": line, "ms": self.size, "lw": self.width,
