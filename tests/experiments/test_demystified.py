@@ -21,7 +21,12 @@ from iclreg.experiments.demystified import (
     Demystified,
     Trained,
 )
-from iclreg.experiments.demystified.heads import magnitude_claim, opposite_claim, theory_h1_claim
+from iclreg.experiments.demystified.heads import (
+    magnitude_claim,
+    opposite_claim,
+    pattern_claims,
+    theory_h1_claim,
+)
 from iclreg.train.loop import group_key
 from iclreg.train.sweep import expand
 
@@ -109,16 +114,15 @@ def _trained(heads: int, seed: int, mse: float, patterns: HeadPatterns | None) -
 
 
 def test_pattern_claims_from_synthetic_heads():
-    experiment = Demystified()
     stuck = {1: [_trained(1, 0, 0.40, None)], 2: [_trained(2, 0, PLATEAU + 0.01, None)]}
-    (claim,) = experiment._pattern_claims(stuck)
+    (claim,) = pattern_claims(stuck)
     assert claim.id == "3-patterns" and not claim.holds and claim.measured is None
     assert "no H=2 seed left the plateau" in claim.reason
     stats = {2: [_trained(2, 0, 0.24, _patterns([-0.2, 0.2], [3.0, -3.0])),
                  _trained(2, 1, 0.40, _patterns([0.5, 0.5], [1.0, 1.0], off=0.9))],  # on the plateau
              4: [_trained(4, 0, 0.24, _patterns([0.2, -0.2, 0.01, 0.2], [3.0, -3.0, 0.1, 0.01]))],
              8: [_trained(8, 0, 0.24, _patterns([0.2, -0.2, 0.1] + [0.0] * 5, [3.0, -3.0, 3.0] + [0.0] * 5))]}
-    claims = {c.id: c for c in experiment._pattern_claims(stats)}
+    claims = {c.id: c for c in pattern_claims(stats)}
     assert claims["3-KQ"].holds and claims["3-KQ"].measured["off/diag"] == pytest.approx(0.01)
     assert claims["3-OV"].holds and claims["3-opposite"].holds
     assert claims["3-opposite"].measured["omega"] == [[pytest.approx(-0.2), pytest.approx(0.2)]]

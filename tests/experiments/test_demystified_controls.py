@@ -15,12 +15,13 @@ from iclreg.analysis.patterns import HeadPatterns
 from iclreg.estimators import build as build_estimator
 from iclreg.experiments import demystified as he
 from iclreg.experiments.claims import Claim
-from iclreg.experiments.demystified import CONTROLS, TOY, Demystified, Trained, aniso, experiment
+from iclreg.experiments.demystified import CONTROLS, TOY, Demystified, Trained, aniso, sweep
 from iclreg.experiments.demystified import length as part
 from iclreg.experiments.demystified import multitask as multi
 from iclreg.experiments.demystified.heads import (
     exact_h1_claim,
     magnitude_claim,
+    pattern_claims,
     split_trend_claim,
     theory_h1_claim,
 )
@@ -31,6 +32,8 @@ from iclreg.experiments.demystified.mechanism import (
     single_head_claim,
     theory_h2_claim,
 )
+from iclreg.experiments.demystified.sweep_claims import estimator_claims, training_claims
+from iclreg.experiments.demystified.sweep_text import lengths_section
 from iclreg.tasks import build as build_task
 from iclreg.theory import single_head_optimum
 
@@ -56,30 +59,23 @@ def _trained(heads: int, mse: float, patterns: HeadPatterns | None = None,
 
 def _pattern_claim(cid: str, **h2: float) -> Claim:
     stats = {2: [_trained(2, 0.24, _patterns(*GOOD, **h2))]}
-    claims = {c.id: c for c in Demystified()._pattern_claims(stats)}
+    claims = {c.id: c for c in pattern_claims(stats)}
     return claims[cid]
-
-
-class _Runs:
-    """Stands in for trained runs where a section reads only loss curves."""
-
-    def metrics(self, name: str, key: str) -> list[dict[str, float]]:
-        return [{"step": 0, "loss": 1.0}, {"step": 1, "loss": 0.5}]
 
 
 def _estimator_control(cid: str) -> Claim:
     """Section 1 at toy size with each SPEC replaced: ridge for every row, the single head for ridge."""
     swapped = {label: "single_head:L=40" if label == "ridge" else "bayes" for label in he.ESTIMATORS}
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(experiment, "ESTIMATORS", swapped)  # the name the section reads
-        claims = {c.id: c for c in Demystified()._estimators(TOY).claims}
+        mp.setattr(sweep, "ESTIMATORS", swapped)  # the name the measurement reads
+        claims = {c.id: c for c in estimator_claims(sweep.estimator_curves(Demystified(), TOY))}
     return claims[cid]
 
 
 def _training_control(cid: str) -> Claim:
     """H = 1 gets an H = 2 loss, every H >= 2 seed an H = 1 (plateau) loss."""
     stats = {1: [_trained(1, 0.24)], 2: [_trained(2, 0.40)], 4: [_trained(4, 0.41)]}
-    return {c.id: c for c in Demystified()._training(_Runs(), stats).claims}[cid]
+    return {c.id: c for c in training_claims(stats)}[cid]
 
 
 def _prompts():
@@ -104,8 +100,7 @@ def _length_control() -> Claim:
     theory = part.Theory.at(he.LONGEST)
     stops = [v if k <= he.L else theory.debiased[he.L] for k, v in enumerate(theory.debiased)]
     stats = {1: [_trained(1, 0.4)], 2: [_trained(2, 0.24, curve=stops)]}
-    long_task = build_task(he.TASK.replace(f"n={he.L + 1}", f"n={he.LONGEST + 1}"))
-    (claim,) = Demystified()._lengths(long_task, TOY, stats).claims
+    (claim,) = lengths_section(stats, {}).claims
     return claim
 
 
@@ -153,10 +148,10 @@ CASES = {
     **{cid: (lambda cid=cid: _training_control(cid)) for cid in ("2-H1", "2-Hge2", "2-plateau")},
     "3-KQ": lambda: _pattern_claim("3-KQ", off=0.5),
     "3-OV": lambda: _pattern_claim("3-OV", ov=1.0),
-    "3-opposite": lambda: Demystified()._pattern_claims(
+    "3-opposite": lambda: pattern_claims(
         {2: [_trained(2, 0.24, _patterns([0.2, 0.2], [3.0, 3.0]))]})[2],
     "3-magnitude": lambda: magnitude_claim([[0.518]], [[1.5]], he.D),
-    "3-dummies": lambda: {c.id: c for c in Demystified()._pattern_claims(
+    "3-dummies": lambda: {c.id: c for c in pattern_claims(
         {2: [_trained(2, 0.24, _patterns(*GOOD))],
          4: [_trained(4, 0.24, _patterns([0.2, -0.2, 0.2, -0.2], [3.0, -3.0, 3.0, -3.0]))]})}["3-dummies"],
     "3-split-trend": lambda: split_trend_claim({1: [(0, 0.17, 2.4), (500, 0.25, 1.6), (1000, 0.30, 1.0)]}),
@@ -202,9 +197,9 @@ def test_the_reproduction_lists_its_controls():
 
 def test_the_unperturbed_twins_hold():
     """The same builders on unperturbed inputs hold at toy size: the control is what makes each miss."""
-    assert all(c.holds for c in Demystified()._estimators(TOY).claims)
+    assert all(c.holds for c in estimator_claims(sweep.estimator_curves(Demystified(), TOY)))
     stats = {1: [_trained(1, 0.40)], 2: [_trained(2, 0.24)], 4: [_trained(4, 0.24)]}
-    assert all(c.holds for c in Demystified()._training(_Runs(), stats).claims)
+    assert all(c.holds for c in training_claims(stats))
     assert all(_pattern_claim(cid).holds for cid in ("3-KQ", "3-OV", "3-opposite"))
     assert exact_h1_claim([(-0.518, -1.500), (0.518, 1.496)], (0.52, 1.49), {40: (0.52, 1.49)},
                           {40: (omega1, mu1)}).holds  # the committed demo's two H = 1 seeds

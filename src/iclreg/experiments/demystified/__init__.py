@@ -2,9 +2,12 @@
 ``iclreg reproduce demystified``.
 
 - ``setup``: the task, the published numbers, the first half's sizes (every part reads them);
-- ``experiment``: the reproduction (estimator table, training, patterns, mechanism, lengths);
+- ``experiment``: the reproduction (its plan, and the analysis wired from the modules below);
+- ``sweep``, ``sweep_claims``, ``sweep_text``: the H sweep (estimator table, training, patterns,
+  mechanism, lengths): its measurements, its claims, its sections;
 - ``heads``, ``mechanism``: the claims on the learned heads and on what the heads compute;
-- ``length``, ``aniso``, ``multitask``: the second half's parts, each with its plan and claims;
+- ``length`` (``length_claims``, ``length_text``), ``aniso`` (``aniso_measure``, ``aniso_claims``),
+  ``multitask``: the second half's parts, each with its plan, measurements and claims;
 - ``controls``: every claim's negative control.
 """
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -42,7 +41,7 @@ class MultitaskSizes:
     steps: int
     batch: int
     lr: float
-    schedule: dict[str, Any]
+    schedule: he.Schedule
     eval_samples: int
 
 
@@ -101,7 +100,7 @@ def head_roles(kq: Tensor, ov: Tensor, d: int, subsets: tuple[tuple[int, ...], .
     return HeadRoles(mu, mass, ov_share, kq_share, roles)
 
 
-def plan(exp: Experiment, sizes: MultitaskSizes) -> dict[str, ExperimentConfig]:
+def plan(exp: Experiment[he.Sizes], sizes: MultitaskSizes) -> dict[str, ExperimentConfig]:
     """``multitask/H<h>/seed<s>``; the seeds of one H train as one ensemble."""
     return {f"multitask/H{heads}/seed{seed}": exp.config(
         TASK, f"softmax_attention:heads={heads},labels={N_TASKS}",
@@ -126,7 +125,7 @@ class Trained:
         return sum(self.mse) / len(self.mse)
 
 
-def measure(exp: Experiment, runs: Runs, sizes: MultitaskSizes, heads: int, seed: int) -> Trained:
+def measure(exp: Experiment[he.Sizes], runs: Runs, sizes: MultitaskSizes, heads: int, seed: int) -> Trained:
     model = runs.model(f"multitask/H{heads}/seed{seed}")
     prompts = build_task(TASK).sample(sizes.eval_samples, seed=13, step=0, device=exp.device)
     with torch.no_grad():
@@ -171,7 +170,7 @@ def loss_claim(stats: dict[int, list[Trained]]) -> Claim | None:
                     Check("H=3 - H=1", best[3] - best[1], AtMost(0, True)), figure="multitask_loss.png")
 
 
-def sections(exp: Experiment, runs: Runs, sizes: MultitaskSizes, **inputs: Any) -> list[Section]:
+def sections(exp: Experiment[he.Sizes], runs: Runs, sizes: MultitaskSizes, **inputs: object) -> list[Section]:
     """One section: losses and head roles by H, the regime and loss claims, two figures."""
     title = "Multi-task regression: heads in superposition"
     if not sizes.heads:

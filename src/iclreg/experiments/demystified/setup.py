@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -15,7 +14,8 @@ from ...analysis.patterns import HeadPatterns
 from ...report.references import own_measurement
 
 __all__ = ["D", "ESTIMATORS", "FULL", "HE_LR", "K_SE", "L", "LENGTHS", "LONGEST", "NOISE_VAR", "OWN_RUNS",
-           "PLATEAU", "PUBLISHED", "PUBLISHED_LENGTHS", "QUICK", "TASK", "TOY", "Sizes", "Trained", "best"]
+           "PLATEAU", "PUBLISHED", "PUBLISHED_LENGTHS", "QUICK", "TASK", "TOY", "Schedule", "Sizes",
+           "Trained", "best"]
 
 D, L, NOISE_VAR = 5, 40, 0.1
 TASK = f"gaussian:d={D},n={L + 1},noise_std={math.sqrt(NOISE_VAR):.6f},w_std={1 / math.sqrt(D):.6f}"
@@ -41,6 +41,7 @@ LENGTHS = (10, 20, 40, 100)
 LONGEST = 200  # trained models are evaluated at every k <= LONGEST (the length claims)
 PLATEAU = 0.33  # between the single-head plateau (~0.40) and the multi-head optimum (~0.24)
 K_SE = 1.5 * 2 * 1.96  # the estimator table's allowance: 1.5 x the 95% CI width, in standard errors
+Schedule = dict[str, str | float]  # the fields of train.config.ScheduleConfig: its name and settings
 
 
 @dataclass(frozen=True)
@@ -69,12 +70,15 @@ def best(runs: list[Trained]) -> Trained:
 
 @dataclass(frozen=True)
 class Sizes:
+    """The H sweep's sizes: Monte Carlo prompts of the estimator table, evaluation prompts of the
+    trained runs, the training budget, seeds per H, and the scale of the second half's parts."""
+
     mc_samples: int
     eval_samples: int
     steps: int
     batch: int
     lr: float
-    schedule: dict[str, Any]
+    schedule: Schedule
     seeds: dict[int, int]  # heads -> number of seeds
     scale: str = "quick"  # the sizes of the other parts (PARTS): their QUICK, FULL or TOY
 
