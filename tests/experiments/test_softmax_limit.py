@@ -8,16 +8,22 @@ import math
 import pytest
 import torch
 
+from iclreg.experiments import softmax_limit_claims as slc
+from iclreg.experiments import softmax_limit_measure as measure
 from iclreg.experiments.softmax_limit import (
     NOISE_VAR,
     QUICK,
+    TOY,
     TRAIN_TASK,
     W_VAR,
     Sizes,
     SoftmaxLimit,
+    concentration_section,
     conserved,
     max_drift,
     mean,
+    stability_section,
+    training_section,
 )
 from iclreg.tasks import build as build_task
 from iclreg.theory import gradient_flow, limit_mse
@@ -62,14 +68,13 @@ def test_helpers():
 def test_trajectory_replays_checkpoints_in_float64(tmp_path):
     """Risk and (A, b) at the initialisation and every checkpoint, in float64, against the
     reduced attention written out by hand."""
-    exp = SoftmaxLimit()
-    config = exp.plan(SMALL)["L10_softmax/seed0"]
+    config = SoftmaxLimit().plan(SMALL)["L10_softmax/seed0"]
     from iclreg.experiments import Runs
 
     runs = Runs(train_plan({"r": config}, tmp_path), "cpu")
     test = build_task(TRAIN_TASK.format(n=11)).sample(16, seed=1, step=0, dtype=torch.float64)
     Sigma = build_task(TRAIN_TASK.format(n=2)).covariance
-    record = exp._trajectory(runs, "r", test, Sigma, with_gaps=True)
+    record = measure.trajectory(runs, "r", test, Sigma, with_gaps=True)
     assert record["step"] == list(range(21))  # the initialisation, then checkpoint_every = 1
     assert all(A.dtype == torch.float64 for A in record["A"])
     assert len(record["output"]) == len(record["gradient"]) == 21
@@ -105,7 +110,7 @@ def test_tracks_flow_rule(gaps, holds):
     lengths = (10, 40, 160)
     sizes = Sizes(**{**SMALL.__dict__, "train_lengths": lengths, "seeds": 1, "steps": 10})
     traj, _ = _synthetic(dict(zip(lengths, gaps, strict=True)), dict.fromkeys(lengths, 0.1), [0.1] * 3)
-    section = SoftmaxLimit()._training(sizes, traj, build_task(TRAIN_TASK.format(n=2)).covariance)
+    section = training_section(sizes, traj, build_task(TRAIN_TASK.format(n=2)).covariance)
     claims = {c.id: c for c in section.claims}
     measured = claims["3-tracks-flow"].measured
     assert list(measured) == ["L = 10", "L = 40", "L = 160"]
@@ -120,7 +125,7 @@ def test_stability_rule(output, holds):
     """Every checkpoint within 3x of the gap at initialisation."""
     sizes = Sizes(**{**SMALL.__dict__, "seeds": 1, "steps": 10})
     traj, _ = _synthetic({10: 0.3, 40: 0.1}, {10: 0.2, 40: 0.1}, output)
-    claim = SoftmaxLimit()._stability(sizes, traj).claims[0]
+    claim = stability_section(sizes, traj).claims[0]
     assert claim.measured == {"output max": max(output), "output at init": 0.1, "gradient max": 0.2,
                               "gradient at init": 0.2}
     assert claim.holds is holds
@@ -128,13 +133,46 @@ def test_stability_rule(output, holds):
 
 def test_bayes_end_is_reached_by_a_long_flow():
     """At 20 times the quick flow time the flow from a seed's start is Bayes-optimal."""
-    exp, Sigma = SoftmaxLimit(), build_task(TRAIN_TASK.format(n=2)).covariance
+    Sigma = build_task(TRAIN_TASK.format(n=2)).covariance
     start = {"A": [torch.eye(5, dtype=torch.float64) * 0.2], "b": [0.5]}
-    flows = exp._flows([start], [0.0, 50.0, 2000.0], Sigma)
-    claims = {c.id: c for c in exp._flow_claims(flows, 2000.0, Sigma)}
+    flows = measure.flows([start], [0.0, 50.0, 2000.0], Sigma)
+    claims = {c.id: c for c in slc.flow_claims(measure.flow_end(flows, Sigma), 2000.0)}
     assert claims["3-bayes-end"].holds and claims["3-conservation"].holds
     assert claims["3-bayes-end"].measured["excess risk"] < 1e-4
     assert math.isfinite(claims["3-conservation"].measured["||A||^2 moved"])
+
+
+def test_concentration_plot_has_a_band_for_every_curve_and_tex_labels():
+    """Six curves (output and gradient by covariance), each with its 95% band around it; the
+    covariances of one quantity drawn in distinct colours and dashes; no ASCII "rho=" anywhere."""
+    section = concentration_section(TOY)
+    plot = section.figures["concentration.png"]
+    series, bands = plot.args[0], plot.kwargs["bands"]
+    assert plot.kind == "lines" and len(series) == 6 and set(bands) == set(series)
+    for label, (xs, ys) in series.items():
+        assert len(bands[label]) == len(xs) == len(TOY.lengths)
+        assert all(lo < y < hi for (lo, hi), y in zip(bands[label], ys, strict=True)), label
+    for quantity in ("output", "gradient"):
+        curves = [k for k in series if k.startswith(quantity)]
+        looks = {(plot.kwargs["colors"][k], plot.kwargs["styles"][k]) for k in curves}
+        assert len(looks) == 3
+    assert r"output, Toeplitz $\rho = 0.5$" in series
+    shown = [*series, *map(str, plot.args[1:]), *section.text]
+    assert not any("rho=" in text for text in shown)
+    assert any("coincide" in line or "differ" in line for line in section.text)
+    plot.draw()  # bands on the log axis draw
+
+
+def test_limit_errors_keep_the_standard_error_over_draws():
+    """Every mean squared error comes with its standard error over the weight draws; the means
+    are the claims' numbers, unchanged by it."""
+    cov = torch.eye(3, dtype=torch.float64)
+    errors = measure.limit_errors(cov, [16, 32], draws=3, reps=2, seed=1)
+    for key in ("output", "gradient"):
+        assert len(errors[f"{key}_se"]) == 2
+        assert all(0 < se < math.inf for se in errors[f"{key}_se"])
+    one = measure.limit_errors(cov, [16], draws=1, reps=2, seed=1)
+    assert math.isnan(one["output_se"][0])
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
 """The negative control of every claim of ``iclreg reproduce softmax-limit``, at toy size: under its
-control (``softmax_limit.CONTROLS``) each claim must miss, and the same builders on unperturbed
+control (``softmax_limit_controls.CONTROLS``) each claim must miss, and the same builders on unperturbed
 inputs hold. Concentration runs for real at small sizes (the control mis-states the limit or swaps
 the tokens); the training claims are built from trajectories around the real infinite-L flow (no
 training: a substituted trajectory is what breaks the mechanism)."""
@@ -17,6 +17,8 @@ import torch
 
 from iclreg.analysis import concentration
 from iclreg.experiments import softmax_limit as sl
+from iclreg.experiments import softmax_limit_claims as slc
+from iclreg.experiments import softmax_limit_measure as measure
 from iclreg.experiments.claims import Claim
 from iclreg.tasks import build as build_task
 from iclreg.theory import softmax_attention
@@ -29,7 +31,7 @@ STEPS = list(range(0, SIZES.steps + 1, SIZES.steps // 20))
 
 
 def _concentration() -> dict[str, Claim]:
-    return {c.id: c for c in sl.SoftmaxLimit()._concentration(SIZES).claims}
+    return {c.id: c for c in sl.concentration_section(SIZES).claims}
 
 
 @functools.cache
@@ -58,8 +60,8 @@ def _gaussian_gap(lengths: list[int], p: int = sl.P, reps: int = 64, seed: int =
 
 def _gaussian_tokens() -> Claim:
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(sl, "rademacher_limit_gap", _gaussian_gap)
-        return sl.SoftmaxLimit()._rademacher(SIZES)[0]
+        mp.setattr(measure, "rademacher_limit_gap", _gaussian_gap)
+        return slc.rademacher_claim(measure.rademacher(SIZES))
 
 
 def _starts() -> list[dict]:
@@ -75,7 +77,7 @@ def _horizon() -> float:
 
 @functools.cache
 def _flows() -> list[dict]:
-    return sl.SoftmaxLimit._flows(_starts(), [SIZES.lr * s for s in STEPS] + [_horizon()], SIGMA)
+    return measure.flows(_starts(), [SIZES.lr * s for s in STEPS] + [_horizon()], SIGMA)
 
 
 def _traj(softmax_gap, linear_gap, growth: float = 1.0) -> dict:
@@ -95,21 +97,20 @@ def _traj(softmax_gap, linear_gap, growth: float = 1.0) -> dict:
 
 
 def _training(traj: dict) -> dict[str, Claim]:
-    experiment = sl.SoftmaxLimit()
-    claims = [*experiment._training(SIZES, traj, SIGMA).claims, *experiment._stability(SIZES, traj).claims]
+    claims = [*sl.training_section(SIZES, traj, SIGMA).claims, *sl.stability_section(SIZES, traj).claims]
     return {c.id: c for c in claims}
 
 
 def _frozen_b() -> Claim:
     """b frozen at its initial value: ||A||_F^2 - b_0^2 in place of the flow's ||A||_F^2 - b^2."""
     flows = [{**f, "conserved": [a - 0.5**2 for a in f["A_norm2"]]} for f in _flows()]
-    return {c.id: c for c in sl.SoftmaxLimit._flow_claims(flows, _horizon(), SIGMA)}["3-conservation"]
+    return {c.id: c for c in slc.flow_claims(measure.flow_end(flows, SIGMA), _horizon())}["3-conservation"]
 
 
 def _early_end() -> Claim:
     """The flow's end point at the training time (a twentieth of the horizon)."""
-    flows = sl.SoftmaxLimit._flows(_starts(), [0.0, SIZES.lr * STEPS[-1]], SIGMA)
-    return {c.id: c for c in sl.SoftmaxLimit._flow_claims(flows, _horizon(), SIGMA)}["3-bayes-end"]
+    flows = measure.flows(_starts(), [0.0, SIZES.lr * STEPS[-1]], SIGMA)
+    return {c.id: c for c in slc.flow_claims(measure.flow_end(flows, SIGMA), _horizon())}["3-bayes-end"]
 
 
 TRACKS = (lambda L: 1 / L, lambda L: 3 / L)  # unperturbed gaps: to the flow, softmax - linear

@@ -33,7 +33,8 @@ def limit_errors(cov: Tensor, lengths: list[int], draws: int = 16, reps: int = 8
         reps: prompts per draw and length.
     Returns:
         {"L": lengths, "output": [...], "gradient": [...], "limit_norm": E||f||^2} (means over
-        draws and prompts).
+        draws and prompts), and "output_se", "gradient_se": the Monte Carlo standard errors of
+        those means over the independent weight draws (NaN with one draw).
     """
     p = cov.shape[0]
     cov = cov.double()
@@ -60,7 +61,17 @@ def limit_errors(cov: Tensor, lengths: list[int], draws: int = 16, reps: int = 8
                 total += sum(float((a - b).square().sum()) for a, b in zip(g_f, g_l, strict=True))
             grad_err[i, j] = total / reps
     return {"L": list(lengths), "output": out_err.mean(1).tolist(),
-            "gradient": grad_err.mean(1).tolist(), "limit_norm": float(norm.mean())}
+            "gradient": grad_err.mean(1).tolist(), "limit_norm": float(norm.mean()),
+            "output_se": _draw_se(out_err), "gradient_se": _draw_se(grad_err)}
+
+
+def _draw_se(values: np.ndarray) -> list[float]:
+    """Standard error of the mean over draws of (lengths, draws) values, one per length: the
+    draws are independent; the prompts of one draw share its weights, so they are averaged first."""
+    draws = values.shape[1]
+    if draws < 2:
+        return [math.nan] * values.shape[0]
+    return (values.std(1, ddof=1) / math.sqrt(draws)).tolist()
 
 
 def rademacher_limit_gap(lengths: list[int], p: int = 5, reps: int = 64,

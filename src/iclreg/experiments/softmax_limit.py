@@ -5,7 +5,7 @@ large-prompt regime (arXiv 2512.11784): ``iclreg reproduce softmax-limit``.
    anisotropic covariances, not linear for Rademacher tokens (whose exact limit is
    V tanh(K^T Q z)).
 2. Concentration of the output and of the gradients with respect to the attention weights,
-   with fitted log-log slopes.
+   with fitted log-log slopes and Monte Carlo 95% bands.
 3. Training at finite L: attention in the paper's reduced parameters (A, b)
    (``reduced_attention``), softmax and linear from the same weights, seeds per
    (L, activation) trained as one ensemble, against the gradient flow of the infinite-L risk
@@ -13,107 +13,61 @@ large-prompt regime (arXiv 2512.11784): ``iclreg reproduce softmax-limit``.
    flow; its end point.
 4. Stability along training: output and gradient gaps between finite and infinite L at every
    checkpoint of the softmax runs.
+
+The parts: ``softmax_limit_setup`` (covariances, task, sizes), ``softmax_limit_measure``
+(errors, trajectories, the flow), ``softmax_limit_claims``, ``softmax_limit_controls``, and this
+module (the plan and the report's sections).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any
 
-import torch
 from torch import Tensor
 
-from ..analysis.concentration import limit_errors, rademacher_limit_gap, reduced_attention_gaps
-from ..analysis.fit import loglog_slope
 from ..report.format import format_value
 from ..report.palette import PALETTE
 from ..report.plots import Plot
-from ..report.references import BOURSIER_BOYER, Reference, own_measurement
+from ..report.references import BOURSIER_BOYER
 from ..tasks import build as build_task
-from ..tasks.covariance import build as build_covariance
-from ..theory import gradient_flow, limit_mse
 from ..train import ExperimentConfig
+from . import softmax_limit_claims as claims
+from . import softmax_limit_measure as measure
 from .base import REPRODUCTIONS, Experiment, Runs, Section
-from .claims import AtLeast, AtMost, Check, Claim, Falls
+from .softmax_limit_controls import CONTROLS
+from .softmax_limit_setup import (
+    ACTIVATIONS,
+    CONCENTRATION_FIGURE,
+    COVARIANCES,
+    FULL,
+    GAP_SOURCE,
+    NOISE_VAR,
+    QUICK,
+    RADEMACHER_FIGURE,
+    SLOPES_SOURCE,
+    STABILITY_FIGURE,
+    TOY,
+    TRAIN_TASK,
+    TRAINING_FIGURE,
+    W_VAR,
+    D,
+    P,
+    Sizes,
+    by_length,
+    conserved,
+    max_drift,
+    mean,
+)
 
-P = 5  # token width (d = 4 inputs and a label), as in the independent reproduction
-COVARIANCES = {"isotropic": ("identity", {}), "Toeplitz rho=0.5": ("toeplitz", {"rho": 0.5}),
-               "rotated, condition 8": ("rotated", {"cond": 8.0})}
-PUBLISHED_SLOPES = (-1.11, -0.83)  # an independent reproduction: squared output and Jacobian errors
-# the authors' training setup (their code) (d = 5, Toeplitz rho = 0.5, sigma^2 = 0.1, w ~ N(0, I/d))
-D, NOISE_VAR, W_VAR = 5, 0.1, 0.2
-TRAIN_TASK = ("gaussian:d=5,n={n},noise_std=" + f"{math.sqrt(NOISE_VAR):.6f},w_std={math.sqrt(W_VAR):.6f}"
-              ",cov=toeplitz,rho=0.5")
-PUBLISHED_GAP = {100: 0.13, 200: 0.105, 1000: 0.025}  # iclreg's own: |softmax - linear| risk, long SGD
-SLOPES_SOURCE = Reference(
-    "independent reproduction", "log-log slopes -0.83 to -1.11 of the squared output and Jacobian errors "
-    "over L = 16..1024 (d = 4; isotropic, rotated condition-8 and Toeplitz covariances)",
-    "an independent reproduction of Boursier & Boyer (unpublished)")
-GAP_SOURCE = own_measurement(
-    "the authors' training experiment re-run with independent code (4 seeds, one H100): |softmax - "
-    "linear| test risk from the same start, 0.13 (L = 100) and 0.105 (L = 200) after 150k SGD steps, "
-    "0.025 at L = 1000 after 50k steps (lr 1e-3, batch 128)")
-ACTIVATIONS = ("softmax", "linear")
-CONTROLS = {  # claim id -> its negative control (tests/experiments/test_softmax_limit_controls.py)
-    "1-gaussian-limit": "the limit with G scaled by 1.2",
-    "2-slopes": "the limit with G scaled by 1.2",
-    "1-rademacher": "Gaussian tokens in place of Rademacher ones",
-    "3-tracks-flow": "a softmax risk off the flow by the same amount at every L",
-    "3-softmax-vs-linear": "a softmax - linear gap that does not shrink with L",
-    "3-conservation": "b frozen at its initial value while A follows the flow",
-    "3-bayes-end": "the flow stopped at the training time (a twentieth of its horizon)",
-    "4-stability": "finite/infinite-L gaps growing tenfold along training",
-}
-
-
-@dataclass(frozen=True)
-class Sizes:
-    lengths: tuple[int, ...]  # prompt lengths of the concentration at random weights
-    draws: int  # weight draws per length
-    reps: int  # prompts per draw
-    rademacher: tuple[int, ...]  # prompt lengths of the Rademacher tokens
-    train_lengths: tuple[int, ...]  # training L
-    seeds: int  # seeds per (L, activation)
-    steps: int
-    lr: float
-    batch: int
-    test_prompts: int  # fixed test prompts per training L
-
-
-QUICK = Sizes(lengths=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096), draws=32, reps=16,
-              rademacher=(64, 1024, 16384), train_lengths=(30, 100, 300, 1000), seeds=2,
-              steps=2000, lr=0.05, batch=128, test_prompts=2048)
-FULL = Sizes(lengths=tuple(2**i for i in range(4, 15)), draws=128, reps=32,
-             rademacher=(64, 1024, 16384, 131072), train_lengths=(10, 20, 50, 100, 200, 1000),
-             seeds=4, steps=300_000, lr=1e-3, batch=128, test_prompts=16384)
-TOY = Sizes(lengths=(16, 64), draws=2, reps=2, rademacher=(64, 256), train_lengths=(10, 40), seeds=1,
-            steps=20, lr=0.05, batch=16, test_prompts=64)
-
-
-def mean(values: list[list[float]]) -> list[float]:
-    """Elementwise mean of equally long lists (the mean over seeds of a trajectory)."""
-    return [sum(v) / len(v) for v in zip(*values, strict=True)]
-
-
-def max_drift(values: list[float]) -> float:
-    """Largest departure of a supposedly conserved quantity from its initial value."""
-    return max(abs(v - values[0]) for v in values)
-
-
-def conserved(record: dict[str, list]) -> list[float]:
-    """||A||_F^2 - b^2 at each point of a trajectory (conserved by the gradient flow)."""
-    return [float((A**2).sum()) - b**2 for A, b in zip(record["A"], record["b"], strict=True)]
-
-
-def by_length(values: dict[int, float]) -> dict[str, float]:
-    """``{L: v}`` -> ``{"L = L": v}`` (claims' mappings have string keys)."""
-    return {f"L = {L}": v for L, v in values.items()}
+__all__ = ["CONTROLS", "D", "FULL", "NOISE_VAR", "QUICK", "TOY", "TRAIN_TASK", "W_VAR", "P", "Sizes",
+           "SoftmaxLimit", "conserved", "max_drift", "mean"]
+Z95 = 1.96  # the bands: mean +- 1.96 standard errors
+DASHES = ("-", "--", ":")  # one per covariance: the three curves of one quantity overlap
 
 
 @REPRODUCTIONS.register("softmax-limit")
 @dataclass(frozen=True)
-class SoftmaxLimit(Experiment):
+class SoftmaxLimit(Experiment[Sizes]):
     """Boursier & Boyer: finite-L softmax attention concentrates on a linear limit."""
 
     title = ("Boursier & Boyer, softmax attention as linear attention in the large-prompt regime "
@@ -139,212 +93,124 @@ class SoftmaxLimit(Experiment):
 
     def analyse(self, runs: Runs, sizes: Sizes) -> list[Section]:
         Sigma = build_task(TRAIN_TASK.format(n=2)).covariance
-        traj = self._trajectories(runs, sizes, Sigma)
-        return [self._concentration(sizes), self._training(sizes, traj, Sigma),
-                self._stability(sizes, traj), self._notes(sizes)]
-
-    # --- 1-2. the limit and concentration at random weights -------------------------------------
-    def _concentration(self, sizes: Sizes) -> Section:
-        lengths = list(sizes.lengths)
-        series, slopes, relative, fall = {}, {}, {}, {}
-        for i, (label, (kind, options)) in enumerate(COVARIANCES.items()):
-            cov, _ = build_covariance(kind, P, **options)
-            errors = limit_errors(cov, lengths, sizes.draws, sizes.reps, seed=2 * i)  # seeds 0, 2, 4
-            series[f"output, {label}"] = (lengths, errors["output"])
-            series[f"gradient, {label}"] = (lengths, errors["gradient"])
-            slopes[label] = [loglog_slope(lengths, errors[key]) for key in ("output", "gradient")]
-            relative[label] = errors["output"][-1] / errors["limit_norm"]
-            fall[label] = errors["output"][0] / errors["output"][-1]
-        gaussian = Claim.of(
-            "1-gaussian-limit", "Gaussian tokens: finite-L output -> V m + V G K^T Q z (relative squared "
-            f"error at L = {lengths[-1]}; factor by which the squared error falls from L = {lengths[0]})",
-            "converges (Gaussian identity)", {"relative error": relative, "fall": fall},
-            Check(f"fall from L = {lengths[0]} to {lengths[-1]} (a 1/L rate gives "
-                  f"{lengths[-1] // lengths[0]}), every covariance:", fall, AtLeast(50)),
-            figure="concentration.png")
-        slope_claim = Claim.in_range(
-            "2-slopes", f"log-log slopes of the squared output and gradient errors, L = {lengths[0]}.."
-            f"{lengths[-1]} (output, gradient)",
-            f"{PUBLISHED_SLOPES[0]} to {PUBLISHED_SLOPES[1]} (independent reproduction, d = 4)",
-            slopes, low=-1.2, high=-0.75, figure="concentration.png")
-        rademacher, figure = self._rademacher(sizes)
-        text = [f"Token width p = {P}, centred tokens; V has N(0, 1/p) entries and K, Q N(0, 0.09/p), "
-                "so the scores stay O(1); gradients are with respect to (V, K, Q) of the output's sum, "
-                f"per prompt. {sizes.draws} weight draws x {sizes.reps} prompts per length."]
-        figures = {"concentration.png": Plot("lines",
-            series, "context length $L$", "mean squared error against the limit",
-            "concentration on the infinite-prompt limit", logy=True, logx=True), "rademacher.png": figure}
-        return Section("1-2. Limit and concentration at random weights", text,
-                       [gaussian, rademacher, slope_claim], figures, {"slopes": slopes})
-
-    def _rademacher(self, sizes: Sizes) -> tuple[Claim, Any]:
-        gap = rademacher_limit_gap(list(sizes.rademacher), p=P)
-        claim = Claim.of(
-            "1-rademacher", "Rademacher tokens: the limit is not linear (it is V tanh(a))",
-            "the identity is Gaussian-specific", {"vs linear": gap["vs_linear"], "vs tanh": gap["vs_tanh"]},
-            Check("vs tanh at the largest L", gap["vs_tanh"][-1], AtMost(0.01, strict=True)),
-            Check("vs linear at every L", gap["vs_linear"], AtLeast(0.3, strict=True)),
-            figure="rademacher.png")
-        series = {r"against $V K^\top Q z$ (linear)": (gap["L"], gap["vs_linear"]),
-                  r"against $V \tanh(K^\top Q z)$": (gap["L"], gap["vs_tanh"])}
-        return claim, Plot("lines", series, "context length $L$", "relative squared error",
-                                   "Rademacher tokens", logy=True, logx=True)
-
-    # --- trajectories of the trained runs ---------------------------------------------------------
-    def _trajectories(self, runs: Runs, sizes: Sizes, Sigma: Tensor) -> dict[tuple[int, str], list[dict]]:
-        """(L, activation) -> one trajectory per seed (``_trajectory``), on fixed test prompts."""
-        traj = {}
-        for L in sizes.train_lengths:
-            test = build_task(TRAIN_TASK.format(n=L + 1)).sample(sizes.test_prompts, seed=7_000 + L, step=0,
-                                                               dtype=torch.float64)
-            for activation in ACTIVATIONS:
-                names = [f"L{L}_{activation}/seed{seed}" for seed in range(sizes.seeds)]
-                traj[(L, activation)] = [self._trajectory(runs, name, test, Sigma, activation == "softmax")
-                                         for name in names]
-        return traj
-
-    @staticmethod
-    def _trajectory(runs: Runs, name: str, test: Any, Sigma: Tensor, with_gaps: bool) -> dict[str, list]:
-        """Test risk at the training L, (A, b) and (softmax only) the finite/infinite-L gaps at
-        the initialisation and every checkpoint, in float64 on the CPU."""
-        record: dict[str, list] = {"step": [], "risk": [], "A": [], "b": [], "output": [], "gradient": []}
-        for step, model in runs.checkpoints(name, initial=True):
-            model.to(device="cpu", dtype=torch.float64)  # in place: later checkpoints load into float64
-            A, b = model.A.detach().clone(), float(model.b.detach()[0])
-            with torch.no_grad():
-                risk = float((model.predict_last(test.x, test.y) - test.y[:, -1]).square().mean())
-            for key, value in (("step", step), ("risk", risk), ("A", A), ("b", b)):
-                record[key].append(value)
-            if with_gaps:
-                gaps = reduced_attention_gaps(A, b, test.x, test.y, test.w, Sigma)
-                record["output"].append(gaps["output"])
-                record["gradient"].append(gaps["gradient"])
-        return record
-
-    # --- 3. training at finite L against the infinite-L flow --------------------------------------
-    @staticmethod
-    def _flows(starts: list[dict], times: list[float], Sigma: Tensor) -> list[dict[str, Any]]:
-        """The infinite-L flow from each seed's start (the same at every L and activation).
-
-        ``times``: the checkpoints' flow times (lr * step), then the end time; the risk is kept
-        at the checkpoints, ||A||_F^2 - b^2 and ||A||_F^2 at every time, (A, b) at the end."""
-        flows = []
-        for start in starts:
-            A_t, b_t = gradient_flow(start["A"][0], start["b"][0], Sigma, times, w_var=W_VAR)
-            flows.append({"risk": [float(limit_mse(A_t[i], b_t[i], Sigma, W_VAR, NOISE_VAR))
-                                   for i in range(len(times) - 1)],
-                          "conserved": ((A_t**2).sum((-2, -1)) - b_t**2).tolist(),
-                          "A_norm2": (A_t**2).sum((-2, -1)).tolist(),
-                          "end": (A_t[-1], float(b_t[-1]))})
-        return flows
-
-    def _training(self, sizes: Sizes, traj: dict[tuple[int, str], list[dict]], Sigma: Tensor) -> Section:
-        lengths, first, last = list(sizes.train_lengths), sizes.train_lengths[0], sizes.train_lengths[-1]
-        steps = traj[(first, "softmax")][0]["step"]
-        horizon = 20 * (sizes.lr * steps[-1])  # 20 times the flow time of the training
-        flows = self._flows(traj[(first, "softmax")], [sizes.lr * s for s in steps] + [horizon], Sigma)
-        flow_risk = mean([f["risk"] for f in flows])
-        risks = {(L, a): mean([t["risk"] for t in traj[(L, a)]]) for L in lengths for a in ACTIVATIONS}
-        final_gap = {L: abs(risks[(L, "softmax")][-1] - flow_risk[-1]) for L in lengths}
-        max_gap = {L: max(abs(a - b) for a, b in zip(risks[(L, "softmax")][1:], flow_risk[1:], strict=True))
-                   for L in lengths}
-        linear_gap = {L: abs(risks[(L, "softmax")][-1] - risks[(L, "linear")][-1]) for L in lengths}
-        claims = [
-            Claim.of("3-tracks-flow", "|softmax risk - infinite-L flow risk| at the end of training, by "
-                     "training L", "finite-L softmax training tracks the infinite-L dynamics once L is large",
-                     by_length(final_gap), Check("by L", list(final_gap.values()), Falls()),
-                     Check(f"L = {last} / L = {first}", final_gap[last] / final_gap[first],
-                           AtMost(1 / 3, strict=True)), figure="training.png"),
-            Claim.of("3-softmax-vs-linear", "|softmax - linear| test risk at the end of training, same start "
-                     "(the reference gaps, iclreg's own measurement, come from 50k-150k SGD steps, lr 1e-3)",
-                     {"iclreg's own measurement": by_length(PUBLISHED_GAP)}, by_length(linear_gap),
-                     Check("by L", list(linear_gap.values()), Falls()), figure="training.png"),
-            *self._flow_claims(flows, horizon, Sigma)]
-        sgd = {f"L = {L}": max_drift(conserved(traj[(L, "softmax")][0])) for L in lengths}  # seed 0
-        text = [f"Attention in the reduced parameters (A, b): y_hat = b sum_j y_j softmax_j(x_j^T A x_q), "
-                f"and linear attention (scores / L) from the same weights; SGD lr {sizes.lr}, batch "
-                f"{sizes.batch}, {sizes.steps} steps, {sizes.seeds} seeds per (L, activation), each an "
-                "ensemble. The flow integrates d(A, b)/dt = -grad of the infinite-L risk from each "
-                "seed's start; SGD step t is flow time lr * t. Final risk gaps to the flow "
-                f"{format_value(by_length(final_gap))}; largest gap along training "
-                f"{format_value(by_length(max_gap))}. SGD at a finite step does not conserve ||A||_F^2 - b^2 "
-                f"(max drift of seed 0 by L: {format_value(sgd)}); the flow does."]
-        figure = self._risk_figure(steps, risks, flow_risk, lengths)
-        data = {"final_gap": by_length(final_gap), "max_gap": by_length(max_gap), "sgd_drift": sgd}
-        return Section("3. Training at finite L", text, claims, {"training.png": figure}, data)
-
-    @staticmethod
-    def _risk_figure(steps: list[int], risks: dict[tuple[int, str], list[float]], flow_risk: list[float],
-                     lengths: list[int]) -> Any:
-        """Mean test risk along training, softmax (solid) and linear (dashed) by L, and the flow."""
-        series, styles, colors = {}, {}, {}
-        for i, L in enumerate(lengths):
-            series[f"softmax, L = {L}"] = (steps, risks[(L, "softmax")])
-            series[f"linear, L = {L}"] = (steps, risks[(L, "linear")])
-            styles[f"linear, L = {L}"] = "--"
-            colors[f"softmax, L = {L}"] = colors[f"linear, L = {L}"] = PALETTE[i % len(PALETTE)]
-        series["infinite-L flow"] = (steps, flow_risk)
-        colors["infinite-L flow"], styles["infinite-L flow"] = "black", ":"
-        return Plot("lines", series, "SGD step", "test risk at the training $L$",
-                            "finite-L training against the infinite-L gradient flow", logy=True,
-                            hlines={r"Bayes risk at infinite $L$ ($\sigma^2$)": NOISE_VAR}, colors=colors,
-                            styles=styles)
-
-    @staticmethod
-    def _flow_claims(flows: list[dict[str, Any]], horizon: float, Sigma: Tensor) -> list[Claim]:
-        """||A||_F^2 - b^2 conserved along the flow; the flow's end point is Bayes-optimal."""
-        drift = max(max_drift(f["conserved"]) for f in flows)
-        moved = min(max(f["A_norm2"]) - min(f["A_norm2"]) for f in flows)
-        eye, ends = torch.eye(D, dtype=torch.float64), [f["end"] for f in flows]
-        residual = max(float((b * Sigma @ A - eye).abs().max()) for A, b in ends)
-        excess = max(float(limit_mse(A, b, Sigma, W_VAR, NOISE_VAR)) - NOISE_VAR for A, b in ends)
-        return [
-            Claim.of("3-conservation", "max drift of ||A||_F^2 - b^2 along the infinite-L gradient flow "
-                     "(while ||A||_F^2 itself moves by at least the stated amount)",
-                     "conserved along the flow", {"drift": drift, "||A||^2 moved": moved},
-                     Check("drift / movement of ||A||_F^2", drift / moved, AtMost(1e-6, strict=True)),
-                     figure="training.png"),
-            Claim.of("3-bayes-end", f"end point of the flow at time {horizon:g}: max |b S A - I| and the "
-                     "excess risk over sigma^2", "reaches the Bayes-optimal (zero excess risk) predictor",
-                     {"max |bSA - I|": residual, "excess risk": excess},
-                     Check("max |bSA - I|", residual, AtMost(1e-4, strict=True)),
-                     Check("excess risk", excess, AtMost(1e-4, strict=True)), figure="training.png")]
-
-    # --- 4. stability along training --------------------------------------------------------------
-    def _stability(self, sizes: Sizes, traj: dict[tuple[int, str], list[dict]]) -> Section:
-        lengths = list(sizes.train_lengths)
-        steps = traj[(lengths[0], "softmax")][0]["step"]
-        series, colors, styles = {}, {}, {}
-        for i, L in enumerate(lengths):
-            for key in ("output", "gradient"):
-                series[f"{key}, L = {L}"] = (steps, mean([t[key] for t in traj[(L, "softmax")]]))
-                colors[f"{key}, L = {L}"] = PALETTE[i % len(PALETTE)]
-                styles[f"{key}, L = {L}"] = "-" if key == "output" else "--"
-        figure = Plot("lines", series, "SGD step", "relative squared gap to the infinite-$L$ limit",
-                              "finite vs infinite L along softmax training", logy=True, colors=colors,
-                              styles=styles)
-        top = lengths[-1]
-        out_gap, grad_gap = series[f"output, L = {top}"][1], series[f"gradient, L = {top}"][1]
-        claim = Claim.of(
-            "4-stability", f"relative output and gradient gaps at L = {top}, from initialisation to the end "
-            "of training (max over checkpoints; at initialisation)",
-            "the gap stays small over the whole trajectory, not only at initialisation",
-            {"output max": max(out_gap), "output at init": out_gap[0],
-             "gradient max": max(grad_gap), "gradient at init": grad_gap[0]},
-            Check("output: max / at init", max(out_gap) / out_gap[0], AtMost(3)),
-            Check("gradient: max / at init", max(grad_gap) / grad_gap[0], AtMost(3)), figure="stability.png")
-        return Section("4. Stability along training", [], [claim], {"stability.png": figure})
+        traj = measure.trajectories(runs, sizes, Sigma)
+        return [concentration_section(sizes), training_section(sizes, traj, Sigma),
+                stability_section(sizes, traj), self._notes(sizes)]
 
     def _notes(self, sizes: Sizes) -> Section:
-        lines = ["- The squared error of the output at random weights falls like 1/L (claim 2), so "
-                 "claim 1 asks for the fall over the lengths rather than a level at one L (the level at "
-                 f"the largest L, {sizes.lengths[-1]}, is in the claim's row).",
+        lines = ["- The squared error of the output at random weights falls like $1/L$ (claim 2), so "
+                 "claim 1 asks for the fall over the lengths rather than a level at one $L$ (the level at "
+                 f"the largest $L$, {sizes.lengths[-1]}, is in the claim's row).",
                  "- Training uses the paper's reduced parameterisation (value reads the label, key-query "
-                 "acts on x), whose infinite-L risk is exactly R(A, b); the authors' experiment trains "
-                 "full V, K, Q matrices. Test risks are measured on "
-                 f"{sizes.test_prompts} fixed prompts per L, averaged over seeds."]
+                 "acts on $x$), whose infinite-$L$ risk is exactly $R(A, b)$; the authors' experiment trains "
+                 "full $V, K, Q$ matrices. Test risks are measured on "
+                 f"{sizes.test_prompts} fixed prompts per $L$, averaged over seeds."]
         if self.quick:
-            lines.append(f"- Quick mode: L = {format_value(sizes.train_lengths)}, {sizes.steps} SGD steps at "
-                         f"lr {sizes.lr}, flow time {sizes.steps * sizes.lr:g} (full mode, as the authors: "
-                         f"{FULL.steps} steps at {FULL.lr:g}, flow time {FULL.steps * FULL.lr:g}).")
+            lines.append(f"- Quick mode: $L$ = {format_value(sizes.train_lengths)}, {sizes.steps} SGD "
+                         f"steps at lr {sizes.lr}, flow time {sizes.steps * sizes.lr:g} (full mode, as the "
+                         f"authors: {FULL.steps} steps at {FULL.lr:g}, flow time {FULL.steps * FULL.lr:g}).")
         return Section("Notes", lines)
+
+
+# --- 1-2. the limit and concentration at random weights --------------------------------------------
+def concentration_section(sizes: Sizes) -> Section:
+    m = measure.concentration(sizes)
+    gaussian, slopes = claims.concentration_claims(m)
+    gap = measure.rademacher(sizes)
+    text = [rf"Token width $p = {P}$, centred tokens; $V$ has $N(0, 1/p)$ entries and $K, Q$ have "
+            r"$N(0, 0.09/p)$ entries, so the scores stay $O(1)$; gradients are with respect to $(V, K, Q)$ "
+            rf"of the output's sum, per prompt. {sizes.draws} weight draws $\times$ {sizes.reps} prompts per "
+            rf"length; the bands are 95% intervals over the weight draws (mean $\pm {Z95}$ standard errors).",
+            "", overlap_text(m)]
+    figures = {CONCENTRATION_FIGURE: concentration_figure(m), RADEMACHER_FIGURE: rademacher_figure(gap)}
+    return Section("1-2. Limit and concentration at random weights", text,
+                   [gaussian, claims.rademacher_claim(gap), slopes], figures, {"slopes": m.slopes})
+
+
+def overlap_text(m: measure.Concentration) -> str:
+    """Where the covariances' curves coincide: within their Monte Carlo error, or not."""
+    words = []
+    for quantity in measure.QUANTITIES:
+        spread, L = m.spread(quantity)
+        apart = m.apart(quantity, Z95)
+        words.append(f"the {quantity} errors coincide within their bands at every $L$ (they differ by at "
+                     f"most {spread:.0%}, at $L = {L}$)" if not apart else
+                     f"the {quantity} errors differ beyond their bands at $L$ = {format_value(apart)}")
+    return ("Across the three covariances " + "; ".join(words) + ". Each covariance has its own colour "
+            "and dash and each curve its own marker, so curves lying on top of one another stay visible.")
+
+
+def concentration_figure(m: measure.Concentration) -> Plot:
+    """The squared errors against L, output and gradient for each covariance, with 95% bands."""
+    series, bands, colors, styles = {}, {}, {}, {}
+    for quantity in measure.QUANTITIES:
+        for i, cov in enumerate(COVARIANCES):
+            errors, label = m.errors[cov.key], f"{quantity}, {cov.label}"
+            series[label] = (m.lengths, errors[quantity])
+            bands[label] = [[y - Z95 * se, y + Z95 * se]
+                            for y, se in zip(errors[quantity], errors[f"{quantity}_se"], strict=True)]
+            colors[label], styles[label] = PALETTE[i], DASHES[i]
+    return Plot("lines", series, "context length $L$", "mean squared error against the limit",
+                "concentration on the infinite-prompt limit", logy=True, logx=True, colors=colors,
+                styles=styles, bands=bands)
+
+
+def rademacher_figure(gap: dict[str, list[float]]) -> Plot:
+    series = {r"against $V K^\top Q z$ (linear)": (gap["L"], gap["vs_linear"]),
+              r"against $V \tanh(K^\top Q z)$": (gap["L"], gap["vs_tanh"])}
+    return Plot("lines", series, "context length $L$", "relative squared error", "Rademacher tokens",
+                logy=True, logx=True)
+
+
+# --- 3. training at finite L against the infinite-L flow -------------------------------------------
+def training_section(sizes: Sizes, traj: measure.Trajectories, Sigma: Tensor) -> Section:
+    lengths = list(sizes.train_lengths)
+    m = measure.training(sizes, traj, Sigma)
+    section_claims = [*claims.training_claims(m, lengths),
+                      *claims.flow_claims(measure.flow_end(m.flows, Sigma), m.horizon)]
+    final_gap, max_gap = by_length({L: m.final_gap(L) for L in lengths}), by_length(
+        {L: m.max_gap(L) for L in lengths})
+    sgd = {f"L = {L}": max_drift(conserved(traj[(L, "softmax")][0])) for L in lengths}  # seed 0
+    text = [r"Attention in the reduced parameters $(A, b)$: "
+            r"$\hat y = b \sum_j y_j\, \mathrm{softmax}_j(x_j^\top A x_q)$, and linear attention (scores "
+            f"$/ L$) from the same weights; SGD lr {sizes.lr}, batch {sizes.batch}, {sizes.steps} steps, "
+            f"{sizes.seeds} seeds per ($L$, activation), each an ensemble. The flow integrates "
+            r"$d(A, b)/dt = -\nabla R(A, b)$, the gradient of the infinite-$L$ risk, from each seed's "
+            r"start; SGD step $t$ is flow time $\mathrm{lr} \cdot t$. Final risk gaps to the flow "
+            f"{format_value(final_gap)}; largest gap along training {format_value(max_gap)}. SGD at a "
+            r"finite step does not conserve $\|A\|_F^2 - b^2$ (max drift of seed 0 by $L$: "
+            f"{format_value(sgd)}); the flow does."]
+    data = {"final_gap": final_gap, "max_gap": max_gap, "sgd_drift": sgd}
+    figures = {TRAINING_FIGURE: risk_figure(m, lengths)}
+    return Section("3. Training at finite L", text, section_claims, figures, data)
+
+
+def risk_figure(m: measure.Training, lengths: list[int]) -> Plot:
+    """Mean test risk along training, softmax (solid) and linear (dashed) by L, and the flow."""
+    series, styles, colors = {}, {}, {}
+    for i, L in enumerate(lengths):
+        soft, lin = f"softmax, $L = {L}$", f"linear, $L = {L}$"
+        series[soft], series[lin] = (m.steps, m.risks[(L, "softmax")]), (m.steps, m.risks[(L, "linear")])
+        styles[soft], styles[lin] = "-", "--"
+        colors[soft] = colors[lin] = PALETTE[i % len(PALETTE)]
+    series["infinite-$L$ flow"] = (m.steps, m.flow_risk)
+    colors["infinite-$L$ flow"], styles["infinite-$L$ flow"] = "black", ":"
+    return Plot("lines", series, "SGD step", "test risk at the training $L$",
+                "finite-$L$ training against the infinite-$L$ gradient flow", logy=True,
+                hlines={r"Bayes risk at infinite $L$ ($\sigma^2$)": NOISE_VAR}, colors=colors, styles=styles)
+
+
+# --- 4. stability along training -------------------------------------------------------------------
+def stability_section(sizes: Sizes, traj: measure.Trajectories) -> Section:
+    gaps = measure.stability(sizes, traj)
+    steps = traj[(sizes.train_lengths[0], "softmax")][0]["step"]
+    series, colors, styles = {}, {}, {}
+    for i, L in enumerate(sizes.train_lengths):
+        for key in measure.QUANTITIES:
+            label = f"{key}, $L = {L}$"
+            series[label], colors[label] = (steps, gaps[(L, key)]), PALETTE[i % len(PALETTE)]
+            styles[label] = "-" if key == "output" else "--"
+    figure = Plot("lines", series, "SGD step", "relative squared gap to the infinite-$L$ limit",
+                  "finite vs infinite $L$ along softmax training", logy=True, colors=colors, styles=styles)
+    claim = claims.stability_claim(gaps, sizes.train_lengths[-1])
+    return Section("4. Stability along training", [], [claim], {STABILITY_FIGURE: figure})
