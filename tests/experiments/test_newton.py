@@ -1,6 +1,6 @@
 """Fu et al.'s reproduction (``iclreg reproduce newton``): its plan, its helpers, the toy pipeline
-(periodic evaluations, every claim computed, the training-progress rate) and, slow, the quick
-run's claims."""
+(periodic evaluations, every claim computed, the training-progress rate, prose math as TeX), the
+probe figure's coinciding layers and, slow, the quick run's claims."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from iclreg.experiments import REPRODUCTIONS, runner
-from iclreg.experiments.newton import FULL, QUICK, Newton, active_layers, newton_equivalent
+from iclreg.experiments.newton import FULL, QUICK, Newton, active_layers, newton_equivalent, probe_styles
+from iclreg.experiments.newton_measure import coinciding_layers
+from iclreg.report.math import split_math
 from iclreg.train.metrics import read_metrics
 
 CLAIMS = {"1-learns", "2-probes", "3-similarity", "4-newton-linear", "4-gd-exponential", "4-ols",
@@ -67,6 +69,47 @@ def test_newton_equivalent_is_the_fewest_iterations_as_accurate_as_the_layer():
     assert newton_equivalent([1.0, 0.5, 0.3, 0.05, 0.001], steps, newton_err) == [1, 2, 4, 8, None]
 
 
+def test_coinciding_layers_are_neighbours_within_two_percent_at_every_k():
+    curves = [[1.0, 0.9], [1.01, 0.91], [0.5, 0.4], [0.5, 0.3]]
+    assert coinciding_layers(curves) == [(0, 1)]  # layers 2 and 3 part at the second k
+
+
+def test_probe_styles_alternate_dashes_along_a_run_of_coinciding_layers():
+    labels, styles = probe_styles(["layer 0", "layer 1", "layer 2", "layer 3"], [(0, 1), (1, 2)])
+    assert labels == ["layer 0 (= layer 1)", "layer 1 (= layer 2)", "layer 2", "layer 3"]
+    assert styles == {"layer 0 (= layer 1)": "-", "layer 1 (= layer 2)": ":", "layer 2": "-"}
+    assert probe_styles(["layer 0", "layer 1"], []) == (["layer 0", "layer 1"], {})
+
+
+def _probes(curves: list[list[float]]) -> dict:
+    """A ``probe_model`` result with these error/d curves by layer (Newton and GD reduced to one step)."""
+    d, n = QUICK.d, len(curves[0])
+    family = {"steps": [1], "similarity": [[0.9]] * len(curves), "best": [1] * len(curves), "mse": [[d] * n]}
+    return {"k": list(range(n)), "probe_mse": [[v * d for v in c] for c in curves], "ols_mse": [0.5] * n,
+            "newton": family, "gd": family, "floor": 0.86}
+
+
+def test_the_probe_plot_gives_coinciding_layers_distinct_styles():
+    """The quick demo's layers 0 and 1 coincide (error/d 1.068 and 1.0685): drawn alike, layer 1
+    hid layer 0. They get distinct dashes and the legend says they coincide; the figure draws the
+    lower one thick and hollow underneath (tests/report/test_figure_defects.py)."""
+    flat = [1.0 + 0.05 * (k % 3) for k in range(QUICK.n)]
+    curves = [flat, [v * 1.0005 for v in flat], [0.3] * QUICK.n, [0.01] * QUICK.n]
+    section = Newton()._probes(QUICK, _probes(curves))
+    plot = section.figures["probes.png"]
+    series, styles = plot.args[0], plot.kwargs["styles"]
+    assert list(series)[:2] == ["layer 0 (= layer 1)", "layer 1"]
+    assert styles["layer 0 (= layer 1)"] != styles["layer 1"]
+    assert "Layers 0 and 1 read out alike" in " ".join(section.text)
+    ax = plot.draw().axes[0]
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    low, high = lines["layer 0 (= layer 1)"], lines["layer 1"]
+    assert low.get_linestyle() != high.get_linestyle() and low.get_zorder() < high.get_zorder()
+    assert low.get_linewidth() > high.get_linewidth() and low.get_markersize() > high.get_markersize()
+    apart = Newton()._probes(QUICK, _probes(curves[1:])).figures["probes.png"]
+    assert apart.kwargs["styles"] == {}  # no layers coincide: the default cycle
+
+
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     out = tmp_path_factory.mktemp("newton") / "out"
@@ -92,7 +135,8 @@ def test_toy_training_rate_is_the_loglog_slope_over_the_second_half(toy):
     evals = [r for r in read_metrics(out / "runs" / "gpt2" / "metrics.jsonl") if "eval" in r]
     half = [(r["step"], r["eval"]["model"][last] / d) for r in evals if r["step"] >= 20]
     rate = np.polyfit(np.log([s for s, _ in half]), np.log([e for _, e in half]), 1)[0]
-    shown = re.search(r"falls as step\^(-?\d+\.\d\d)", (out / "report.md").read_text()).group(1)
+    report = (out / "report.md").read_text()
+    shown = re.search(r"falls as \$\\mathrm\{step\}\^\{(-?\d+\.\d\d)\}\$", report).group(1)
     assert shown == f"{rate:.2f}"
 
 
@@ -117,6 +161,19 @@ def test_toy_depth_claims_follow_the_probe_numbers(toy):
     assert claims["2-probes"].measured == errs
     assert claims["2-probes"].holds == all(b <= a * 1.05 + 1e-3 for a, b in zip(errs, errs[1:], strict=False))
     assert claims["4-ols"].measured == errs[-1] and claims["4-ols"].holds == (errs[-1] < 0.01)
+
+
+# ASCII math that report prose must write as $...$ TeX (outside math spans and code spans)
+ASCII_MATH = re.compile(r"error/d\b|\b[dnkl] = \d|\bstep\^|\^-?\d|sqrt\(|\blambda\b|\bX\^T\b|_hat\b")
+
+
+def test_toy_report_prose_writes_math_as_tex(toy):
+    out, result = toy
+    for section in result.sections:
+        for line in section.text:
+            plain = re.sub(r"(`+).*?\1", "", split_math(line)[0])
+            assert not ASCII_MATH.search(plain), (section.title, line)
+    assert "$k = 6$" in (out / "report.md").read_text() and "<math>" in (out / "report.html").read_text()
 
 
 @pytest.mark.slow

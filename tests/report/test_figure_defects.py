@@ -222,3 +222,22 @@ def test_two_decoders_on_one_axis_both_show_where_they_coincide():
     exact = [ln for ln in ax.get_lines() if ln.get_label().endswith("exact rate")]
     assert len(exact) == 2 and all(list(ln.get_xdata()) == samples for ln in exact)  # at every N
     assert len(_legend(ax)) <= MAX_LEGEND
+
+
+def test_lines_figure_shows_both_of_two_coinciding_series():
+    """Two series on the same points (a probe's layers 0 and 1 before the model computes anything):
+    the earlier is drawn thick, hollow and underneath the later, on linear and log axes alike; a
+    series that parts from the others keeps the plain look."""
+    k = list(range(8))
+    flat = [1.0 + 0.05 * (i % 3) for i in k]
+    series = {"layer 0": (k, flat), "layer 1": (k, [v * 1.001 for v in flat]),
+              "layer 2": (k, [0.5 * 0.8**i for i in k])}
+    for logy in (False, True):
+        ax = lines_figure(series, "$k$", "error", logy=logy).axes[0]
+        lines = {ln.get_label(): ln for ln in ax.get_lines()}
+        low, high, apart = lines["layer 0"], lines["layer 1"], lines["layer 2"]
+        assert low.get_zorder() < high.get_zorder() and low.get_markerfacecolor() == "none"
+        assert low.get_linewidth() > high.get_linewidth() and low.get_markersize() > high.get_markersize()
+        assert apart.get_linewidth() == high.get_linewidth() and apart.get_zorder() == high.get_zorder()
+    styled = lines_figure(series, "$k$", "error", styles={"layer 0": "-", "layer 1": ":"}).axes[0]
+    assert [ln.get_linestyle() for ln in styled.get_lines()[:2]] == ["-", ":"]  # given styles are kept

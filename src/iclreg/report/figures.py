@@ -139,15 +139,21 @@ def lines_figure(
     line styles (``"--"``, ``":"``) per label, 95% bands (``bands``: label -> [low, high] per x;
     the axis includes them, so a zoomed axis never hides how wide they are) and integer ticks
     (``integer_x``: x counts examples, steps or layers). On a log y axis values at machine
-    precision are drawn as "exact" (module docstring)."""
+    precision are drawn as "exact" (module docstring). A series that a later one coincides with
+    (within 2% at every x) is drawn thick, with hollow markers, underneath it, so both show."""
     fig = Figure(figsize=SINGLE, layout="constrained")
     ax = fig.subplots()
     ys = [y for _, y in series.values()]
     frame = log_frame(ys, (hlines or {}).values(), clip_spikes=False) if logy else None
     floors = _floor_index(ys, frame) if frame else [None] * len(ys)
+    pairs = list(series.values())  # a series that a later one coincides with (within 2% at every x)
+    under = {i for i, (xa, ya) in enumerate(pairs) for xb, yb in pairs[i + 1:] if list(xa) == list(xb)
+             and all(abs(u - v) <= 0.02 * max(abs(u), abs(v)) for u, v in zip(ya, yb, strict=True))}
     for i, ((label, (xs, y)), floor) in enumerate(zip(series.items(), floors, strict=True)):
         kwargs = {k: v[label] for k, v in (("color", colors), ("ls", styles)) if v and label in v}
         kwargs["markevery"] = MARKEVERY[i % len(MARKEVERY)]
+        if i in under:  # thick, hollow and underneath: it shows around the one drawn on top of it
+            kwargs.update(lw=3.6, ms=8, mfc="none", mew=1.4, zorder=1.9)
         if frame:
             line = plot_on_log(ax, xs, y, frame, floor, label=readable(label), **kwargs)
         else:
