@@ -158,3 +158,13 @@ def test_paper_modules_measure_and_claim_but_never_draw():
         if bad:
             drawing[path.relative_to(EXPERIMENTS).as_posix()] = sorted(bad)
     assert not drawing, drawing
+
+
+FRAMEWORK = {"__init__.py", "base.py", "claims.py", "runner.py", "saved.py"}  # not a paper's
+
+
+def test_every_paper_module_is_at_most_250_lines():
+    """A paper's modules (plan, measurement, claims, section text) stay short enough to read."""
+    long = {path.relative_to(EXPERIMENTS).as_posix(): n for path in EXPERIMENTS.rglob("*.py")
+            if path.name not in FRAMEWORK and (n := len(path.read_text().splitlines())) > 250}
+    assert not long, long

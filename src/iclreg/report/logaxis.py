@@ -106,7 +106,8 @@ def _mark_peaks(ax: Axes, xs: Sequence[float], ys: Sequence[float], top: float, 
             color=color, ls="none", markevery=1)
     for r in runs:
         peak = max(ys[i] for i in r)
-        text = f"peak {peak:.2g}" + ("" if len(r) == 1 else f" (clipped at {xs[r[0]]:g}-{xs[r[-1]]:g})")
+        value = "infinite" if math.isinf(peak) else f"{peak:.2g}"  # an expected error without a mean
+        text = f"peak {value}" + ("" if len(r) == 1 else f" (clipped at {xs[r[0]]:g}-{xs[r[-1]]:g})")
         ax.annotate(text, (xs[r[0]], top / 1.25), xytext=(5, -3 - 11 * row), textcoords="offset points",
                     fontsize=8, color=color, va="top")
 
