@@ -162,7 +162,10 @@ def save_figure(fig: Figure, path: str | Path, dpi: int | None = None, also: tup
         bbox = fig.get_tightbbox().padded(mpl.rcParams["savefig.pad_inches"])
         for target in (path, *(path.with_suffix(s) for s in also if s.lower() != path.suffix.lower())):
             buf = io.BytesIO()
-            fig.savefig(buf, format=target.suffix.lstrip(".").lower(), dpi=dpi or DPI, bbox_inches=bbox)
+            kind = target.suffix.lstrip(".").lower()
+            # no creation date in a PDF: a figure drawn again from the same numbers is the same file
+            metadata = {"CreationDate": None} if kind == "pdf" else None
+            fig.savefig(buf, format=kind, dpi=dpi or DPI, bbox_inches=bbox, metadata=metadata)
             write_bytes(target, buf.getvalue())
 
 
