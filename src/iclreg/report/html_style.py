@@ -43,7 +43,8 @@ img{max-width:100%;height:auto;display:block;background:#fff}
 figure{margin:6px 0;max-width:100%;min-width:0}
 .figscroll{overflow-x:auto;max-width:100%}
 .figscroll img{max-width:none}
-math{font-size:1.08em}
+math{font-size:1.08em;max-width:100%;overflow-x:auto;overflow-y:hidden;vertical-align:middle}
+math:not([display=block]){display:inline-block}
 figcaption{font-size:12px;color:#555;margin-top:2px}
 nav.toc{background:#f6f8fb;border:1px solid #dde3ec;padding:6px 16px 8px;margin:12px 0}
 nav.toc h2{border:0;margin:6px 0;font-size:17px}
