@@ -184,6 +184,18 @@ def test_legends_list_at_most_eight_entries():
     assert len(seeds) == 8 and len({(ln.get_linestyle(), ln.get_marker()) for ln in seeds}) == 1
 
 
+def test_a_legend_beside_the_axes_leaves_them_most_of_the_width():
+    """Six long legend entries outside the axes must not squeeze the plot into a strip: the
+    axes keep at least half of the saved figure's width (the learning curves drew in 40%)."""
+    curves = {h: [([1, 2, 3], [0.5, 0.4, 0.3 + 0.01 * seed]) for seed in range(2)] for h in (1, 2, 4, 8)}
+    fig = loss_curves_figure(curves, {"single-head optimum 0.405 (published)": 0.405,
+                                      "multi-head 0.243 (published)": 0.243})
+    fig.canvas.draw()
+    axes = fig.axes[0].get_window_extent()
+    legend = fig.axes[0].get_legend().get_window_extent()
+    assert axes.width / (max(legend.x1, axes.x1) - axes.x0) >= 0.5
+
+
 def _coinciding_decoders():
     """The same measurements for both decoders: a trained model that emits GD exactly."""
     samples = [1, 2, 4, 8]

@@ -13,7 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .figures import REFERENCE_STYLES, add_legend, token_names
-from .style import LINESTYLES, PALETTE, REFERENCE_COLOR, SINGLE, styled
+from .style import LINESTYLES, PALETTE, REFERENCE_COLOR, WIDE, styled
 
 
 @styled
@@ -27,7 +27,8 @@ def learning_curves_figure(curves: Mapping[int, Sequence[tuple[Sequence[int], Se
         curves: H -> one (steps, losses) pair per seed.
         references: label -> value of a horizontal line (published losses).
     """
-    fig = Figure(figsize=SINGLE, layout="constrained")
+    # wide: the legend (one entry per H and per reference line) sits beside a full-size axes
+    fig = Figure(figsize=WIDE, layout="constrained")
     ax = fig.subplots()
     for i, (heads, runs) in enumerate(curves.items()):
         for j, (steps, losses) in enumerate(runs):
