@@ -188,12 +188,15 @@ def test_a_legend_beside_the_axes_leaves_them_most_of_the_width():
     """Six long legend entries outside the axes must not squeeze the plot into a strip: the
     axes keep at least half of the saved figure's width (the learning curves drew in 40%)."""
     curves = {h: [([1, 2, 3], [0.5, 0.4, 0.3 + 0.01 * seed]) for seed in range(2)] for h in (1, 2, 4, 8)}
-    fig = loss_curves_figure(curves, {"single-head optimum 0.405 (published)": 0.405,
-                                      "multi-head 0.243 (published)": 0.243})
-    fig.canvas.draw()
-    axes = fig.axes[0].get_window_extent()
-    legend = fig.axes[0].get_legend().get_window_extent()
-    assert axes.width / (max(legend.x1, axes.x1) - axes.x0) >= 0.5
+    series = {f"exact large-$D$ theory, {h} heads": ([10, 100, 1000], [1.0 / h, 0.1 / h, 0.01 / h])
+              for h in range(1, 9)}
+    for fig in (loss_curves_figure(curves, {"single-head optimum 0.405 (published)": 0.405,
+                                            "multi-head 0.243 (published)": 0.243}),
+                lines_figure(series, "number of examples $D$", "excess risk", logx=True, logy=True)):
+        fig.canvas.draw()
+        axes = fig.axes[0].get_window_extent()
+        legend = fig.axes[0].get_legend().get_window_extent()
+        assert axes.width / (max(legend.x1, axes.x1) - axes.x0) >= 0.5
 
 
 def _coinciding_decoders():

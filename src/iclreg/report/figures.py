@@ -28,7 +28,7 @@ from .logaxis import (  # noqa: E402, F401 (EXACT_RELATIVE, log_frame: public he
     log_frame,
     plot_on_log,
 )
-from .style import MARKEVERY, REFERENCE_COLOR, SINGLE, styled  # noqa: E402
+from .style import MARKEVERY, REFERENCE_COLOR, SINGLE, WIDE, styled  # noqa: E402
 
 REFERENCE_STYLES = ("--", ":", (0, (6, 2, 1, 2)), (0, (1, 1)))  # labelled horizontal lines; "-." marks vlines
 
@@ -44,6 +44,9 @@ def add_legend(ax: Axes, extra: Sequence[Any] = (), inside_up_to: int = 4) -> No
         ax.legend(handles=handles)
     else:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+        fig = ax.get_figure()
+        if fig is not None and len(fig.axes) == 1:  # a one-panel figure widens for it: the axes
+            fig.set_figwidth(max(fig.get_figwidth(), WIDE[0]))  # keep their width beside it
 
 
 def _band(ax: Axes, k: Sequence[float], curve: Mapping[str, Any], color: str, frame: LogFrame | None) -> None:
