@@ -148,7 +148,8 @@ def _add_reproduction_commands(sub: argparse._SubParsersAction, argv: Sequence[s
     p = sub.add_parser("report", help="redraw a reproduction's (or a demo's) report from its saved "
                        "measurements")
     p.add_argument("out", metavar="DIR", help="the output directory of 'iclreg reproduce' or 'iclreg demo'")
-    p.add_argument("--self-contained", action="store_true", help="report.html holds its figures")
+    p.add_argument("--self-contained", action="store_true", help="report.html holds its figures (default: "
+                   "it links the image files beside it)")
     p.set_defaults(handler=commands.cmd_report)
 
 

@@ -13,11 +13,11 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
-from matplotlib.figure import Figure
 
 from iclreg.cli import main
 from iclreg.experiments import runner
 from iclreg.experiments.base import Experiment, Section
+from iclreg.report.plots import Plot
 from iclreg.train.metrics import read_metrics
 
 TINY = {
@@ -175,7 +175,8 @@ class _Toy(Experiment):
                                     eval=TINY["eval"], run={"checkpoint_every": 10, "log_every": 5})}
 
     def analyse(self, runs: Any, sizes: Any) -> list[Section]:
-        return [Section("Toy", ["a toy section"], figures={"toy.png": Figure(figsize=(2, 2))})]
+        plot = Plot("lines", {"a": ([1, 2], [1.0, 0.5])}, "k", "error")
+        return [Section("Toy", ["a toy section"], figures={"toy.png": plot})]
 
 
 class _Registry:
