@@ -66,7 +66,8 @@ def redraw(out: str | Path, embed: bool = False) -> list[Reproduction]:
                          "or `iclreg demo`")
     if (out / saved.FILE).is_file() or not (out / "index.html").is_file():
         return [draw_report(out, embed=embed)]
-    names = sorted((p.name for p in out.iterdir() if (p / saved.FILE).is_file()), key=lambda n: (n != FIRST, n))
+    found = (p.name for p in out.iterdir() if (p / saved.FILE).is_file())
+    names = sorted(found, key=lambda n: (n != FIRST, n))  # the demo's order: the tour first
     entries = [(name, draw_report(out / name, embed=embed)) for name in names]
     check(bool(entries), f"'{out}' holds an index.html but no reproduction with a {saved.FILE}; "
                          "run `iclreg demo` again to write them")
