@@ -19,13 +19,13 @@ import torch
 from ..analysis import error_curves
 from ..analysis.fit import growth_factor, loglog_slope, slope
 from ..estimators import build as build_estimator
+from ..report.plots import COINCIDE, coincide
 from ..tasks import build as build_task
 from .base import Runs
 
 if TYPE_CHECKING:
     from .newton import Sizes
 
-COINCIDE = 0.02  # two probe curves within 2% of each other at every k are drawn as coinciding
 
 
 def active_layers(best_newton: list[int]) -> list[int]:
@@ -44,10 +44,7 @@ def newton_equivalent(layer_err: list[float], steps: list[int], newton_err: list
 def coinciding_layers(curves: list[list[float]], tol: float = COINCIDE) -> list[tuple[int, int]]:
     """Pairs (l, l + 1) of neighbouring layers whose curves (one value per k) agree within ``tol``
     relative at every k: drawn alike, the upper one would hide the lower."""
-    def close(a: list[float], b: list[float]) -> bool:
-        return all(abs(u - v) <= tol * max(abs(u), abs(v)) for u, v in zip(a, b, strict=True))
-
-    return [(i, i + 1) for i in range(len(curves) - 1) if close(curves[i], curves[i + 1])]
+    return [(i, i + 1) for i in range(len(curves) - 1) if coincide(curves[i], curves[i + 1], tol)]
 
 
 def learning_errors(runs: Runs, task: str, sizes: Sizes, device: str) -> dict[str, list[float]]:

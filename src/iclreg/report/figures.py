@@ -28,6 +28,7 @@ from .logaxis import (  # noqa: E402, F401 (EXACT_RELATIVE, log_frame: public he
     log_frame,
     plot_on_log,
 )
+from .plots import coincide  # noqa: E402
 from .style import MARKEVERY, REFERENCE_COLOR, SINGLE, WIDE, styled  # noqa: E402
 
 REFERENCE_STYLES = ("--", ":", (0, (6, 2, 1, 2)), (0, (1, 1)))  # labelled horizontal lines; "-." marks vlines
@@ -150,8 +151,8 @@ def lines_figure(
     frame = log_frame(ys, (hlines or {}).values(), clip_spikes=False) if logy else None
     floors = _floor_index(ys, frame) if frame else [None] * len(ys)
     pairs = list(series.values())  # a series that a later one coincides with (within 2% at every x)
-    under = {i for i, (xa, ya) in enumerate(pairs) for xb, yb in pairs[i + 1:] if list(xa) == list(xb)
-             and all(abs(u - v) <= 0.02 * max(abs(u), abs(v)) for u, v in zip(ya, yb, strict=True))}
+    under = {i for i, (xa, ya) in enumerate(pairs) for xb, yb in pairs[i + 1:]
+             if list(xa) == list(xb) and coincide(ya, yb)}
     for i, ((label, (xs, y)), floor) in enumerate(zip(series.items(), floors, strict=True)):
         kwargs = {k: v[label] for k, v in (("color", colors), ("ls", styles)) if v and label in v}
         kwargs["markevery"] = MARKEVERY[i % len(MARKEVERY)]

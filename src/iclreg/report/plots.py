@@ -14,6 +14,7 @@ modules imported) only when a plot is drawn.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,15 @@ KINDS = {
 }
 
 
+COINCIDE = 0.02  # two curves within 2% (relative) of each other at every x are drawn as coinciding
+
+
+def coincide(a: Sequence[float], b: Sequence[float], rel: float = COINCIDE) -> bool:
+    """Whether curves ``a`` and ``b`` (one value per x) agree within ``rel`` at every x: drawn
+    alike, the one on top would hide the other."""
+    return all(abs(u - v) <= rel * max(abs(u), abs(v)) for u, v in zip(a, b, strict=True))
+
+
 @dataclass(frozen=True)
 class Plot:
     """A figure of kind ``kind`` (a key of ``KINDS``) drawn from ``args`` and ``kwargs``."""
@@ -58,4 +68,4 @@ class Plot:
         return getattr(importlib.import_module(f"{__package__}.{module}"), name)(*self.args, **self.kwargs)
 
 
-__all__ = ["KINDS", "Plot"]
+__all__ = ["COINCIDE", "KINDS", "Plot", "coincide"]
