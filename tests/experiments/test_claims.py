@@ -111,6 +111,23 @@ def test_constructors_state_what_they_test():
     assert not c.holds and c.tolerance == "falls strictly"
 
 
+def test_a_named_constructor_checks_a_named_value_beside_what_it_shows():
+    """``what`` and ``value``: the claim shows ``measured`` but decides on ``value``; it reads,
+    holds and misses exactly as the general form with that one check does."""
+    shown = {"LSTM": 0.5, "transformer": 0.2}
+    named = Claim.in_range("6", "s", "p", shown, low=2, what="LSTM / transformer", value=0.5 / 0.2)
+    general = Claim.of("6", "s", "p", shown, Check("LSTM / transformer", 0.5 / 0.2, AtLeast(2)))
+    assert named == general and named.holds and named.tolerance == "LSTM / transformer at least 2"
+    missed = Claim.in_range("6", "s", "p", shown, low=3, strict=True, what="LSTM / transformer",
+                            value=0.5 / 0.2)
+    assert not missed.holds and missed.reason == "LSTM / transformer = 2.5, not above 3"
+    assert missed.measured == shown  # the table shows the measured numbers, not the ratio
+    rises = Claim.rises_with("7", "s", "p", [1, None, 2], grows=True, what="k(l)", value=[1, 2])
+    assert rises.holds and rises.tolerance == "k(l) non-decreasing, last above first"
+    flat = Claim.rises_with("7", "s", "p", [1, 1], grows=True, what="k(l)")
+    assert not flat.holds and flat.reason == "k(l) = 1, 1, not non-decreasing, last above first"
+
+
 def test_compound_claims_hold_only_when_every_check_does():
     lstm, transformer = 0.5, 0.2
     c = Claim.of("6", "s", "p", {"LSTM": lstm, "transformer": transformer},

@@ -345,16 +345,20 @@ class Claim:
 
     @classmethod
     def within(cls, id: str, statement: str, measured: float, published: float, *, abs: float = 0.0,
-               rel: float = 0.0, se: float = 0.0, k: float = 3.0, figure: str | None = None) -> Claim:
-        """Ours within ``abs + rel |published| + k se`` of the published number."""
-        return cls.of(id, statement, published, measured,
-                      Check("", measured, Near(published, abs, rel, se, k)), figure=figure)
+               rel: float = 0.0, se: float = 0.0, k: float = 3.0, what: str = "", value: Any = None,
+               figure: str | None = None) -> Claim:
+        """Ours within ``abs + rel |published| + k se`` of the published number. ``what`` names
+        the checked quantity and ``value`` gives it when it is not ``measured`` itself (as in
+        every constructor below)."""
+        bound = Near(published, abs, rel, se, k)
+        return cls._one(id, statement, published, measured, what, value, bound, figure)
 
     @classmethod
     def in_range(cls, id: str, statement: str, published: Any, measured: Any, *,
                  low: float | None = None, high: float | None = None, strict: bool = False,
-                 figure: str | None = None) -> Claim:
-        """Every number of ``measured`` in [low, high] (either end may be open: None)."""
+                 what: str = "", value: Any = None, figure: str | None = None) -> Claim:
+        """Every number of ``measured`` (or ``value``) in [low, high] (either end may be open:
+        None)."""
         if low is not None and high is not None:
             bound: Bound = Between(low, high)
         elif high is not None:
@@ -363,13 +367,27 @@ class Claim:
             bound = AtLeast(low, strict)
         else:
             raise ValueError("in_range needs low or high")
-        return cls.of(id, statement, published, measured, Check("", measured, bound), figure=figure)
+        return cls._one(id, statement, published, measured, what, value, bound, figure)
 
     @classmethod
     def falls_with(cls, id: str, statement: str, published: Any, measured: Any, *, slack: float = 0.0,
+                   what: str = "", value: Any = None, figure: str | None = None) -> Claim:
+        """The numbers of ``measured`` (or ``value``), in their order, fall (with ``slack``)."""
+        return cls._one(id, statement, published, measured, what, value, Falls(slack), figure)
+
+    @classmethod
+    def rises_with(cls, id: str, statement: str, published: Any, measured: Any, *, strict: bool = False,
+                   grows: bool = False, what: str = "", value: Any = None,
                    figure: str | None = None) -> Claim:
-        """The numbers of ``measured``, in their order, fall (with ``slack``)."""
-        return cls.of(id, statement, published, measured, Check("", measured, Falls(slack)), figure=figure)
+        """The numbers of ``measured`` (or ``value``), in their order, rise (``strict``: every
+        step; ``grows``: the last above the first)."""
+        return cls._one(id, statement, published, measured, what, value, Rises(strict, grows), figure)
+
+    @classmethod
+    def _one(cls, id: str, statement: str, published: Any, measured: Any, what: str, value: Any,
+             bound: Bound, figure: str | None) -> Claim:
+        checked = measured if value is None else value
+        return cls.of(id, statement, published, measured, Check(what, checked, bound), figure=figure)
 
     @classmethod
     def unmeasured(cls, id: str, statement: str, published: Any, why: str,

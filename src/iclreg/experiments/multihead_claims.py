@@ -50,13 +50,13 @@ def order_claims(kernel: Curves, sizes: Sizes) -> list[Claim]:
         Check("|single - C_1| / C_1", abs(m1 - exact[1]) / exact[1], AtMost(0.1, strict=True)),
         figure=LOSS_FIGURE)
     noise = math.sqrt(2 / sizes.family_prompts) * m1  # chi^2-like spread of the excess
-    derivation = Claim.of(
+    derivation = Claim.in_range(
         "1-derivation", "which single-head constant: D x excess risk of the best single head at "
         f"D = {big} against our exact C_1 and the approximate loss's e d (1 + sigma^2)",
         {"He et al. 2025's approximate loss, C_1": approx[1], "exact C_1": exact[1]},
         {"measured": m1, "Monte Carlo s.e. about": noise},
-        Check("|measured - exact C_1| - |measured - approximate C_1|",
-              abs(m1 - exact[1]) - abs(m1 - approx[1]), AtMost(0, strict=True)),
+        high=0, strict=True, what="|measured - exact C_1| - |measured - approximate C_1|",
+        value=abs(m1 - exact[1]) - abs(m1 - approx[1]),
         figure=LOSS_FIGURE)
     return [order, constant, derivation]
 
@@ -64,11 +64,11 @@ def order_claims(kernel: Curves, sizes: Sizes) -> list[Claim]:
 def trained_claim(trained: Curves, kernel: Curves) -> Claim:
     """1-trained: trained excess / best kernel predictor's within 15% at every trained D."""
     ratios = {HEADS[h]: [t / kernel[h][D] for D, t in trained[h].items()] for h in (1, 2)}
-    return Claim.of(
+    return Claim.in_range(
         "1-trained",
         f"trained excess risk / best kernel predictor's, D = {', '.join(map(str, trained[1]))}",
         "trained attention reaches the theory's optimum", ratios,
-        Check("|ratio - 1|", [abs(v - 1) for vs in ratios.values() for v in vs], AtMost(0.15)),
+        high=0.15, what="|ratio - 1|", value=[abs(v - 1) for vs in ratios.values() for v in vs],
         figure=LOSS_FIGURE)
 
 
@@ -82,15 +82,17 @@ def scenario_claims(risks: dict[str, ScenarioRisks], D: int) -> list[Claim]:
     elsewhere = min(v for k, v in ratios.items() if k != local)
     theory_elsewhere = min(v for k, v in theory.items() if k != local)
     return [
-        Claim.of("2-scenarios", f"trained excess risk ratio single / two heads at D = {D}, by scenario",
-                 "multi-head is superior in every scenario", ratios,
-                 Check("two heads / single head", worse, AtMost(1, strict=True)), figure=SCENARIO_FIGURE),
-        Claim.of("2-local", f"local examples shrink the multi-head advantage (our theory: ratio "
-                 f"{theory[local]:.2f} against at least {theory_elsewhere:.2f} elsewhere)",
-                 "a scenario-dependent advantage",
-                 {"local": ratios[local], "smallest elsewhere": elsewhere},
-                 Check("local / smallest elsewhere", ratios[local] / elsewhere, AtMost(1, strict=True)),
-                 figure=SCENARIO_FIGURE)]
+        Claim.in_range("2-scenarios", f"trained excess risk ratio single / two heads at D = {D}, by scenario",
+                       "multi-head is superior in every scenario", ratios,
+                       high=1, strict=True, what="two heads / single head", value=worse,
+                       figure=SCENARIO_FIGURE),
+        Claim.in_range("2-local", f"local examples shrink the multi-head advantage (our theory: ratio "
+                       f"{theory[local]:.2f} against at least {theory_elsewhere:.2f} elsewhere)",
+                       "a scenario-dependent advantage",
+                       {"local": ratios[local], "smallest elsewhere": elsewhere},
+                       high=1, strict=True, what="local / smallest elsewhere",
+                       value=ratios[local] / elsewhere,
+                       figure=SCENARIO_FIGURE)]
 
 
 def heads_claim(kernel: dict[int, float], trained: dict[int, float], D: int) -> Claim:
@@ -110,8 +112,8 @@ def heads_claim(kernel: dict[int, float], trained: dict[int, float], D: int) -> 
 
 def dimension_claim(trained: dict[str, float], theory: dict[str, float], D: int) -> Claim:
     """3-dimension: the trained single / two-head ratio above 1.5 at every input dimension."""
-    return Claim.of(
+    return Claim.in_range(
         "3-dimension", f"trained excess ratio single / two heads by input dimension d (D = {D})",
         "multi-head superior when the embedding dimension is large",
         {"trained": trained, "large-D theory": theory},
-        Check("trained ratio", trained, AtLeast(1.5, strict=True)), figure=DIMENSION_FIGURE)
+        low=1.5, strict=True, what="trained ratio", value=trained, figure=DIMENSION_FIGURE)

@@ -11,7 +11,7 @@ squares. 5-*: ill-conditioned prompts keep accuracy and the Newton correspondenc
 
 from __future__ import annotations
 
-from .claims import AtLeast, AtMost, Between, Check, Claim, Rises
+from .claims import AtLeast, AtMost, Check, Claim, Rises
 from .newton_measure import Depth
 
 # iclreg's own CPU run: 4 layers / width 64 / d = 5 / n = 11, Adam 1e-3, 4000 steps: error/d at k = 10
@@ -36,20 +36,20 @@ def learning_claims(err: dict[str, float], last: int, quick: bool) -> list[Claim
     learns = Claim.in_range("1-learns", f"transformer error/d at k = {last}",
                             PUBLISHED_CPU if quick else 0.003, err["transformer"],
                             high=0.2 if quick else 0.02, strict=True, figure="learning.png")
-    lstm = Claim.of("6-lstm", "an LSTM with the same task and budget does markedly worse",
-                    "LSTMs do markedly worse", {"LSTM": err["LSTM"], "transformer": err["transformer"]},
-                    Check("LSTM / transformer error", err["LSTM"] / err["transformer"], AtLeast(2)),
-                    figure="learning.png")
+    lstm = Claim.in_range("6-lstm", "an LSTM with the same task and budget does markedly worse",
+                          "LSTMs do markedly worse", {"LSTM": err["LSTM"], "transformer": err["transformer"]},
+                          low=2, what="LSTM / transformer error", value=err["LSTM"] / err["transformer"],
+                          figure="learning.png")
     return [learns, lstm]
 
 
 def probe_claims(layer_err: list[float], probes: dict, last: int) -> list[Claim]:
     """2-probes (each layer refines the previous) and 3-similarity (the best Newton step rises)."""
     excess = [b - (a * 1.05 + 1e-3) for a, b in zip(layer_err, layer_err[1:], strict=False)]
-    falls = Claim.of("2-probes", f"probe error/d at k = {last} falls with depth",
-                     "each layer refines the previous one", layer_err,
-                     Check("each layer's excess over 1.05 x the previous + 0.001", excess, AtMost(0)),
-                     figure="probes.png")
+    falls = Claim.in_range("2-probes", f"probe error/d at k = {last} falls with depth",
+                           "each layer refines the previous one", layer_err,
+                           high=0, what="each layer's excess over 1.05 x the previous + 0.001", value=excess,
+                           figure="probes.png")
     best = probes["newton"]["best"]
     similar = Claim.of("3-similarity", "best-matching Newton step per layer, above the zero-predictor "
                        "floor", "successive layers match successive Newton iterations", best,
@@ -63,9 +63,9 @@ def probe_claims(layer_err: list[float], probes: dict, last: int) -> list[Claim]
 def depth_claims(m: Depth, last: int) -> list[Claim]:
     """4-newton-linear, 4-gd-exponential, 4-ols and 7-depth."""
     return [
-        Claim.of("4-newton-linear", f"best Newton step grows linearly with depth (slope over layers "
-                 f"{m.layers})", "about 3 iterations per layer", m.newton_slope,
-                 Check("slope per layer", m.newton_slope, Between(1, 6)), figure="similarity_newton.png"),
+        Claim.in_range("4-newton-linear", f"best Newton step grows linearly with depth (slope over layers "
+                       f"{m.layers})", "about 3 iterations per layer", m.newton_slope,
+                       low=1, high=6, what="slope per layer", figure="similarity_newton.png"),
         Claim.of("4-gd-exponential", "best GD step grows exponentially with depth (growth factor per "
                  f"layer over layers {m.layers})", "exponentially more GD steps per layer (doubling)",
                  {"factor per layer": m.gd_factor, "factor of the increments": m.gd_acceleration},
@@ -75,21 +75,21 @@ def depth_claims(m: Depth, last: int) -> list[Claim]:
         Claim.in_range("4-ols", f"the final layer matches least squares (error/d at k = {last})",
                        "final layers match OLS (error 0 for k > d)", m.layer_err[-1], high=0.01,
                        strict=True, figure="probes.png"),
-        Claim.of("7-depth", "layer l is worth k(l) Newton iterations: the fewest iterations with error "
-                 "at most the layer's", "k Newton iterations need k + O(1) layers", m.matched,
-                 Check("k(l) over the layers that reach one", [k for k in m.matched if k is not None],
-                       Rises(grows=True)), figure="depth.png")]
+        Claim.rises_with("7-depth", "layer l is worth k(l) Newton iterations: the fewest iterations "
+                         "with error at most the layer's", "k Newton iterations need k + O(1) layers",
+                         m.matched, grows=True, what="k(l) over the layers that reach one",
+                         value=[k for k in m.matched if k is not None], figure="depth.png")]
 
 
 def ill_claims(well_err: float, ill_err: float, isotropic: dict, ill: dict, shift: int,
                gd_slowdown: float) -> list[Claim]:
     """5-accuracy (the last layer's error/d at the last k, ill-conditioned against isotropic) and
     5-newton-vs-gd (``shift``, ``gd_slowdown``: ``newton_measure.gd_slowdown``)."""
-    accuracy = Claim.of("5-accuracy", "on ill-conditioned inputs (condition number 100) the transformer "
-                        "keeps its accuracy", "keeps its accuracy",
-                        {"isotropic": well_err, "ill-conditioned": ill_err},
-                        Check("ill-conditioned / isotropic error", ill_err / well_err, AtMost(2)),
-                        figure="similarity_newton_ill.png")
+    accuracy = Claim.in_range("5-accuracy", "on ill-conditioned inputs (condition number 100) the "
+                              "transformer keeps its accuracy", "keeps its accuracy",
+                              {"isotropic": well_err, "ill-conditioned": ill_err},
+                              high=2, what="ill-conditioned / isotropic error", value=ill_err / well_err,
+                              figure="similarity_newton_ill.png")
     persists = Claim.of("5-newton-vs-gd", "ill-conditioned: the Newton correspondence persists while GD "
                         "slows down", "Newton correspondence kept; GD needs more steps",
                         {"newton best (ill)": ill["newton"]["best"], "gd best (ill)": ill["gd"]["best"],

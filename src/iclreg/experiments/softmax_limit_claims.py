@@ -28,12 +28,12 @@ def concentration_claims(m: Concentration) -> tuple[Claim, Claim]:
     """1-gaussian-limit (the output error falls at least 50-fold over the lengths, for every
     covariance) and 2-slopes (log-log slopes in [-1.2, -0.75])."""
     lengths = m.lengths
-    gaussian = Claim.of(
+    gaussian = Claim.in_range(
         "1-gaussian-limit", "Gaussian tokens: finite-L output -> V m + V G K^T Q z (relative squared "
         f"error at L = {lengths[-1]}; factor by which the squared error falls from L = {lengths[0]})",
         "converges (Gaussian identity)", {"relative error": m.relative, "fall": m.fall},
-        Check(f"fall from L = {lengths[0]} to {lengths[-1]} (a 1/L rate gives "
-              f"{lengths[-1] // lengths[0]}), every covariance:", m.fall, AtLeast(50)),
+        low=50, what=f"fall from L = {lengths[0]} to {lengths[-1]} (a 1/L rate gives "
+              f"{lengths[-1] // lengths[0]}), every covariance:", value=m.fall,
         figure=CONCENTRATION_FIGURE)
     slopes = Claim.in_range(
         "2-slopes", f"log-log slopes of the squared output and gradient errors, L = {lengths[0]}.."
@@ -65,21 +65,22 @@ def training_claims(m: Training, lengths: list[int]) -> list[Claim]:
                  by_length(final_gap), Check("by L", list(final_gap.values()), Falls()),
                  Check(f"L = {last} / L = {first}", final_gap[last] / final_gap[first],
                        AtMost(1 / 3, strict=True)), figure=TRAINING_FIGURE),
-        Claim.of("3-softmax-vs-linear", "|softmax - linear| test risk at the end of training, same start "
-                 "(the reference gaps, iclreg's own measurement, come from 50k-150k SGD steps, lr 1e-3)",
-                 {"iclreg's own measurement": by_length(PUBLISHED_GAP)}, by_length(linear_gap),
-                 Check("by L", list(linear_gap.values()), Falls()), figure=TRAINING_FIGURE)]
+        Claim.falls_with("3-softmax-vs-linear", "|softmax - linear| test risk at the end of training, "
+                         "same start (the reference gaps, iclreg's own measurement, come from 50k-150k "
+                         "SGD steps, lr 1e-3)",
+                         {"iclreg's own measurement": by_length(PUBLISHED_GAP)}, by_length(linear_gap),
+                         what="by L", value=list(linear_gap.values()), figure=TRAINING_FIGURE)]
 
 
 def flow_claims(end: dict[str, float], horizon: float) -> list[Claim]:
     """3-conservation (||A||_F^2 - b^2 conserved along the flow) and 3-bayes-end (the flow's end
     point is Bayes-optimal), from ``softmax_limit_measure.flow_end``."""
     return [
-        Claim.of("3-conservation", "max drift of ||A||_F^2 - b^2 along the infinite-L gradient flow "
-                 "(while ||A||_F^2 itself moves by at least the stated amount)",
-                 "conserved along the flow", {"drift": end["drift"], "||A||^2 moved": end["moved"]},
-                 Check("drift / movement of ||A||_F^2", end["drift"] / end["moved"],
-                       AtMost(1e-6, strict=True)), figure=TRAINING_FIGURE),
+        Claim.in_range("3-conservation", "max drift of ||A||_F^2 - b^2 along the infinite-L gradient flow "
+                       "(while ||A||_F^2 itself moves by at least the stated amount)",
+                       "conserved along the flow", {"drift": end["drift"], "||A||^2 moved": end["moved"]},
+                       high=1e-6, strict=True, what="drift / movement of ||A||_F^2",
+                       value=end["drift"] / end["moved"], figure=TRAINING_FIGURE),
         Claim.of("3-bayes-end", f"end point of the flow at time {horizon:g}: max |b S A - I| and the "
                  "excess risk over sigma^2", "reaches the Bayes-optimal (zero excess risk) predictor",
                  {"max |bSA - I|": end["residual"], "excess risk": end["excess"]},

@@ -34,14 +34,14 @@ def pattern_claims(stats: dict[int, list[Trained]]) -> list[Claim]:
                  {"off/diag": off, "diag spread": spread},
                  Check("off/diag", off, AtMost(0.1, True)),
                  Check("std/mean of the diagonal", spread, AtMost(0.15, True)), figure="heads_H2.png"),
-        Claim.of("3-OV", "OV keeps only the last (label) entry (H=2)", "only the last entry", ov,
-                 Check("max |x entries| / |label entry|", ov, AtMost(0.1, True)), figure="heads_H2.png"),
+        Claim.in_range("3-OV", "OV keeps only the last (label) entry (H=2)", "only the last entry", ov,
+                       high=0.1, strict=True, what="max |x entries| / |label entry|", figure="heads_H2.png"),
         opposite_claim(omegas, mus),
         magnitude_claim(omegas, mus, D),
-        Claim.of("3-dummies", "heads beyond two become dummies (H=4, 8; seeds off the plateau)",
-                 "two active heads", dummies,
-                 Check("heads carrying > 10% of sum |omega mu|", dummies, AtMost(2)),
-                 figure="heads_H4.png")]
+        Claim.in_range("3-dummies", "heads beyond two become dummies (H=4, 8; seeds off the plateau)",
+                       "two active heads", dummies,
+                       high=2, what="heads carrying > 10% of sum |omega mu|",
+                       figure="heads_H4.png")]
 
 
 def magnitude_claim(omegas: list[list[float]], mus: list[list[float]], d: int) -> Claim:

@@ -101,9 +101,9 @@ def debiased_claim(measured: Mapping[str, Mapping[str, float]], long: int) -> Cl
 
 def single_head_claim(h1: list[float], long: int) -> Claim:
     """4-H1: each H = 1 run's disagreement with the single-head estimator at L = ``long``."""
-    return Claim.of("4-H1", "trained H=1 predicts like the single-head estimator (with the sign of its "
-                    "omega)", "H=1 matches the single-head estimator", h1,
-                    Check(f"{AGREE}, L = {long}", h1, AtMost(AGREE_LIMIT, True)))
+    return Claim.in_range("4-H1", "trained H=1 predicts like the single-head estimator (with the sign of its "
+                          "omega)", "H=1 matches the single-head estimator", h1,
+                          high=AGREE_LIMIT, strict=True, what=f"{AGREE}, L = {long}")
 
 
 def theory_h2_claim(pairs: Mapping[str, Mapping[str, list[float]]]) -> Claim:
@@ -111,6 +111,7 @@ def theory_h2_claim(pairs: Mapping[str, Mapping[str, list[float]]]) -> Claim:
     ``pairs``: seed -> {"mu": [...], "mu*(omega)": [...]}."""
     gaps = [abs(a - b) / abs(b) for v in pairs.values()
             for a, b in zip(v["mu"], v["mu*(omega)"], strict=True)]
-    return Claim.of("4-theory-H2", r"$H = 2$: extracted $\mu_h$ vs $\mu^*(\omega_h)$ of the approximate loss",
-                    "the trained heads sit at the optimum of Loss(omega, mu)", dict(pairs),
-                    Check("|mu - mu*| / |mu*|", gaps, AtMost(THEORY_TOL)))
+    return Claim.in_range("4-theory-H2",
+                          r"$H = 2$: extracted $\mu_h$ vs $\mu^*(\omega_h)$ of the approximate loss",
+                          "the trained heads sit at the optimum of Loss(omega, mu)", dict(pairs),
+                          high=THEORY_TOL, what="|mu - mu*| / |mu*|", value=gaps)

@@ -22,7 +22,7 @@ from ...report.plots import Plot
 from ...tasks import build as build_task
 from ...train import ExperimentConfig
 from ..base import Experiment, Runs, Section
-from ..claims import AtLeast, AtMost, Check, Claim
+from ..claims import AtMost, Check, Claim
 from . import setup as he
 
 D, N_TASKS = 6, 2
@@ -142,15 +142,16 @@ def regime_claims(stats: dict[int, list[Trained]]) -> list[Claim]:
     claims = []
     statement = f"heads serving both tasks (rule: OV and KQ shares >= {SHARE} of the largest head's)"
     if middle:
-        claims.append(Claim.of("multitask-superposition", f"2 < H < 2N = {2 * N_TASKS}: some {statement}",
-                               "superposition when 2 < H < 2N (authors' code, H = 3)", middle,
-                               Check("heads serving both, per seed", middle, AtLeast(1)),
-                               figure="multitask_heads.png"))
+        claims.append(Claim.in_range("multitask-superposition",
+                                     f"2 < H < 2N = {2 * N_TASKS}: some {statement}",
+                                     "superposition when 2 < H < 2N (authors' code, H = 3)", middle,
+                                     low=1, what="heads serving both, per seed",
+                                     figure="multitask_heads.png"))
     if above:
-        claims.append(Claim.of("multitask-one-task", f"H > 2N = {2 * N_TASKS}: no {statement}",
-                               "one task per head when H > 2N", above,
-                               Check("heads serving both, per seed", above, AtMost(0)),
-                               figure="multitask_heads.png"))
+        claims.append(Claim.in_range("multitask-one-task", f"H > 2N = {2 * N_TASKS}: no {statement}",
+                                     "one task per head when H > 2N", above,
+                                     high=0, what="heads serving both, per seed",
+                                     figure="multitask_heads.png"))
     return claims
 
 
