@@ -6,11 +6,12 @@ import json
 
 import pytest
 
+from iclreg import resources
 from iclreg.errors import UsageError
 from iclreg.train import load_config, train_plan
 from iclreg.train.loop import Trainer
 from iclreg.train.metrics import read_metrics
-from iclreg.train.plan import finished
+from iclreg.train.plan import finished, preflight_plan
 
 
 def _plan(write_config, seeds=(0, 1), **changes):
@@ -70,3 +71,49 @@ def test_a_bad_run_name_is_refused(write_config, tmp_path, name):
     with pytest.raises(UsageError, match="run name"):
         train_plan({name: load_config(write_config())}, tmp_path / "runs")
     assert not (tmp_path / "runs").exists()
+
+
+def _tree(path):
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*")) if path.exists() else None
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    ("name", "run name"),
+    ("foreign", "is not empty"),
+    ("untrainable", "evaluating model, ols on 64 prompts .* needs about"),
+    ("kept", "holds a run with another optimizer"),
+])
+def test_one_bad_run_of_a_plan_writes_nothing_at_all(write_config, tmp_path, monkeypatch, bad, message):
+    """One pass (preflight_plan) checks every run before any file is written: a valid new run
+    that comes first is not created when a later run is refused, whichever check refuses it."""
+    monkeypatch.setattr(resources, "available_bytes", lambda device: 2**30)
+    out = tmp_path / "runs"
+    plan = _plan(write_config, seeds=(0,))
+    if bad == "name":
+        plan["../x"] = plan["s0"]
+    elif bad == "foreign":
+        (out / "s1").mkdir(parents=True)
+        (out / "s1" / "notes.txt").write_text("not a run")
+        plan |= _plan(write_config, seeds=(1,))
+    elif bad == "untrainable":
+        plan["s1"] = load_config(write_config(), ["eval.n=100000000"])
+    else:
+        train_plan(_plan(write_config, seeds=(1,)), out)
+        plan |= _plan(write_config, seeds=(1,), optimizer={"lr": 0.02})
+    before = _tree(out)
+    with pytest.raises(UsageError, match=message):
+        train_plan(plan, out)
+    assert _tree(out) == before and not (out / "s0").exists()
+    with pytest.raises(UsageError, match=message):
+        preflight_plan(plan, out)  # the same refusal, from the check alone
+    assert _tree(out) == before
+
+
+def test_preflight_plan_sorts_new_and_kept_runs(write_config, tmp_path):
+    out = tmp_path / "runs"
+    train_plan(_plan(write_config, seeds=(0,)), out)
+    plan = _plan(write_config, seeds=(0, 1, 2))
+    checked = preflight_plan(plan, out)
+    assert checked.dirs == {name: out / name for name in plan} and checked.new == ("s1", "s2")
+    assert list(checked.kept) == ["s0"] and checked.kept["s0"].train.seed == 0
+    assert _tree(out / "s1") is None

@@ -178,3 +178,21 @@ def test_a_plan_stacks_different_task_kinds_of_one_shape(write_config, tmp_path)
         assert all(torch.equal(a[k], b[k]) for k in a)
     finals = {k: losses(tmp_path / "joint" / k)[-2][1] for k in tasks}
     assert len(set(finals.values())) == 3  # the members really saw different tasks
+
+
+def test_a_sweep_checks_its_members_once_and_writes_nothing_before_they_pass(write_config, tmp_path,
+                                                                          monkeypatch):
+    """The sweep's members are checked in the plan's one pass, before sweep.yaml is written,
+    and not again when they train: one dry run for the one shape."""
+    from iclreg import resources
+    from iclreg.train import preflight
+
+    monkeypatch.setattr(resources, "available_bytes", lambda device: 2**30)
+    real, calls = preflight.check_training, []
+    monkeypatch.setattr(preflight, "check_training", lambda config, here=True: calls.append(config)
+                        or real(config, here))
+    out = run_sweep(write_config(), [], ["train.seed=0,1"], tmp_path / "s")
+    assert len(calls) == 1 and (out / "summary.json").is_file()
+    with pytest.raises(UsageError, match="needs about"):
+        run_sweep(write_config(), ["eval.n=100000000"], ["train.seed=0,1"], tmp_path / "t")
+    assert not (tmp_path / "t").exists()

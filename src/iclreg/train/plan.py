@@ -4,8 +4,12 @@
 
 - a finished run of the same config (``eval.json`` written, or diverged) is reused as it is;
 - a run stopped part way resumes from its latest checkpoint;
-- a new run is checked (``preflight``) before any directory is created, then trained;
+- a new run is created, then trained;
 - a run of another config in the same place is refused (remove it, or use another directory).
+
+Every run is checked in one pass (:func:`preflight_plan`: its name, its directory, its stored
+config, and whether a new run can train and fits, ``preflight.py``) before any file is written,
+so a plan with one bad run leaves the directory as it was.
 
 Runs that share a model shape and a prompt shape (``preflight.group_key``) and the step they
 start from train together as one ensemble, whatever else differs (seed, learning rate, the
@@ -20,6 +24,7 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -61,31 +66,59 @@ def stored_config(run_dir: Path, config: ExperimentConfig) -> ExperimentConfig:
     return stored
 
 
+@dataclass(frozen=True)
+class PlanCheck:
+    """What :func:`preflight_plan` found: every run's directory (``out/<name>``), the runs to
+    create (in the plan's order), and the config stored in each run kept from before."""
+
+    dirs: dict[str, Path]
+    new: tuple[str, ...]
+    kept: dict[str, ExperimentConfig]
+
+
+def preflight_plan(plan: Mapping[str, ExperimentConfig], out: str | Path,
+                   in_process: bool = True) -> PlanCheck:
+    """Every check a plan must pass before any file is written, in one pass: the run names are
+    relative paths, each new run's directory can be created (``runs.check_run_dir``), each kept
+    run is this plan's (:func:`stored_config`), and each new run can train and evaluate and fits
+    (``preflight.check_members``; ``in_process=False``: Ray workers check their own device).
+    Creates nothing."""
+    out = Path(out)
+    for name in plan:
+        _check_name(name)
+    dirs = {name: out / name for name in plan}
+    new = tuple(name for name in plan if not (dirs[name] / "config.yaml").exists())
+    for name in new:
+        check_run_dir(dirs[name])
+    kept = {name: stored_config(dirs[name], config) for name, config in plan.items() if name not in new}
+    check_members([plan[name] for name in new], in_process)
+    return PlanCheck(dirs, new, kept)
+
+
 def train_plan(plan: Mapping[str, ExperimentConfig], out: str | Path, progress: bool = False,
                max_members: int | None = None, backend: str | Backend = "local") -> dict[str, Path]:
     """Train (or reuse, or resume) every run of ``plan`` into ``out/<name>``, on ``backend``
-    (``backends.py``: in this process, or as Ray tasks).
+    (``backends.py``: in this process, or as Ray tasks), once :func:`preflight_plan` passed.
 
     Returns:
         name -> run directory, in the plan's order.
     """
-    out, backend = Path(out), as_backend(backend)
-    for name in plan:
-        _check_name(name)
-    dirs = {name: out / name for name in plan}
-    new = [name for name in plan if not (dirs[name] / "config.yaml").exists()]
-    for name in new:
-        check_run_dir(dirs[name])
-    # every kept run is this plan's, and every new run can start, before any file is written
-    kept = {name: stored_config(dirs[name], config) for name, config in plan.items() if name not in new}
-    check_members([plan[name] for name in new], backend.in_process)
-    todo = []
+    backend = as_backend(backend)
+    checked = preflight_plan(plan, out, backend.in_process)
+    return train_checked(plan, checked, progress, max_members, backend)
+
+
+def train_checked(plan: Mapping[str, ExperimentConfig], checked: PlanCheck, progress: bool = False,
+                  max_members: int | None = None, backend: str | Backend = "local") -> dict[str, Path]:
+    """The writing half of :func:`train_plan`: create the new runs of ``checked`` (what
+    :func:`preflight_plan` found for ``plan``) and train every unfinished run; checks nothing."""
+    dirs, todo = checked.dirs, []
     for name, config in plan.items():
-        if name in new:
+        if name in checked.new:
             prepare_run_dir(dirs[name], config)
             todo.append((config, dirs[name]))
         elif not finished(dirs[name]):
-            todo.append((kept[name], dirs[name]))  # with its own stored run settings (device, keep)
+            todo.append((checked.kept[name], dirs[name]))  # with its own stored run settings (device, keep)
     if todo:
         train_groups([c for c, _ in todo], [d for _, d in todo], resume=True, progress=progress,
                      max_members=max_members, backend=backend)

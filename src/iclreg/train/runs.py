@@ -76,11 +76,11 @@ def write_figures(m: Member, result: Result) -> None:
 
 
 def prepare_run_dir(run_dir: Path, config: ExperimentConfig) -> None:
-    """Create a new run directory holding the resolved config; refuse to reuse a run.
+    """Create a new run directory holding the resolved config; checks nothing.
 
-    Callers check the run itself first (``preflight.check_training``), so that a directory is
-    created only for a run that can start."""
-    check_run_dir(run_dir)
+    Callers check the directory (:func:`check_run_dir`) and the run itself
+    (``preflight.check_training``) first, so that a directory is created only for a run that
+    can start (``plan.preflight_plan`` checks every run of a plan in one pass)."""
     with writing(run_dir / "config.yaml", run_dir, new=True):
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / "config.yaml", save_config(config))

@@ -43,8 +43,7 @@ from .config import ExperimentConfig, apply_overrides, load_file, resolve, save_
 from .durable import remove_temporaries, write_run_file, writing
 from .extend import extend_members, sweep_message
 from .lock import group_lock
-from .plan import train_groups, train_plan
-from .preflight import check_members
+from .plan import preflight_plan, train_checked, train_groups
 from .run import read_run_config
 from .rundir import config_sweeps, diverged, read_sweep, summary_rows
 
@@ -113,7 +112,8 @@ def run_sweep(path: str | Path, overrides: list[str], sweeps: list[str], out: st
               progress: bool = False, max_members: int | None = None,
               backend: str | Backend = "local") -> Path:
     """Train the grid of ``sweeps`` over the config at ``path`` on ``backend`` (``backends.py``);
-    returns the sweep directory."""
+    returns the sweep directory. The sweep directory and every member (``plan.preflight_plan``)
+    are checked before ``sweep.yaml`` is written, and not again."""
     out = Path(out)
     backend = as_backend(backend)
     members = expand(path, overrides, sweeps)
@@ -122,14 +122,14 @@ def run_sweep(path: str | Path, overrides: list[str], sweeps: list[str], out: st
     for name, _ in members:
         check(not (out / name / "config.yaml").exists(), f"'{out / name}' already holds a run")
     check_new_output_dir(out, "sweep")
-    check_members([c for _, c in members], backend.in_process)
+    checked = preflight_plan(dict(members), out, backend.in_process)  # every member, before any file
     out.mkdir(parents=True, exist_ok=True)
     base, every = grid(path, overrides, sweeps)
     with writing(out / "sweep.yaml", out, new=True):
         write_text(out / "sweep.yaml", yaml.safe_dump(
             {"config": str(path), "overrides": overrides, "sweep": sweeps,
              "members": [name for name, _ in members], "base": base, "grid": every}, sort_keys=False))
-    train_plan(dict(members), out, progress, max_members, backend)
+    train_checked(dict(members), checked, progress, max_members, backend)
     write_summary(out)
     if len(members) > 1 and all(diverged(out / name) for name, _ in members):
         raise TrainingError(f"all {len(members)} members diverged; see their metrics.jsonl")
