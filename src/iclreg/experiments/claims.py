@@ -357,8 +357,7 @@ class Claim:
     def in_range(cls, id: str, statement: str, published: Any, measured: Any, *,
                  low: float | None = None, high: float | None = None, strict: bool = False,
                  what: str = "", value: Any = None, figure: str | None = None) -> Claim:
-        """Every number of ``measured`` (or ``value``) in [low, high] (either end may be open:
-        None)."""
+        """Every number of ``measured`` (or ``value``) in [low, high] (an open end: None)."""
         if low is not None and high is not None:
             bound: Bound = Between(low, high)
         elif high is not None:
