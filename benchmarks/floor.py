@@ -23,7 +23,7 @@ counts, the difference per step, so start-up and evaluation cancel) beside the f
 that sweep measured in this process at the same thread count.
 
     python benchmarks/floor.py [--quick] [--threads 1 2] [--members 1 8 64 256] [--cli]
-        [--rounds 3] [--seconds 0.6] [--json FILE]
+        [--cli-steps 100 1100] [--rounds 3] [--seconds 0.6] [--json FILE]
 """
 
 from __future__ import annotations
@@ -129,6 +129,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=0.6, help="timing budget per quantity and point")
     parser.add_argument("--cli", action="store_true", help="also time iclreg train of an 8-seed sweep")
+    parser.add_argument("--cli-steps", type=int, nargs=2, default=[100, 1100], metavar=("SHORT", "LONG"),
+                        help="the two sweeps' step counts (their difference is timed)")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers to FILE as JSON")
     args = parser.parse_args()
     shapes = args.shapes or (QUICK_SHAPES if args.quick else tuple(SHAPES))
@@ -162,7 +164,7 @@ def main() -> None:
                   f"{base['sampler_new_over_old']:.2f}")
         if args.cli:
             with tempfile.TemporaryDirectory() as tmp:
-                per_step = cli_sweep(threads, (60, 260), Path(tmp))
+                per_step = cli_sweep(threads, tuple(args.cli_steps), Path(tmp))
             floor = measure("he_H2", 8, "auto", args)["floor_s"]
             cli = {"threads": threads, "step_s": per_step, "model_steps_per_s": 8 / per_step,
                    "floor_s": floor, "ratio": floor / per_step}
