@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from .newton import Sizes
 
 
-
 def active_layers(best_newton: list[int]) -> list[int]:
     """The layers that compute something: from the first whose best Newton step exceeds 1 to the
     last (only the last layer when none does)."""
