@@ -76,7 +76,8 @@ def plan(exp: Experiment[he.Sizes], sizes: AnisoSizes) -> dict[str, ExperimentCo
         optimizer={"name": "adam", "lr": sizes.lr}, schedule=sizes.schedule,
         train={"steps": sizes.steps, "batch": sizes.batch, "loss": "query", "seed": seed},
         eval={"samples": 500, "estimators": []},
-        run={"checkpoint_every": sizes.steps, "keep": 1, "log_every": max(sizes.steps // 100, 1)})
+        run={"checkpoint_every": max(sizes.steps // 10, 1), "keep": 2,
+             "log_every": max(sizes.steps // 100, 1)})
         for heads in sizes.heads for cov in COVARIANCES for seed in range(sizes.seeds)}
 
 
