@@ -11,6 +11,7 @@ from iclreg.errors import UsageError
 from iclreg.models import MODELS
 from iclreg.models.cot import emit, gd_chain
 from iclreg.train.config import resolve
+from iclreg.train.fused.cot import gd_path
 from iclreg.train.plan import train_plan
 
 F64 = torch.float64
@@ -86,6 +87,22 @@ def test_gd_chain_is_an_explicit_loop():
         w = w - 0.2 * x.numpy().T @ (x.numpy() @ w - y.numpy()) / 6
         path.append(w)
     assert np.allclose(gd_chain(x, y, 0.2, 4).numpy(), np.array(path), atol=1e-14)
+
+
+def test_fused_gd_path_from_the_moments_is_the_explicit_loop():
+    """The fused step's GD path (read off the moments C, prompts innermost) against the same
+    explicit loop, for several prompts at once."""
+    gen = torch.Generator().manual_seed(5)
+    x, y = torch.randn(4, 7, 3, generator=gen, dtype=F64), torch.randn(4, 7, generator=gen, dtype=F64)
+    z = torch.cat([x, y.unsqueeze(-1)], -1)
+    got = gd_path(z.transpose(1, 2) @ z, 7, 0.25, 5)
+    for b in range(4):
+        xb, yb = x[b].numpy(), y[b].numpy()
+        w, path = np.zeros(3), [np.zeros(3)]
+        for _ in range(5):
+            w = w - 0.25 * xb.T @ (xb @ w - yb) / 7
+            path.append(w)
+        assert np.allclose(got[b].numpy(), np.array(path), atol=1e-14)
 
 
 def _config(model="cot:d=3,lr=0.3,steps=4", loss="chain", steps=600):

@@ -4,12 +4,19 @@ The loss is teacher-forced on the prompt's GD path w_0..w_T: with C = sum_i [x_i
 [x_i, y_i] over the n pairs, qk = W_qk[thought, context] ((d+1) x (d+1)), ov = W_ov[context,
 w] ((d+1) x d) and the thought map Q = qk C ov / n, the residual of thought t is
 e_t = w_t + [w_t, 1] Q - w_{t+1} and the loss is mean_{b,t,i} e_t^2. With G = dL/dQ =
-sum_t [w_t, 1]^T (2 e_t / (B T d)):
+sum_t [w_t, 1]^T (2 e_t / (B T d)) and P_b = C_b ov (C is symmetric):
 
-    dL/dqk = sum_b G_b ov^T C_b / n,     dL/dov = sum_b C_b qk^T G_b / n,
+    dL/dqk = sum_b G_b P_b^T / n,     dL/dov = sum_b C_b qk^T G_b / n,
 
 and every other entry of W_qk and W_ov has zero gradient (it multiplies a zero of the
 tokens). The same function as ``ChainOfThought.stacked_chain_loss`` (float64 tests).
+
+Speed: the per-prompt matrices are tiny (d x d), and a batched product of E B tiny matrices
+costs its per-matrix overhead, not its arithmetic. So the sums over prompts are single
+(d+1) x (B d) products per member (C_b ov, qk P, the two gradients), and the T sequential GD
+steps of the path run with the prompt axis innermost (one multiply and one sum over d x d x
+E B numbers per step, vectorised along the prompts) instead of T batched matrix-vector
+products; only C, the residuals and G stay batched per prompt.
 """
 
 from __future__ import annotations
@@ -17,9 +24,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ...models.cot import ChainOfThoughtConfig, emit, gd_chain, transfer
+from ...models.cot import ChainOfThoughtConfig
 from ...models.layouts import stack
 from .base import FAMILIES, Gradients, Workspace
+
+
+def gd_path(C: Tensor, n: int, lr: float, steps: int) -> Tensor:
+    """The GD iterates w_0 = 0, w_{t+1} = w_t - lr (S w_t - g) with S = X^T X / n, g = X^T y / n
+    read off the moments C (N, d+1, d+1) of N prompts: (N, steps + 1, d)."""
+    N, d1 = C.shape[0], C.shape[-1]
+    d = d1 - 1
+    A = C.new_empty(d, d, N)  # I - lr S, prompts innermost (S symmetric: w A is A w)
+    torch.mul(C[:, :d, :d].permute(1, 2, 0), -lr / n, out=A).diagonal(0, 0, 1).add_(1.0)
+    b = torch.mul(C[:, d, :d].t(), lr / n, out=C.new_empty(d, N))
+    path = C.new_empty(steps + 1, d, N)
+    path[0] = 0
+    product = C.new_empty(d, d, N)
+    for t in range(steps):
+        torch.mul(A, path[t].unsqueeze(1), out=product)
+        torch.sum(product, 0, out=path[t + 1]).add_(b)
+    return path.permute(2, 0, 1).contiguous()
 
 
 @FAMILIES.register(ChainOfThoughtConfig, losses=("chain",))
@@ -29,21 +53,26 @@ def chain_gradients(config: ChainOfThoughtConfig, params: dict[str, Tensor], x: 
     x (E, B, n, d), y (E, B, n)."""
     W_qk, W_ov = params["W_qk"], params["W_ov"]
     E, B, n, d = x.shape
-    T = config.steps
-    path = gd_chain(x, y, config.lr, T)  # (E, B, T + 1, d)
+    T, d1 = config.steps, d + 1
     z = stack(x, y)
     C = z.transpose(-1, -2) @ z  # (E, B, d+1, d+1)
-    q = transfer(W_qk, W_ov, C, n)  # (E, B, d+1, d)
-    e = emit(path[:, :, :-1], q.unsqueeze(2)) - path[:, :, 1:]  # (E, B, T, d)
-    losses = e.square().flatten(1).mean(1)
-    ge = e * (2 / (B * T * d))
-    w1 = torch.cat([path[:, :, :-1], torch.ones_like(path[:, :, :-1, :1])], -1)  # (E, B, T, d+1)
-    G = w1.transpose(-1, -2) @ ge  # (E, B, d+1, d)
-    qk = W_qk[:, d + 1:, : d + 1]  # (E, d+1, d+1)
-    ov = W_ov[:, : d + 1, d + 1: 2 * d + 1]  # (E, d+1, d)
-    g_qk = torch.einsum("ebid,ejd,ebjk->eik", G, ov, C) / n
-    g_ov = torch.einsum("ebij,ekj,ebkd->eid", C, qk, G) / n
+    path = gd_path(C.view(E * B, d1, d1), n, config.lr, T)  # (E B, T + 1, d)
+    qk = W_qk[:, d + 1:, :d1]  # (E, d+1, d+1)
+    ov = W_ov[:, :d1, d + 1: 2 * d + 1]  # (E, d+1, d)
+    P = torch.bmm(C.view(E, B * d1, d1), ov).view(E, B, d1, d).transpose(1, 2).reshape(E, d1, B * d)
+    Q = torch.bmm(qk, P).div_(n).view(E, d1, B, d).transpose(1, 2).reshape(E * B, d1, d)
+    w = path[:, :-1]
+    e = torch.baddbmm(Q[:, d:], w, Q[:, :d]).add_(w).sub_(path[:, 1:])  # (E B, T, d)
+    losses = e.view(E, -1).square().mean(1)
+    e.mul_(2 / (B * T * d))
+    G = x.new_empty(E, d1, B, d)  # dL/dQ with the prompts in the middle: (E, i, b, k)
+    G[:, :d] = torch.bmm(w.transpose(1, 2), e).view(E, B, d, d).transpose(1, 2)
+    G[:, d] = e.sum(1).view(E, B, d)
+    G = G.view(E, d1, B * d)
+    g_qk = torch.bmm(G, P.transpose(1, 2)).div_(n)
+    qk_G = torch.bmm(qk.transpose(1, 2), G).view(E, d1, B, d).transpose(1, 2).reshape(E, B * d1, d)
+    g_ov = torch.bmm(C.view(E, B * d1, d1).transpose(1, 2), qk_G).div_(n)
     grad_qk, grad_ov = torch.zeros_like(W_qk), torch.zeros_like(W_ov)
-    grad_qk[:, d + 1:, : d + 1] = g_qk
-    grad_ov[:, : d + 1, d + 1: 2 * d + 1] = g_ov
+    grad_qk[:, d + 1:, :d1] = g_qk
+    grad_ov[:, :d1, d + 1: 2 * d + 1] = g_ov
     return losses, {"W_qk": grad_qk, "W_ov": grad_ov}
