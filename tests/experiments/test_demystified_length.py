@@ -57,6 +57,30 @@ def test_theory_curves_are_the_closed_forms_written_out():
     assert theory.bayes[200] < theory.debiased[200] < theory.gd_fixed[200]
 
 
+def test_linear_margin_is_out_of_reach_of_the_exact_estimators():
+    """5-linear-length's reason: GD with c* over debiased GD in excess risk, by the closed forms
+    written out, rises with k towards (1 - c*)^2 / (1 - c)^2 = 1.84, below the 2x margin at every k;
+    the report's ratio is the same number."""
+    from iclreg.experiments.demystified.length_claims import MARGIN
+    from iclreg.experiments.demystified.length_text import _exact_ratio
+
+    c_star, c = TAU2 * L / (TAU2 * (L + D + 1) + SIGMA2), HE_LR
+
+    def ratio(k: int) -> float:
+        gd = TAU2 * D * (1 - 2 * c_star + c_star**2 * (k + D + 1) / k) + SIGMA2 * c_star**2 * D / k
+        m = k - 1
+        deb = TAU2 * D * (1 - 2 * c * m / k + c * c * m * (m + D + 1) / k**2) + SIGMA2 * c * c * D * m / k**2
+        return gd / deb
+
+    ks = [40, 100, 200, 1000, 10**4, 10**5, 10**6]
+    limit = (1 - c_star) ** 2 / (1 - c) ** 2
+    assert limit == pytest.approx(1.84, abs=0.005) and limit < MARGIN
+    ratios = [ratio(k) for k in ks]
+    assert all(a < b < limit for a, b in zip(ratios, ratios[1:], strict=False))
+    assert ratio(10**6) == pytest.approx(limit, rel=1e-3)
+    assert _exact_ratio(c_star, 200) == pytest.approx(ratio(200), rel=1e-10) == pytest.approx(1.16, abs=0.005)
+
+
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
     exp = Demystified(mode="quick", sizes=None)
