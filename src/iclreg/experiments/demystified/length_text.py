@@ -103,7 +103,8 @@ def _exact_ratio(c_star: float, k: int) -> float:
 def _span(values: Iterable[float]) -> str:
     """``0.98-1.03`` (or one number) for a few ratios."""
     xs = sorted(values)
-    return f"{xs[0]:.3g}" if xs[0] == xs[-1] else f"{xs[0]:.3g}-{xs[-1]:.3g}"
+    low, high = f"{xs[0]:.3g}", f"{xs[-1]:.3g}"
+    return low if low == high else f"{low}-{high}"
 
 
 def _linear_figure(fixed: dict[str, list[float]], scaled: dict[str, list[float]], softmax: list[float],
