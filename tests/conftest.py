@@ -30,3 +30,24 @@ def seed() -> int:
     numbers pin their own seed instead and say so.
     """
     return int(os.environ.get("ICLREG_TEST_SEED", "0"))
+
+
+@pytest.fixture(scope="session")
+def toy_demo(tmp_path_factory):
+    """``iclreg demo`` with every reproduction at toy size, run once for the session: (out, paper ->
+    its Reproduction as written). The tests of the quick pipeline, of the report pages and of the
+    reports' math read it; none of them changes what it holds (a redraw restores files byte for byte)."""
+    from iclreg.experiments import REPRODUCTIONS, runner
+
+    out = tmp_path_factory.mktemp("html") / "demo"
+    results = {}
+    real = runner.write_report
+
+    def keep(result, where, **kwargs):
+        results[result.paper] = real(result, where, **kwargs)
+        return results[result.paper]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "write_report", keep)
+        runner.demo(out, sizes={p: REPRODUCTIONS.get(p).toy for p in REPRODUCTIONS.names()})
+    return out, results

@@ -11,7 +11,6 @@ import re
 
 import pytest
 
-from iclreg.experiments import REPRODUCTIONS, runner
 from iclreg.report.math import split_math, tex_to_mathml
 
 ASCII_MATH = re.compile(r"sqrt\(|(?<!\\)\b(omega|mu|sum|Sigma)_|(?<!\\)\b(sigma|Sigma|tau)\^|\^T\b|\|\||"
@@ -46,11 +45,10 @@ def test_the_checks_see_ascii_math_and_unknown_commands():
     assert _unknown_commands(spans) == {"lvert", "rvert"}
 
 
-@pytest.fixture(scope="module", params=["demystified", "test-time"])
-def toy_report(request, tmp_path_factory):
-    kind = REPRODUCTIONS.get(request.param)
-    out = tmp_path_factory.mktemp(request.param)
-    return runner.reproduce(request.param, out, sizes=kind.toy), out
+@pytest.fixture(params=["demystified", "test-time"])
+def toy_report(request, toy_demo):
+    demo, results = toy_demo
+    return results[request.param], demo / request.param
 
 
 def test_section_prose_writes_math_as_tex_that_renders(toy_report):

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 from matplotlib.figure import Figure
 
-from iclreg.experiments import REPRODUCTIONS, runner
+from iclreg.experiments import REPRODUCTIONS
 from iclreg.experiments.base import Reproduction, Section
 from iclreg.experiments.claims import Claim
 from iclreg.report.format import format_value
@@ -93,21 +93,10 @@ def test_markdown_report_writes_the_references_out(tmp_path):
 
 
 # --- the toy demo ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+@pytest.fixture
+def demo(toy_demo):
     """Every reproduction at toy size, as ``iclreg demo`` writes it; (out, entries)."""
-    out = tmp_path_factory.mktemp("html") / "demo"
-    results = {}
-    real = runner.write_report
-
-    def keep(result, where, **kwargs):
-        results[result.paper] = real(result, where, **kwargs)
-        return results[result.paper]
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(runner, "write_report", keep)
-        runner.demo(out, sizes={p: REPRODUCTIONS.get(p).toy for p in PAPERS})
-    return out, results
+    return toy_demo
 
 
 def test_demo_pages_show_every_section_claim_reason_and_reference(demo):
