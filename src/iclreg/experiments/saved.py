@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -36,11 +37,14 @@ _CLASSES = {cls.__name__: cls for cls in (
 
 
 def encode(value: Any) -> Any:
-    """``value`` as JSON data, tagged where JSON would lose its type."""
+    """``value`` as JSON data, tagged where JSON would lose its type (or, for inf and nan, where
+    strict JSON has no number: ``{"__float__": "inf"}``)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return {"__float__": repr(value)}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, np.generic):
-        return {"__scalar__": value.item(), "dtype": str(value.dtype)}
+        return {"__scalar__": encode(value.item()), "dtype": str(value.dtype)}
     if isinstance(value, (np.ndarray, torch.Tensor)):
         kind = "tensor" if isinstance(value, torch.Tensor) else "array"
         array = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else value
@@ -73,12 +77,14 @@ def decode(value: Any) -> Any:
         return tuple(decode(v) for v in value["__tuple__"])
     if "__items__" in value:
         return {decode(k): decode(v) for k, v in value["__items__"]}
+    if "__float__" in value:
+        return float(value["__float__"])
     if "__scalar__" in value:
-        return np.dtype(value["dtype"]).type(value["__scalar__"])
+        return np.dtype(value["dtype"]).type(decode(value["__scalar__"]))
     if "__array__" in value:
-        return np.array(value["__array__"], dtype=value["dtype"])
+        return np.array(decode(value["__array__"]), dtype=value["dtype"])
     if "__tensor__" in value:
-        return torch.from_numpy(np.array(value["__tensor__"], dtype=value["dtype"]))
+        return torch.from_numpy(np.array(decode(value["__tensor__"]), dtype=value["dtype"]))
     if "__plot__" in value:
         return Plot(value["__plot__"], *decode(value["args"]), **decode(value["kwargs"]))
     if "__class__" in value:
@@ -91,7 +97,8 @@ def decode(value: Any) -> Any:
 def save(result: Reproduction, out: Path) -> Path:
     """Write ``result`` to ``out/measurements.json`` (atomically)."""
     path = out / FILE
-    write_text(path, json.dumps({"format": FORMAT, "reproduction": encode(result)}, indent=None))
+    write_text(path, json.dumps({"format": FORMAT, "reproduction": encode(result)}, indent=None,
+                                 allow_nan=False))
     return path
 
 
