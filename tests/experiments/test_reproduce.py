@@ -90,11 +90,11 @@ def _interrupt_after_first_run(monkeypatch):
 
 @pytest.mark.parametrize("paper", [p for p in PAPERS
                                    if REPRODUCTIONS.get(p)().plan(REPRODUCTIONS.get(p).toy)])
-def test_runs_dir_continues_a_stopped_reproduction(paper, tmp_path, monkeypatch):
+def test_runs_dir_continues_a_stopped_reproduction(paper, tmp_path, monkeypatch, toy_demo):
     """--runs: a reproduction stopped part way leaves no report; run again, it reuses the finished
-    runs and ends with the claims of an uninterrupted run."""
+    runs and ends with the claims of an uninterrupted run (the session's toy demo)."""
     kind = REPRODUCTIONS.get(paper)
-    clean = runner.reproduce(paper, tmp_path / "clean", sizes=kind.toy).to_json()
+    clean = toy_demo[1][paper].to_json()
     runs = tmp_path / "kept"
     with monkeypatch.context() as patch:
         _interrupt_after_first_run(patch)
@@ -255,6 +255,8 @@ def test_a_full_disk_while_writing_the_report_is_a_one_line_error(tmp_path, caps
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(runner_module, "write_report", enospc)
+    tour = REPRODUCTIONS.get("tour")
+    monkeypatch.setitem(tour.modes, "quick", tour.toy)  # the error path, at toy size
     out = tmp_path / "rep"
     assert main(["reproduce", "tour", "--quick", "--out", str(out), "-q"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
