@@ -90,11 +90,11 @@ def _interrupt_after_first_run(monkeypatch):
 
 @pytest.mark.parametrize("paper", [p for p in PAPERS
                                    if REPRODUCTIONS.get(p)().plan(REPRODUCTIONS.get(p).toy)])
-def test_runs_dir_continues_a_stopped_reproduction(paper, tmp_path, monkeypatch, toy_demo):
+def test_runs_dir_continues_a_stopped_reproduction(paper, tmp_path, monkeypatch):
     """--runs: a reproduction stopped part way leaves no report; run again, it reuses the finished
-    runs and ends with the claims of an uninterrupted run (the session's toy demo)."""
+    runs and ends with the claims of an uninterrupted run."""
     kind = REPRODUCTIONS.get(paper)
-    clean = toy_demo[1][paper].to_json()
+    clean = runner.reproduce(paper, tmp_path / "clean", sizes=kind.toy).to_json()
     runs = tmp_path / "kept"
     with monkeypatch.context() as patch:
         _interrupt_after_first_run(patch)
