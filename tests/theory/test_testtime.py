@@ -8,6 +8,7 @@ Monte Carlo comparisons allow 4.5 standard errors.
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -218,6 +219,21 @@ def test_fit_inverse_n_recovers_law_and_extrapolates():
     coef = tt.fit_inverse_n(n, 1.3 + 0.8 / n + noise)
     pred = tt.predict_inverse_n(coef, [256.0, 1024.0])
     assert torch.allclose(pred, 1.3 + 0.8 / torch.tensor([256.0, 1024.0], dtype=F64), atol=3e-3)
+
+
+def test_fit_inverse_n_is_least_squares_and_bit_stable():
+    """The closed form equals numpy's least-squares line on 1 / N, and the same numbers give the same
+    bits whatever else the process allocated (offset copies of the inputs)."""
+    n = torch.tensor([1.0, 2, 4, 8, 16], dtype=F64)
+    e = torch.rand(5, generator=_gen(5), dtype=F64) + 2.0 / n
+    b, a = np.polyfit(1.0 / n.numpy(), e.numpy(), 1)
+    assert tt.fit_inverse_n(n, e) == pytest.approx((a, b), rel=1e-12)
+    for offset in range(1, 9):
+        buf = torch.zeros(offset + 5, dtype=F64)
+        buf[offset:] = e
+        assert tt.fit_inverse_n(n, buf[offset:]) == tt.fit_inverse_n(n, e)
+    with pytest.raises(ValueError, match="two distinct"):
+        tt.fit_inverse_n([4.0, 4.0], [1.0, 2.0])
 
 
 def test_affine_moments_match_simulation_of_a_nonsymmetric_step():

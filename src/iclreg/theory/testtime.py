@@ -357,14 +357,21 @@ def fit_inverse_n(num_samples: Sequence[float] | torch.Tensor,
                   err: Sequence[float] | torch.Tensor) -> tuple[float, float]:
     """Least-squares fit of err(N) = a + b / N (use small N, e.g. N <= 16). Returns (a, b).
 
+    The simple-regression closed form on u = 1 / N, summed exactly (``math.fsum``): the same
+    inputs give the same bits in any process, which a LAPACK solver does not promise.
+
     Args:
         num_samples: (m,) values of N, at least two distinct. err: (m,) measured errors.
     """
-    n = torch.as_tensor(num_samples, dtype=torch.float64).flatten()
-    e = torch.as_tensor(err, dtype=torch.float64).flatten()
-    design = torch.stack([torch.ones_like(n), 1.0 / n], dim=-1)  # (m, 2)
-    coef = torch.linalg.lstsq(design, e.unsqueeze(-1)).solution.squeeze(-1)
-    return coef[0].item(), coef[1].item()
+    u = [1.0 / float(n) for n in torch.as_tensor(num_samples, dtype=torch.float64).flatten().tolist()]
+    e = torch.as_tensor(err, dtype=torch.float64).flatten().tolist()
+    u_mean, e_mean = math.fsum(u) / len(u), math.fsum(e) / len(e)
+    du = [u_ - u_mean for u_ in u]
+    spread = math.fsum(x * x for x in du)
+    if spread == 0.0:
+        raise ValueError(f"fit_inverse_n needs at least two distinct N, got {sorted(set(u))} as 1 / N")
+    b = math.fsum(x * (y - e_mean) for x, y in zip(du, e, strict=True)) / spread
+    return e_mean - b * u_mean, b
 
 
 def predict_inverse_n(coef: tuple[float, float],
