@@ -92,9 +92,12 @@ def _interrupt_after_first_run(monkeypatch):
                                    if REPRODUCTIONS.get(p)().plan(REPRODUCTIONS.get(p).toy)])
 def test_runs_dir_continues_a_stopped_reproduction(paper, tmp_path, monkeypatch):
     """--runs: a reproduction stopped part way leaves no report; run again, it reuses the finished
-    runs and ends with the claims of an uninterrupted run."""
+    runs, trains the rest bit for bit as an uninterrupted run does, and ends with its claims.
+
+    The claims' floats are compared to 1e-12 relative: the analysis calls LAPACK and BLAS
+    kernels, which promise no bits from one call to the next in one process."""
     kind = REPRODUCTIONS.get(paper)
-    clean = runner.reproduce(paper, tmp_path / "clean", sizes=kind.toy).to_json()
+    clean = runner.reproduce(paper, tmp_path / "clean", sizes=kind.toy, runs=str(tmp_path / "whole"))
     runs = tmp_path / "kept"
     with monkeypatch.context() as patch:
         _interrupt_after_first_run(patch)
@@ -104,10 +107,30 @@ def test_runs_dir_continues_a_stopped_reproduction(paper, tmp_path, monkeypatch)
     first = next(iter(kind().plan(kind.toy)))
     done = runs / "quick" / first
     stamp = (done / "eval.json").stat().st_mtime_ns, (done / "metrics.jsonl").read_bytes()
-    again = runner.reproduce(paper, tmp_path / "out", sizes=kind.toy, runs=str(runs)).to_json()
+    again = runner.reproduce(paper, tmp_path / "out", sizes=kind.toy, runs=str(runs))
     assert ((done / "eval.json").stat().st_mtime_ns, (done / "metrics.jsonl").read_bytes()) == stamp
-    assert again == clean
+    trained = sorted(p.relative_to(tmp_path / "whole") for p in (tmp_path / "whole").rglob("metrics.jsonl"))
+    assert trained == sorted(p.relative_to(runs) for p in runs.rglob("metrics.jsonl")) and trained
+    for path in trained:
+        assert (runs / path).read_bytes() == (tmp_path / "whole" / path).read_bytes(), path
+    _same_to_roundoff(again.to_json(), clean.to_json())
     assert not (tmp_path / "out" / "runs").exists()  # kept outside the report
+
+
+def _same_to_roundoff(a, b, where="claims"):
+    """a == b, except that floats need only agree to 1e-12 relative; names the first difference."""
+    if isinstance(a, float) and isinstance(b, float):
+        assert a == pytest.approx(b, rel=1e-12, abs=1e-300, nan_ok=True), where
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert list(a) == list(b), where
+        for key in a:
+            _same_to_roundoff(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _same_to_roundoff(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, where
 
 
 def test_cli_help_lists_the_registry(capsys):

@@ -69,6 +69,36 @@ def test_hand_derived_gradients_equal_autograd(spec, loss, task, seed):
     assert not torch.allclose(other, losses)
 
 
+# paper shapes on which batched products grouped members (before ``per_member``): He et al.'s
+# H = 1 and the test-time CoT model
+PAPER_SHAPES = [("softmax_attention:d=5,heads=1", "query", "gaussian:d=5,n=41"),
+                ("cot:d=10,steps=20,lr=0.5", "chain", "gaussian:d=10,n=20")]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+@pytest.mark.parametrize("spec,loss,task", CASES + PAPER_SHAPES)
+def test_a_members_gradients_do_not_depend_on_the_ensemble(spec, loss, task, dtype):
+    """A member's loss and gradients, bit for bit, whatever members share its ensemble: five,
+    the last four, the first three, or it alone (so a run resumed in another grouping, or
+    trained alone, trains as it did in its sweep)."""
+    config, params = stacked(spec, E=5)
+    params = {k: v.to(dtype) for k, v in params.items()}
+    t = TASKS.build(task)
+    batches = [t.sample(16, 0, e, dtype=dtype) for e in range(5)]
+    x, y = torch.stack([b.x for b in batches]), torch.stack([b.y for b in batches])
+    gradients = FAMILIES.get(config).gradients
+    losses, grads = gradients(config, params, x, y)
+    for part in (slice(1, 5), slice(0, 3), slice(2, 3)):
+        some, theirs = gradients(config, {k: v[part].contiguous() for k, v in params.items()},
+                                 x[part].contiguous(), y[part].contiguous())
+        assert torch.equal(some, losses[part]), part
+        for name, g in theirs.items():
+            assert torch.equal(g, grads[name][part]), (name, part)
+    # negative control: a member's gradient changes with its own prompts
+    _, moved = gradients(config, params, x.flip(1), y.flip(1))
+    assert any(not torch.equal(moved[k], grads[k]) for k in grads)
+
+
 _COUNT = iter(range(10**6))
 
 

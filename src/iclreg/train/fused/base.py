@@ -69,3 +69,21 @@ class Workspace:
         if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
             buf = self._buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return buf
+
+
+def per_member(a: Tensor, b: Tensor) -> Tensor:
+    """a[e] @ b[e] for each member e: (E, M, K) @ (E, K, N) -> (E, M, N).
+
+    On the CPU, one matrix product per member, its operands and result on 64-byte boundaries:
+    a batched product lets the BLAS group the members' tiny matrices, and a product's bits
+    can depend on where its operands and result lie (both measured with MKL), so a member's
+    numbers would depend on the ensemble's size instead of being those of training alone.
+    The loop costs a few microseconds a member. On CUDA, one batched product."""
+    if a.device.type != "cpu":
+        return torch.bmm(a, b)
+    return torch.stack([torch.mm(_aligned(a[e]), _aligned(b[e])) for e in range(a.shape[0])])
+
+
+def _aligned(t: Tensor) -> Tensor:
+    """``t`` itself if its data starts on a 64-byte boundary, else a copy (new tensors do)."""
+    return t if t.data_ptr() % 64 == 0 else t.clone()

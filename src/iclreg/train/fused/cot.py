@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ...models.cot import ChainOfThoughtConfig
 from ...models.layouts import stack
-from .base import FAMILIES, Gradients, Workspace
+from .base import FAMILIES, Gradients, Workspace, per_member
 
 
 def gd_path(C: Tensor, n: int, lr: float, steps: int) -> Tensor:
@@ -69,9 +69,9 @@ def chain_gradients(config: ChainOfThoughtConfig, params: dict[str, Tensor], x: 
     G[:, :d] = torch.bmm(w.transpose(1, 2), e).view(E, B, d, d).transpose(1, 2)
     G[:, d] = e.sum(1).view(E, B, d)
     G = G.view(E, d1, B * d)
-    g_qk = torch.bmm(G, P.transpose(1, 2)).div_(n)
+    g_qk = per_member(G, P.transpose(1, 2)).div_(n)
     qk_G = torch.bmm(qk.transpose(1, 2), G).view(E, d1, B, d).transpose(1, 2).reshape(E, B * d1, d)
-    g_ov = torch.bmm(C.view(E, B * d1, d1).transpose(1, 2), qk_G).div_(n)
+    g_ov = per_member(C.view(E, B * d1, d1).transpose(1, 2), qk_G).div_(n)
     grad_qk, grad_ov = torch.zeros_like(W_qk), torch.zeros_like(W_ov)
     grad_qk[:, d + 1:, :d1] = g_qk
     grad_ov[:, :d1, d + 1: 2 * d + 1] = g_ov

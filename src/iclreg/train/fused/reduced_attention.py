@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ...models.reduced_attention import ReducedAttentionConfig
-from .base import FAMILIES, Gradients, Workspace
+from .base import FAMILIES, Gradients, Workspace, per_member
 
 
 @FAMILIES.register(ReducedAttentionConfig, losses=("query",))
@@ -40,4 +40,4 @@ def query_gradients(config: ReducedAttentionConfig, params: dict[str, Tensor], x
     ga = (g * b).unsqueeze(-1) * ys  # (E, B, m)
     gs = a * (ga - (a * ga).sum(-1, keepdim=True)) if config.activation == "softmax" else ga / max(m, 1)
     gt = (gs.unsqueeze(-2) @ X).squeeze(-2)  # (E, B, d)
-    return losses, {"A": gt.transpose(-1, -2) @ xq, "b": (g * r).sum(1, keepdim=True)}
+    return losses, {"A": per_member(gt.transpose(-1, -2), xq), "b": (g * r).sum(1, keepdim=True)}

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from ...models.softmax_attention import SoftmaxAttentionConfig
-from .base import FAMILIES, Gradients, Workspace
+from .base import FAMILIES, Gradients, Workspace, per_member
 
 
 @FAMILIES.register(SoftmaxAttentionConfig, losses=("query",))
@@ -55,7 +55,7 @@ def query_gradients(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x
     Z = torch.cat([x[:, :, :m], labels[:, :, :m]], -1, out=ws.get("Z", (E, B, m, p), x))  # examples
     xq, yq = x[:, :, m], labels[:, :, m]  # (E, B, d), (E, B, K)
     A = (Km.transpose(-1, -2) @ Q[..., :d]) * scale  # (E, H, p, d): A_h's query columns
-    t = xq @ A.permute(0, 3, 1, 2).reshape(E, d, H * p)  # (E, B, H p): A_h x_q
+    t = per_member(xq, A.permute(0, 3, 1, 2).reshape(E, d, H * p))  # (E, B, H p): A_h x_q
     u = O.permute(0, 2, 1, 3) @ V  # (E, H, K, p): u_h = O_h V_h
     ZT = Z.transpose(-1, -2)
     s = torch.matmul(t.view(E, B, H, p), ZT, out=ws.get("s", (E, B, H, m), x))  # the scores
@@ -86,7 +86,7 @@ def query_gradients(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x
     back = torch.matmul(left, Z, out=ws.get("back", (E, B, H * (1 + K), p), x))  # (E, B, H + H K, p)
     gt, gu = back[:, :, :H], back[:, :, H:].sum(1).view(E, H, K, p)  # dL/d(A_h x_q), dL/du_h
     gA = torch.zeros(E, H, p, p, dtype=x.dtype, device=x.device)
-    gA[..., :d] = (gt.reshape(E, B, H * p).transpose(1, 2) @ xq).view(E, H, p, d) * scale
+    gA[..., :d] = per_member(gt.reshape(E, B, H * p).transpose(1, 2), xq).view(E, H, p, d) * scale
     return losses, {
         "Q": Km @ gA,
         "K": Q @ gA.transpose(-1, -2),
