@@ -55,7 +55,7 @@ def query_gradients(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x
     Z = torch.cat([x[:, :, :m], labels[:, :, :m]], -1, out=ws.get("Z", (E, B, m, p), x))  # examples
     xq, yq = x[:, :, m], labels[:, :, m]  # (E, B, d), (E, B, K)
     A = (Km.transpose(-1, -2) @ Q[..., :d]) * scale  # (E, H, p, d): A_h's query columns
-    t = per_member(xq, A.permute(0, 3, 1, 2).reshape(E, d, H * p))  # (E, B, H p): A_h x_q
+    t = xq @ A.permute(0, 3, 1, 2).reshape(E, d, H * p)  # (E, B, H p): A_h x_q
     u = O.permute(0, 2, 1, 3) @ V  # (E, H, K, p): u_h = O_h V_h
     ZT = Z.transpose(-1, -2)
     s = torch.matmul(t.view(E, B, H, p), ZT, out=ws.get("s", (E, B, H, m), x))  # the scores
