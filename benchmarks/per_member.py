@@ -37,19 +37,20 @@ def _batched(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.bmm(a, b)
 
 
-def _using(product):
-    """Every family module's ``per_member`` replaced by ``product`` while the call runs."""
-    def swap(fn):
-        def call():
-            for module in MODULES:
-                module.per_member = product
-            try:
-                return fn()
-            finally:
-                for module in MODULES:
-                    module.per_member = per_member
-        return call
-    return swap
+def _set(product) -> None:
+    for module in MODULES:
+        module.per_member = product
+
+
+def _using(product, fn):
+    """``fn`` run with every family module's ``per_member`` replaced by ``product``."""
+    def call():
+        _set(product)
+        try:
+            return fn()
+        finally:
+            _set(per_member)
+    return call
 
 
 def measure(shape: str, members: int, trials: int) -> dict:
@@ -63,7 +64,7 @@ def measure(shape: str, members: int, trials: int) -> dict:
     gradients, workspace = FAMILIES.get(config).gradients, Workspace()
     step = lambda: gradients(config, params, x, y, workspace)  # noqa: E731
     calls = max(3, 600 // members)
-    ours, batched = alternating_ms([_using(per_member)(step), _using(_batched)(step)], calls, trials)
+    ours, batched = alternating_ms([_using(per_member, step), _using(_batched, step)], calls, trials)
     return {"shape": shape, "E": members, "per_member_ms": ours, "bmm_ms": batched,
             "per_member_over_bmm": ours / batched}
 

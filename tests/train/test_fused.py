@@ -94,7 +94,8 @@ def test_a_members_gradients_do_not_depend_on_the_ensemble(spec, loss, task, dty
         assert torch.equal(some, losses[part]), part
         for name, g in theirs.items():
             assert torch.equal(g, grads[name][part]), (name, part)
-    # negative control: a member's gradient changes with its own prompts
+    # negative control: the same prompts summed in another order (flipped along the batch)
+    # change the bits, so the equalities above do detect a changed order of summation
     _, moved = gradients(config, params, x.flip(1), y.flip(1))
     assert any(not torch.equal(moved[k], grads[k]) for k in grads)
 
