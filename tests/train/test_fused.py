@@ -244,3 +244,47 @@ def test_prefetched_prompts_are_the_drawn_ones_in_any_order():
             assert torch.equal(x[1], one.x) and torch.equal(y[1], one.y)
     finally:
         prefetch.close()
+
+
+def test_chunked_members_equal_one_chunk_bit_for_bit(monkeypatch):
+    """He et al.'s gradients go through the members in cache-sized chunks: chunks of 2 (5
+    members: 2, 2, 1) give every member's numbers of one chunk, bit for bit."""
+    from iclreg.train.fused import softmax_attention
+
+    config, params = stacked("softmax_attention:d=5,heads=2", E=5)
+    params = {k: v.float() for k, v in params.items()}
+    t = TASKS.build("gaussian:d=5,n=41")
+    batches = [t.sample(32, 0, e) for e in range(5)]
+    x, y = torch.stack([b.x for b in batches]), torch.stack([b.y for b in batches])
+    rows = 32 * 2 * (1 + 1) * 40  # elements of one member's (B, rows, m) intermediate
+    monkeypatch.setattr(softmax_attention, "CHUNK_ELEMENTS", 100 * rows)
+    losses, grads = softmax_attention.query_gradients(config, params, x, y)
+    monkeypatch.setattr(softmax_attention, "CHUNK_ELEMENTS", 2 * rows)
+    chunked, theirs = softmax_attention.query_gradients(config, params, x, y)
+    assert torch.equal(chunked, losses)
+    assert all(torch.equal(theirs[k], grads[k]) for k in grads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_softmax_scores_beyond_the_unshifted_range_are_shifted(monkeypatch, dtype):
+    """Scores whose 2^s overflow the dtype's middle range are recomputed with the row's max
+    subtracted, so the gradients still equal autograd's; without the check (the unshifted
+    exponent kept) they are not finite."""
+    from iclreg.train.fused import softmax_attention
+
+    config, params = stacked("softmax_attention:d=3,heads=2", E=2)
+    big = 600.0 if dtype == F64 else 60.0  # scores of several hundred (float64) or tens
+    params = {k: (v * big if k in ("Q", "K") else v).to(dtype) for k, v in params.items()}
+    t = TASKS.build("gaussian:d=3,n=9,noise_std=0.3")
+    batches = [t.sample(8, 0, e, dtype=dtype) for e in range(2)]
+    x, y = torch.stack([b.x for b in batches]), torch.stack([b.y for b in batches])
+    leaves = {k: v.clone().requires_grad_() for k, v in params.items()}
+    pred = type(config.build()).stacked_forward(config, leaves, x, y, last_only=True)
+    (pred - y[:, :, -1:]).square().flatten(1).mean(1).sum().backward()
+    losses, grads = softmax_attention.query_gradients(config, params, x, y)
+    tol = {"rtol": 1e-9, "atol": 1e-9} if dtype == F64 else {"rtol": 1e-3, "atol": 1e-3}
+    for name, g in grads.items():
+        torch.testing.assert_close(g, leaves[name].grad, **tol)
+    monkeypatch.setattr(softmax_attention, "_in_range", lambda sums: True)
+    _, unshifted = softmax_attention.query_gradients(config, params, x, y)
+    assert not all(torch.isfinite(g).all() for g in unshifted.values())

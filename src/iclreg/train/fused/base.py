@@ -61,13 +61,15 @@ class Workspace:
     as the arithmetic."""
 
     def __init__(self) -> None:
-        self._buffers: dict[str, Tensor] = {}
+        self._buffers: dict[tuple, Tensor] = {}
 
     def get(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
-        """Buffer ``name`` of ``shape`` in ``like``'s dtype and device (contents undefined)."""
-        buf = self._buffers.get(name)
-        if buf is None or buf.shape != shape or buf.dtype != like.dtype or buf.device != like.device:
-            buf = self._buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
+        """Buffer ``name`` of ``shape`` in ``like``'s dtype and device (contents undefined); one
+        per shape, so chunks of two sizes alternating do not reallocate."""
+        key = (name, tuple(shape), like.dtype, like.device)
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return buf
 
 

@@ -14,23 +14,44 @@ For the loss mean_{b,k} (y_hat - y_q)^2 and g = dL/dy_hat, the backward pass is
     dL/ds_h = a_h * (dL/da_h - <a_h, dL/da_h>)   (softmax;  dL/da_h / c  linear),
     dL/dA_h[:, :d] = sum_b (sum_j dL/ds_hj z_j) x_q^T,
     dL/dQ_h = K_h dL/dA_h / sqrt(p),  dL/dK_h = Q_h dL/dA_h^T / sqrt(p),
-    dL/dO_h = dL/du_h V_h^T,          dL/dV_h = O_h^T dL/du_h,
+    dL/dO_h = dL/du_h V_h^T,          dL/dV_h = O_h^T dL/du_h.
 
-two small batched products per prompt (the scores and dL/dA's row) and two per member
-(u_h z_j over all examples, and dL/du). It computes the same function as
-``SoftmaxAttention.stacked_forward(last_only=True)`` in another order of operations (A_h
-before the scores), so the two agree to round-off (float64 tests).
+Per prompt it forms the rows r = [A_h x_q; u_hk] (one product for all prompts, x_q extended
+by a 1), then two small products with the examples: the scores and values r Z^T, and, with
+left = [e_h; e_h * v_hk] (softmax, e = 2^(s log2 e), a = e / sum_j e) or [s_h; v_hk] (linear),
+
+    back = [Z^T; 1] left^T:   sum_j e_hj z_j,  sum_j e_hj v_hkj z_j  and their sums without z,
+
+from which come the denominators, the outputs o_hk, and
+
+    dL/d(A_h x_q) = (1 / norm_h) (sum_k g_k sum_j e_hj v_hkj z_j - <g, o_h> sum_j e_hj z_j),
+    dL/du_hk      = sum_b (g_k / norm_h) sum_j e_hj z_j
+
+(softmax; linear: e = s, e v replaced by v, norm = c, and no <g, o> term),
+
+summed over prompts by one product per member with (x_q, 1). So every pass over the (B, H, m)
+intermediates is one of four: two products, exp2 and e * v. The exponent is not shifted by
+the row's max unless some denominator leaves the middle of the dtype's range (then it is
+recomputed with the shift), and members go through in chunks whose intermediates stay in the
+cache. It computes the same function as ``SoftmaxAttention.stacked_forward(last_only=True)``
+in another order of operations, so the two agree to round-off (float64 tests).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ...models.softmax_attention import SoftmaxAttentionConfig
 from .base import FAMILIES, Gradients, Workspace, per_member
+
+LOG2E = 1 / math.log(2)
+# members per chunk on the CPU: about this many elements in each (B, rows, m) intermediate,
+# 2.5 MB in float32 (measured fastest on the 2-core machine among 1/4x to 2x of it)
+CHUNK_ELEMENTS = 655_360
 
 
 @FAMILIES.register(SoftmaxAttentionConfig, losses=("query",))
@@ -45,51 +66,103 @@ def query_gradients(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x
     Returns:
         losses (E,) and a gradient per parameter, shaped as the parameter.
     """
+    E, B, n, _ = x.shape
+    R = config.heads * (1 + config.labels)  # rows per prompt: H query rows, H K value rows
+    chunk = max(1, CHUNK_ELEMENTS // (B * R * (n - 1))) if x.device.type == "cpu" else E
+    ws = workspace or Workspace()
+    parts = [_chunk(config, {k: t[e:e + chunk] for k, t in params.items()}, x[e:e + chunk],
+                    y[e:e + chunk], ws) for e in range(0, E, chunk)]
+    if len(parts) == 1:
+        return parts[0]
+    return torch.cat([part[0] for part in parts]), {
+        name: torch.cat([part[1][name] for part in parts]) for name in parts[0][1]}
+
+
+def _chunk(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x: Tensor, y: Tensor,
+           ws: Workspace) -> Gradients:
+    """``query_gradients`` of a chunk of members at once."""
     Q, Km, V, O = params["Q"], params["K"], params["V"], params["O"]
     labels = y.unsqueeze(-1) if y.dim() == 3 else y  # (E, B, n, K)
     E, B, n, d = x.shape
     m, p, K, H = n - 1, config.width, config.labels, config.heads
+    R = H * (1 + K)
     scale = 1 / math.sqrt(p)
-    ws = workspace or Workspace()
-    # contiguous operands throughout: a strided one makes torch copy it inside every bmm
-    Z = torch.cat([x[:, :, :m], labels[:, :, :m]], -1, out=ws.get("Z", (E, B, m, p), x))  # examples
-    xq, yq = x[:, :, m], labels[:, :, m]  # (E, B, d), (E, B, K)
-    A = (Km.transpose(-1, -2) @ Q[..., :d]) * scale  # (E, H, p, d): A_h's query columns
-    t = xq @ A.permute(0, 3, 1, 2).reshape(E, d, H * p)  # (E, B, H p): A_h x_q
+    softmax = config.activation == "softmax"
+    # the examples transposed, (p x m) per prompt, and a row of ones: sums over the examples
+    ZT = ws.get("ZT", (E, B, p + 1, m), x)
+    _copy(ZT[:, :, :d], x[:, :, :m].transpose(-1, -2))
+    _copy(ZT[:, :, d:p], labels[:, :, :m].transpose(-1, -2))
+    ZT[:, :, p] = 1
+    yq = labels[:, :, m]  # (E, B, K)
+    xq1 = ws.get("xq1", (E, B, d + 1), x)  # the query extended by a 1
+    xq1[..., :d] = x[:, :, m]
+    xq1[..., d] = 1
+    # softmax scores in base 2 (exp2 is the faster kernel): A is scaled by log2(e)
+    A = (Km.transpose(-1, -2) @ Q[..., :d]) * (scale * (LOG2E if softmax else 1))  # (E, H, p, d)
     u = O.permute(0, 2, 1, 3) @ V  # (E, H, K, p): u_h = O_h V_h
-    ZT = Z.transpose(-1, -2)
-    s = torch.matmul(t.view(E, B, H, p), ZT, out=ws.get("s", (E, B, H, m), x))  # the scores
-    rows = u.reshape(E, 1, H * K, p).expand(E, B, H * K, p).contiguous()
-    v = torch.matmul(rows, ZT, out=ws.get("v", (E, B, H * K, m), x)).view(E, B, H, K, m)  # u_hk z_j
-    c = config.linear_scale or m  # linear attention's divisor
-    a = ws.get("a", (E, B, H, m), x)  # (E, B, H, m)
-    if config.activation == "softmax":
-        torch.ops.aten._softmax.out(s, -1, False, out=a)
+    W = ws.get("W", (E, d + 1, R * p), x)  # xq1 W: every prompt's rows [A_h x_q; u_hk]
+    W.zero_()
+    W[:, :d, :H * p] = A.permute(0, 3, 1, 2).reshape(E, d, H * p)
+    W[:, d, H * p:] = u.reshape(E, H * K * p)
+    rows = torch.matmul(xq1, W, out=ws.get("rows", (E, B, R * p), x)).view(E, B, R, p)
+    sv = torch.matmul(rows, ZT[:, :, :p], out=ws.get("sv", (E, B, R, m), x))
+    s, v = sv[:, :, :H], sv[:, :, H:].view(E, B, H, K, m)  # the scores, u_hk z_j
+    left = ws.get("left", (E, B, R, m), x) if softmax else sv  # linear: [s; v] themselves
+    back = ws.get("back", (E, B, p + 1, R), x)
+    for shift in (False, True):
+        if softmax:  # left = [e; e v] with e = 2^(s - shift), a = e / sum_j e
+            e, ev = left[:, :, :H], left[:, :, H:].view(E, B, H, K, m)
+            torch.exp2(s - s.amax(-1, keepdim=True) if shift else s, out=e)
+            torch.mul(e.unsqueeze(3), v, out=ev)
+        # per prompt, (Z^T; 1) left^T: the sums over examples of left's rows times z_j, and alone
+        torch.matmul(ZT, left.transpose(-1, -2), out=back)
+        if not softmax or shift or _in_range(back[:, :, p, :H]):
+            break
+    Ze, Zev = back[:, :, :p, :H], back[:, :, :p, H:].view(E, B, p, H, K)
+    if softmax:
+        norm = back[:, :, p, :H]  # (E, B, H): sum_j e_hj
+        o = back[:, :, p, H:].view(E, B, H, K) / norm.unsqueeze(-1)  # each head's output
     else:
-        torch.div(s, c, out=a)
-    o = (a.unsqueeze(3) * v).sum(-1)  # (E, B, H, K): each head's output
+        norm = torch.full((1, 1, 1), float(config.linear_scale or m), dtype=x.dtype, device=x.device)
+        o = (s.unsqueeze(3) * v).sum(-1) / norm.unsqueeze(-1)
     err = o.sum(2) - yq  # (E, B, K)
     losses = err.square().mean((1, 2))
     g = err * (2 / (B * K))  # (E, B, K): dL/dy_hat
-    # the backward pass writes both left factors of its product with Z into one buffer
-    left = ws.get("left", (E, B, H * (1 + K), m), x)
-    gs, weights = left[:, :, :H], left[:, :, H:].view(E, B, H, K, m)
-    torch.mul(a.unsqueeze(3), g[:, :, None, :, None], out=weights)  # a_hj g_k
-    if K == 1 and config.activation == "softmax":  # dL/ds = a g (v - o), one pass fewer
-        torch.sub(v[:, :, :, 0], o, out=gs).mul_(weights[:, :, :, 0])
-    else:
-        ga = (g[:, :, None, :, None] * v).sum(3)  # (E, B, H, m): dL/da
-        if config.activation == "softmax":
-            torch.mul(a, ga - (g.unsqueeze(2) * o).sum(-1, keepdim=True), out=gs)
-        else:
-            torch.div(ga, c, out=gs)
-    back = torch.matmul(left, Z, out=ws.get("back", (E, B, H * (1 + K), p), x))  # (E, B, H + H K, p)
-    gt, gu = back[:, :, :H], back[:, :, H:].sum(1).view(E, H, K, p)  # dL/d(A_h x_q), dL/du_h
+    c = g.unsqueeze(2) / norm.unsqueeze(-1)  # (E, B, H, K): g_k / norm_h
+    # G = [dL/d(A_h x_q) (H columns); the terms of dL/du_hk (H K columns)], p rows per prompt
+    G = ws.get("G", (E, B, p, R), x)
+    gt, gu_terms = G[..., :H], G[..., H:].view(E, B, p, H, K)
+    if softmax:  # (sum_j e_hj (v_hkj - o_hk) z_j) g_k / norm_h: the difference before the scaling,
+        # so a one-hot row (o = v exactly) gives exactly 0, as the elementwise form does
+        torch.mul(Ze.unsqueeze(-1), o.unsqueeze(2), out=gu_terms)
+        torch.sub(Zev, gu_terms, out=gu_terms).mul_(c.unsqueeze(2))
+    else:  # (sum_j v_hkj z_j) g_k / c
+        torch.mul(Zev, c.unsqueeze(2), out=gu_terms)
+    torch.sum(gu_terms, -1, out=gt)
+    torch.mul(Ze.unsqueeze(-1), c.unsqueeze(2), out=gu_terms)  # g_k / norm_h sum_j e_hj z_j
+    # one product per member sums over its prompts: sum_b (x_q, 1) G_b
+    sums = per_member(xq1.transpose(1, 2), G.view(E, B, p * R)).view(E, d + 1, p, R)
     gA = torch.zeros(E, H, p, p, dtype=x.dtype, device=x.device)
-    gA[..., :d] = per_member(gt.reshape(E, B, H * p).transpose(1, 2), xq).view(E, H, p, d) * scale
+    gA[..., :d] = sums[:, :d, :, :H].permute(0, 3, 2, 1) * scale
+    gu = sums[:, d, :, H:].reshape(E, p, H, K).permute(0, 2, 3, 1)  # (E, H, K, p): dL/du_h
     return losses, {
         "Q": Km @ gA,
         "K": Q @ gA.transpose(-1, -2),
         "V": O.permute(0, 2, 3, 1) @ gu,  # (E, H, p, p): O_h^T dL/du_h
         "O": (gu @ V.transpose(-1, -2)).permute(0, 2, 1, 3),  # (E, K, H, p)
     }
+
+
+def _in_range(sums: Tensor) -> bool:
+    """Whether every softmax denominator sum_j 2^s_hj lies well inside the dtype's range, so
+    the numerators 2^s need no shift by the row's max (one pass instead of three)."""
+    bound = math.sqrt(torch.finfo(sums.dtype).max)
+    return bool(((sums < bound) & (sums > 1 / bound)).all())
+
+
+def _copy(dst: Tensor, src: Tensor) -> None:
+    """dst[...] = src, a transposing copy: through NumPy on the CPU (twice torch's speed)."""
+    if dst.device.type == "cpu":
+        np.copyto(dst.numpy(), src.numpy())
+    else:
+        dst.copy_(src)
