@@ -132,13 +132,15 @@ def _chunk(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x: Tensor,
     # G = [dL/d(A_h x_q) (H columns); the terms of dL/du_hk (H K columns)], p rows per prompt
     G = ws.get("G", (E, B, p, R), x)
     gt, gu_terms = G[..., :H], G[..., H:].view(E, B, p, H, K)
+    terms = gt.unsqueeze(-1) if K == 1 else gu_terms  # K = 1: straight into dL/d(A_h x_q)
     if softmax:  # (sum_j e_hj (v_hkj - o_hk) z_j) g_k / norm_h: the difference before the scaling,
         # so a one-hot row (o = v exactly) gives exactly 0, as the elementwise form does
-        torch.mul(Ze.unsqueeze(-1), o.unsqueeze(2), out=gu_terms)
-        torch.sub(Zev, gu_terms, out=gu_terms).mul_(c.unsqueeze(2))
+        torch.mul(Ze.unsqueeze(-1), o.unsqueeze(2), out=terms)
+        torch.sub(Zev, terms, out=terms).mul_(c.unsqueeze(2))
     else:  # (sum_j v_hkj z_j) g_k / c
-        torch.mul(Zev, c.unsqueeze(2), out=gu_terms)
-    torch.sum(gu_terms, -1, out=gt)
+        torch.mul(Zev, c.unsqueeze(2), out=terms)
+    if K > 1:
+        torch.sum(gu_terms, -1, out=gt)
     torch.mul(Ze.unsqueeze(-1), c.unsqueeze(2), out=gu_terms)  # g_k / norm_h sum_j e_hj z_j
     # one product per member sums over its prompts: sum_b (x_q, 1) G_b
     sums = per_member(xq1.transpose(1, 2), G.view(E, B, p * R)).view(E, d + 1, p, R)
@@ -157,7 +159,8 @@ def _in_range(sums: Tensor) -> bool:
     """Whether every softmax denominator sum_j 2^s_hj lies well inside the dtype's range, so
     the numerators 2^s need no shift by the row's max (one pass instead of three)."""
     bound = math.sqrt(torch.finfo(sums.dtype).max)
-    return bool(((sums < bound) & (sums > 1 / bound)).all())
+    low, high = (t.item() for t in torch.aminmax(sums))
+    return 1 / bound < low and high < bound  # False for NaN
 
 
 def _copy(dst: Tensor, src: Tensor) -> None:
