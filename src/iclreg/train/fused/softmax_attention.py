@@ -88,36 +88,12 @@ def _chunk(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x: Tensor,
     R = H * (1 + K)
     scale = 1 / math.sqrt(p)
     softmax = config.activation == "softmax"
-    # the examples transposed, (p x m) per prompt, and a row of ones: sums over the examples
-    ZT = ws.get("ZT", (E, B, p + 1, m), x)
-    _copy(ZT[:, :, :d], x[:, :, :m].transpose(-1, -2))
-    _copy(ZT[:, :, d:p], labels[:, :, :m].transpose(-1, -2))
-    ZT[:, :, p] = 1
+    ZT, xq1 = _examples(x, labels, ws)
     yq = labels[:, :, m]  # (E, B, K)
-    xq1 = ws.get("xq1", (E, B, d + 1), x)  # the query extended by a 1
-    xq1[..., :d] = x[:, :, m]
-    xq1[..., d] = 1
     # softmax scores in base 2 (exp2 is the faster kernel): A is scaled by log2(e)
     A = (Km.transpose(-1, -2) @ Q[..., :d]) * (scale * (LOG2E if softmax else 1))  # (E, H, p, d)
     u = O.permute(0, 2, 1, 3) @ V  # (E, H, K, p): u_h = O_h V_h
-    W = ws.get("W", (E, d + 1, R * p), x)  # xq1 W: every prompt's rows [A_h x_q; u_hk]
-    W.zero_()
-    W[:, :d, :H * p] = A.permute(0, 3, 1, 2).reshape(E, d, H * p)
-    W[:, d, H * p:] = u.reshape(E, H * K * p)
-    rows = torch.matmul(xq1, W, out=ws.get("rows", (E, B, R * p), x)).view(E, B, R, p)
-    sv = torch.matmul(rows, ZT[:, :, :p], out=ws.get("sv", (E, B, R, m), x))
-    s, v = sv[:, :, :H], sv[:, :, H:].view(E, B, H, K, m)  # the scores, u_hk z_j
-    left = ws.get("left", (E, B, R, m), x) if softmax else sv  # linear: [s; v] themselves
-    back = ws.get("back", (E, B, p + 1, R), x)
-    for shift in (False, True):
-        if softmax:  # left = [e; e v] with e = 2^(s - shift), a = e / sum_j e
-            e, ev = left[:, :, :H], left[:, :, H:].view(E, B, H, K, m)
-            torch.exp2(s - s.amax(-1, keepdim=True) if shift else s, out=e)
-            torch.mul(e.unsqueeze(3), v, out=ev)
-        # per prompt, (Z^T; 1) left^T: the sums over examples of left's rows times z_j, and alone
-        torch.matmul(ZT, left.transpose(-1, -2), out=back)
-        if not softmax or shift or _in_range(back[:, :, p, :H]):
-            break
+    s, v, back = _products(config, A, u, ZT, xq1, ws)
     Ze, Zev = back[:, :, :p, :H], back[:, :, :p, H:].view(E, B, p, H, K)
     if softmax:
         norm = back[:, :, p, :H]  # (E, B, H): sum_j e_hj
@@ -153,6 +129,53 @@ def _chunk(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x: Tensor,
         "V": O.permute(0, 2, 3, 1) @ gu,  # (E, H, p, p): O_h^T dL/du_h
         "O": (gu @ V.transpose(-1, -2)).permute(0, 2, 1, 3),  # (E, K, H, p)
     }
+
+
+def _examples(x: Tensor, labels: Tensor, ws: Workspace) -> tuple[Tensor, Tensor]:
+    """The examples transposed with a row of ones, (E, B, p + 1, m): each prompt's [Z^T; 1],
+    whose products give sums over the examples with and without z_j; and the queries extended
+    by a 1, (E, B, d + 1)."""
+    E, B, n, d = x.shape
+    m, p = n - 1, d + labels.shape[-1]
+    ZT = ws.get("ZT", (E, B, p + 1, m), x)
+    _copy(ZT[:, :, :d], x[:, :, :m].transpose(-1, -2))
+    _copy(ZT[:, :, d:p], labels[:, :, :m].transpose(-1, -2))
+    ZT[:, :, p] = 1
+    xq1 = ws.get("xq1", (E, B, d + 1), x)
+    xq1[..., :d] = x[:, :, m]
+    xq1[..., d] = 1
+    return ZT, xq1
+
+
+def _products(config: SoftmaxAttentionConfig, A: Tensor, u: Tensor, ZT: Tensor, xq1: Tensor,
+              ws: Workspace) -> tuple[Tensor, Tensor, Tensor]:
+    """The two per-prompt products: the scores s (E, B, H, m) and values v (E, B, H, K, m),
+    then back = [Z^T; 1] left^T (E, B, p + 1, R) with left = [e; e v] (softmax, e = 2^s,
+    shifted by the row's max only when some denominator leaves the dtype's middle range) or
+    [s; v] (linear)."""
+    E, B, p1, m = ZT.shape
+    p, d, H, K = p1 - 1, xq1.shape[-1] - 1, config.heads, config.labels
+    R = H * (1 + K)
+    W = ws.get("W", (E, d + 1, R * p), xq1)  # xq1 W: every prompt's rows [A_h x_q; u_hk]
+    W.zero_()
+    W[:, :d, :H * p] = A.permute(0, 3, 1, 2).reshape(E, d, H * p)
+    W[:, d, H * p:] = u.reshape(E, H * K * p)
+    rows = torch.matmul(xq1, W, out=ws.get("rows", (E, B, R * p), xq1)).view(E, B, R, p)
+    sv = torch.matmul(rows, ZT[:, :, :p], out=ws.get("sv", (E, B, R, m), xq1))
+    s, v = sv[:, :, :H], sv[:, :, H:].view(E, B, H, K, m)  # the scores, u_hk z_j
+    softmax = config.activation == "softmax"
+    left = ws.get("left", (E, B, R, m), xq1) if softmax else sv  # linear: [s; v] themselves
+    back = ws.get("back", (E, B, p + 1, R), xq1)
+    for shift in (False, True):
+        if softmax:  # left = [e; e v] with e = 2^(s - shift), a = e / sum_j e
+            e, ev = left[:, :, :H], left[:, :, H:].view(E, B, H, K, m)
+            torch.exp2(s - s.amax(-1, keepdim=True) if shift else s, out=e)
+            torch.mul(e.unsqueeze(3), v, out=ev)
+        # per prompt, (Z^T; 1) left^T: the sums over examples of left's rows times z_j, and alone
+        torch.matmul(ZT, left.transpose(-1, -2), out=back)
+        if not softmax or shift or _in_range(back[:, :, p, :H]):
+            break
+    return s, v, back
 
 
 def _in_range(sums: Tensor) -> bool:
