@@ -187,8 +187,9 @@ def _in_range(sums: Tensor) -> bool:
 
 
 def _copy(dst: Tensor, src: Tensor) -> None:
-    """dst[...] = src, a transposing copy: through NumPy on the CPU (twice torch's speed)."""
-    if dst.device.type == "cpu":
+    """dst[...] = src, a transposing copy: through NumPy on the CPU (twice torch's speed),
+    except inside ``torch.compile``, which cannot trace NumPy's writes into a tensor."""
+    if dst.device.type == "cpu" and not torch.compiler.is_compiling():
         np.copyto(dst.numpy(), src.numpy())
     else:
         dst.copy_(src)
