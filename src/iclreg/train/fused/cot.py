@@ -25,25 +25,30 @@ import torch
 from torch import Tensor
 
 from ...models.cot import ChainOfThoughtConfig
-from ...models.layouts import stack
 from .base import FAMILIES, Gradients, Workspace, per_member
 
 
-def gd_path(C: Tensor, n: int, lr: float, steps: int) -> Tensor:
+def gd_path(C: Tensor, n: int, lr: float, steps: int, workspace: Workspace | None = None) -> Tensor:
     """The GD iterates w_0 = 0, w_{t+1} = w_t - lr (S w_t - g) with S = X^T X / n, g = X^T y / n
-    read off the moments C (N, d+1, d+1) of N prompts: (N, steps + 1, d)."""
+    read off the moments C (N, d+1, d+1) of N prompts: (N, steps + 1, d), in ``workspace``'s
+    buffers when given (fresh pages cost as much as the arithmetic here)."""
     N, d1 = C.shape[0], C.shape[-1]
     d = d1 - 1
-    A = C.new_empty(d, d, N)  # I - lr S, prompts innermost (S symmetric: w A is A w)
+    ws = workspace or Workspace()
+    A = ws.get("A", (d, d, N), C)  # I - lr S, prompts innermost (S symmetric: w A is A w)
     torch.mul(C[:, :d, :d].permute(1, 2, 0), -lr / n, out=A).diagonal(0, 0, 1).add_(1.0)
-    b = torch.mul(C[:, d, :d].t(), lr / n, out=C.new_empty(d, N))
-    path = C.new_empty(steps + 1, d, N)
-    path[0] = 0
-    product = C.new_empty(d, d, N)
+    b = torch.mul(C[:, d, :d].t(), lr / n, out=ws.get("b", (d, N), C))
+    path = ws.get("path", (N, steps + 1, d), C)
+    columns = path.permute(1, 2, 0)  # (steps + 1, d, N): each iterate written as it comes,
+    columns[0] = 0  # cheaper than one transposing copy of the whole path at the end
+    w, nxt = ws.get("w", (d, N), C).zero_(), ws.get("next", (d, N), C)
+    product = ws.get("product", (d, d, N), C)
     for t in range(steps):
-        torch.mul(A, path[t].unsqueeze(1), out=product)
-        torch.sum(product, 0, out=path[t + 1]).add_(b)
-    return path.permute(2, 0, 1).contiguous()
+        torch.mul(A, w.unsqueeze(1), out=product)
+        torch.sum(product, 0, out=nxt).add_(b)
+        columns[t + 1].copy_(nxt)
+        w, nxt = nxt, w
+    return path
 
 
 @FAMILIES.register(ChainOfThoughtConfig, losses=("chain",))
@@ -54,19 +59,22 @@ def chain_gradients(config: ChainOfThoughtConfig, params: dict[str, Tensor], x: 
     W_qk, W_ov = params["W_qk"], params["W_ov"]
     E, B, n, d = x.shape
     T, d1 = config.steps, d + 1
-    z = stack(x, y)
-    C = z.transpose(-1, -2) @ z  # (E, B, d+1, d+1)
-    path = gd_path(C.view(E * B, d1, d1), n, config.lr, T)  # (E B, T + 1, d)
+    ws = workspace or Workspace()
+    z = torch.cat([x, y.unsqueeze(-1)], -1, out=ws.get("z", (E, B, n, d1), x))  # the tokens (x_i, y_i)
+    C = torch.matmul(z.transpose(-1, -2), z, out=ws.get("C", (E, B, d1, d1), x))  # (E, B, d+1, d+1)
+    path = gd_path(C.view(E * B, d1, d1), n, config.lr, T, ws)  # (E B, T + 1, d)
     qk = W_qk[:, d + 1:, :d1]  # (E, d+1, d+1)
     ov = W_ov[:, :d1, d + 1: 2 * d + 1]  # (E, d+1, d)
     P = torch.bmm(C.view(E, B * d1, d1), ov).view(E, B, d1, d).transpose(1, 2).reshape(E, d1, B * d)
     Q = torch.bmm(qk, P).div_(n).view(E, d1, B, d).transpose(1, 2).reshape(E * B, d1, d)
     w = path[:, :-1]
-    e = torch.baddbmm(Q[:, d:], w, Q[:, :d]).add_(w).sub_(path[:, 1:])  # (E B, T, d)
-    losses = e.view(E, -1).square().mean(1)
+    e = torch.baddbmm(Q[:, d:], w, Q[:, :d], out=ws.get("e", (E * B, T, d), x))
+    e.add_(w).sub_(path[:, 1:])  # (E B, T, d): the residuals
+    losses = torch.square(e.view(E, -1), out=ws.get("squares", (E, B * T * d), x)).mean(1)
     e.mul_(2 / (B * T * d))
-    G = x.new_empty(E, d1, B, d)  # dL/dQ with the prompts in the middle: (E, i, b, k)
-    G[:, :d] = torch.bmm(w.transpose(1, 2), e).view(E, B, d, d).transpose(1, 2)
+    G = ws.get("G", (E, d1, B, d), x)  # dL/dQ with the prompts in the middle: (E, i, b, k)
+    wTe = torch.bmm(w.transpose(1, 2), e, out=ws.get("wTe", (E * B, d, d), x))
+    G[:, :d] = wTe.view(E, B, d, d).transpose(1, 2)
     G[:, d] = e.sum(1).view(E, B, d)
     G = G.view(E, d1, B * d)
     g_qk = per_member(G, P.transpose(1, 2)).div_(n)
