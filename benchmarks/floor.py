@@ -13,17 +13,22 @@ chain-of-thought model) and each ensemble size E, in one process:
 
 The two are timed in alternating rounds (best of ``--rounds``), so a load that comes and goes
 hits both. At He et al.'s H = 2 it also times the autograd engine (``run.engine=autograd``,
-today's ``benchmarks/ensemble.py`` path) and the old sampler (one ``task.sample`` per member
-stacked, as before the sampler's buffer) at the same E, and reports the speed-up (target
->= 8x at E = 8) and the sampler's ratio (new / old time, target <= 1). Everything runs at one
-and at two torch threads (``--threads``).
+the autograd step as it is now) and the old sampler (one ``task.sample`` per member stacked,
+as before the sampler's buffer) at the same E, and reports the speed-up and the sampler's
+ratio (new / old time, target <= 1). Everything runs at one and at two torch threads
+(``--threads``).
+
+``--old-engine REV`` also runs ``benchmarks/ensemble.py`` as it was at commit REV (default
+``OLD_ENGINE``, the engine before the fused step: the "today's ensemble.py" of the >= 8x target
+at E = 8) from a temporary git worktree, in a subprocess at the same thread count, and reports
+the fused step's model-steps/s over that engine's at the same E.
 
 ``--cli`` also times ``iclreg train`` of an 8-seed He et al. sweep from outside (two step
 counts, the difference per step, so start-up and evaluation cancel) beside the floor of
 that sweep measured in this process at the same thread count.
 
     python benchmarks/floor.py [--quick] [--threads 1 2] [--members 1 8 64 256] [--cli]
-        [--cli-steps 100 1100] [--rounds 3] [--seconds 0.6] [--json FILE]
+        [--cli-steps 100 1100] [--old-engine [REV]] [--rounds 3] [--seconds 0.6] [--json FILE]
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ SHAPES = {  # name -> (task, model, loss, batch): the papers' training shapes
     "cot": ("sparse:d=10,n=15,s=10,noise_std=0.316", "cot:d=10,lr=0.3,steps=20", "chain", 256),
 }
 QUICK_SHAPES = ("he_H2", "boursier", "cot")
+OLD_ENGINE = "ed7b02a"  # the last commit before the fused step (075fd64)
 
 
 def config(shape: str, seed: int, engine: str) -> dict:
@@ -120,7 +126,69 @@ def cli_sweep(threads: int, steps: tuple[int, int], tmp: Path) -> float:
     return (times[1] - times[0]) / (steps[1] - steps[0])
 
 
-def main() -> None:
+def old_engine(rev: str, threads: int, members: list[int], seconds: float, tmp: Path) -> dict[int, float]:
+    """Model-steps/s by E of ``benchmarks/ensemble.py`` as it was at commit ``rev`` (He et al.'s
+    H = 2, batch 256, its own engine and its own copy of iclreg), run at ``threads`` threads."""
+    root, tree, out = Path(__file__).resolve().parents[1], tmp / "old", tmp / "old.json"
+    subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", "-q", str(tree), rev], check=True)
+    try:
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               "PYTHONPATH": str(tree / "src")}  # ahead of the installed iclreg
+        subprocess.run([sys.executable, "benchmarks/ensemble.py", "--device", "cpu", "--members",
+                        *map(str, members), "--seconds-per-point", str(seconds), "--json", str(out)],
+                       check=True, env=env, cwd=tree, stdout=subprocess.DEVNULL)
+        return {r["E"]: r["model_steps_per_s"] for r in json.loads(out.read_text())["rows"]}
+    finally:
+        subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)], check=True)
+
+
+def fused_rate(record: dict, threads: int, E: int) -> float:
+    """The fused step's model-steps/s at He et al.'s H = 2, measured earlier in this run."""
+    return next(r["model_steps_per_s"] for r in record["rows"]
+                if r["shape"] == "he_H2" and r["E"] == E and r["threads"] == threads)
+
+
+def compare_autograd(record: dict, args: argparse.Namespace, threads: int, members: list[int]) -> None:
+    """The autograd engine and the old sampler against the fused step, in this process."""
+    for E in members:
+        old = measure("he_H2", E, "autograd", args, old_sampler=True)
+        fused = fused_rate(record, threads, E)
+        base = {"threads": threads, "E": E, "autograd_model_steps_per_s": old["model_steps_per_s"],
+                "fused_model_steps_per_s": fused, "speedup": fused / old["model_steps_per_s"],
+                "sampler_new_over_old": old["floor_s"] / old["old_sampler_s"]}
+        record["baseline"].append(base)
+        print(f"he_H2 E={E}: autograd engine {base['autograd_model_steps_per_s']:.0f} model-steps/s, "
+              f"fused {fused:.0f}: {base['speedup']:.1f}x; sampler time new/old "
+              f"{base['sampler_new_over_old']:.2f}")
+
+
+def compare_old_engine(record: dict, args: argparse.Namespace, threads: int, members: list[int]) -> None:
+    """``benchmarks/ensemble.py`` at commit ``args.old_engine`` against the fused step."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rates = old_engine(args.old_engine, threads, members, args.old_seconds, Path(tmp))
+    for E in members:
+        fused = fused_rate(record, threads, E)
+        row = {"threads": threads, "E": E, "rev": args.old_engine, "old_model_steps_per_s": rates[E],
+               "fused_model_steps_per_s": fused, "speedup": fused / rates[E]}
+        record["old_engine"].append(row)
+        print(f"he_H2 E={E}: benchmarks/ensemble.py at {args.old_engine} {rates[E]:.0f} model-steps/s, "
+              f"fused {fused:.0f}: {row['speedup']:.1f}x{'  < 8x' if E == 8 and row['speedup'] < 8 else ''}")
+
+
+def time_cli(record: dict, args: argparse.Namespace, threads: int) -> None:
+    """``iclreg train`` of the 8-seed sweep from outside, beside its floor."""
+    with tempfile.TemporaryDirectory() as tmp:
+        per_step = cli_sweep(threads, tuple(args.cli_steps), Path(tmp))
+    floor = measure("he_H2", 8, "auto", args)["floor_s"]
+    cli = {"threads": threads, "step_s": per_step, "model_steps_per_s": 8 / per_step,
+           "floor_s": floor, "ratio": floor / per_step}
+    record["cli"].append(cli)
+    print(f"iclreg train, 8-seed He et al. sweep (batch 256), from outside: {8 / per_step:.0f} "
+          f"model-steps/s, {per_step * 1e3:.2f} ms/step against a floor of {floor * 1e3:.2f} ms: "
+          f"ratio {cli['ratio']:.2f}")
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="three shapes, E = 1 and 8")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
@@ -131,11 +199,20 @@ def main() -> None:
     parser.add_argument("--cli", action="store_true", help="also time iclreg train of an 8-seed sweep")
     parser.add_argument("--cli-steps", type=int, nargs=2, default=[100, 1100], metavar=("SHORT", "LONG"),
                         help="the two sweeps' step counts (their difference is timed)")
+    parser.add_argument("--old-engine", nargs="?", const=OLD_ENGINE, metavar="REV",
+                        help=f"also time benchmarks/ensemble.py at commit REV (default {OLD_ENGINE})")
+    parser.add_argument("--old-seconds", type=float, default=12.0,
+                        help="the old benchmark's --seconds-per-point")
     parser.add_argument("--json", metavar="FILE", help="also write the numbers to FILE as JSON")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     shapes = args.shapes or (QUICK_SHAPES if args.quick else tuple(SHAPES))
     members = args.members or ([1, 8] if args.quick else [1, 8, 64, 256])
-    record: dict = {"rows": [], "baseline": [], "cli": []}
+    baseline = [e for e in members if e <= 64] if "he_H2" in shapes else []  # the baseline's shape
+    record: dict = {"rows": [], "baseline": [], "old_engine": [], "cli": []}
     for threads in args.threads:
         torch.set_num_threads(threads)
         print(f"\n{threads} torch thread(s); floor = drawing the step's prompts alone")
@@ -149,29 +226,11 @@ def main() -> None:
                 print(f"{shape:10s} {E:4d} {row['engine']:>10s} {row['floor_s'] * 1e3:9.2f} "
                       f"{row['step_s'] * 1e3:9.2f} {row['ratio']:6.2f} "
                       f"{row['model_steps_per_s']:14.0f}{flag}")
-        for E in [e for e in members if e <= 64 and "he_H2" in shapes]:  # the baseline's shape
-            old = measure("he_H2", E, "autograd", args, old_sampler=True)
-            new = next(r for r in record["rows"] if r["shape"] == "he_H2" and r["E"] == E
-                       and r["threads"] == threads)
-            base = {"threads": threads, "E": E, "autograd_model_steps_per_s": old["model_steps_per_s"],
-                    "fused_model_steps_per_s": new["model_steps_per_s"],
-                    "speedup": new["model_steps_per_s"] / old["model_steps_per_s"],
-                    "sampler_new_over_old": old["floor_s"] / old["old_sampler_s"]}
-            record["baseline"].append(base)
-            print(f"he_H2 E={E}: autograd engine {base['autograd_model_steps_per_s']:.0f} model-steps/s, "
-                  f"fused {base['fused_model_steps_per_s']:.0f}: {base['speedup']:.1f}x; "
-                  f"sampler time new/old "
-                  f"{base['sampler_new_over_old']:.2f}")
+        compare_autograd(record, args, threads, baseline)
+        if args.old_engine and baseline:
+            compare_old_engine(record, args, threads, baseline)
         if args.cli:
-            with tempfile.TemporaryDirectory() as tmp:
-                per_step = cli_sweep(threads, tuple(args.cli_steps), Path(tmp))
-            floor = measure("he_H2", 8, "auto", args)["floor_s"]
-            cli = {"threads": threads, "step_s": per_step, "model_steps_per_s": 8 / per_step,
-                   "floor_s": floor, "ratio": floor / per_step}
-            record["cli"].append(cli)
-            print(f"iclreg train, 8-seed He et al. sweep (batch 256), from outside: {8 / per_step:.0f} "
-                  f"model-steps/s, {per_step * 1e3:.2f} ms/step against a floor of {floor * 1e3:.2f} ms: "
-                  f"ratio {cli['ratio']:.2f}")
+            time_cli(record, args, threads)
         if args.json:
             Path(args.json).write_text(json.dumps(record, indent=1))
 
