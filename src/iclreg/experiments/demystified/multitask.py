@@ -196,7 +196,11 @@ def sections(exp: Experiment[he.Sizes], runs: Runs, sizes: MultitaskSizes, **inp
                  f"$H$ in {list(sizes.heads)}; where the $H > 2N$ check misses, the extra heads have not "
                  r"separated in that time (the full mode trains $H = 1, \ldots, 6$ at the paper's budget). "
                  "Five times longer does not separate them either: iclreg's own CPU run of $H = 6$ at "
-                 "4,000 steps, batch 128, still had one head serving both tasks in each of 2 seeds. At "
+                 "4,000 steps, batch 128, still had one head serving both tasks in each of 2 seeds, and "
+                 "at 30,000 steps, batch 256 (Adam 3e-3, cosine; 141 s for the two seeds alone, half of "
+                 "quick mode's budget) one of 2 seeds still had one, that head's task-1 OV share falling "
+                 "slowly (0.64 of the largest head's after a 10,000-step run, 0.36 after the 30,000-step "
+                 "one; the rule's bound 0.25). At "
                  "the paper's size (iclreg's CPU run, docs/full/demystified) $H = 6$ has no head serving "
                  "both in any of 4 seeds, as published, but $H = 5$ has one in 1 of 4 seeds: the claim "
                  "misses there too, by one head."]

@@ -33,7 +33,8 @@ summed over prompts by one product per member with (x_q, 1). So every pass over 
 intermediates is one of four: two products, exp2 and e * v. The exponent is not shifted by
 the row's max unless some denominator leaves the middle of the dtype's range (then it is
 recomputed with the shift), and members go through in chunks whose intermediates stay in the
-cache. It computes the same function as ``SoftmaxAttention.stacked_forward(last_only=True)``
+cache (the per-member maps A_h, u_h and the parameter gradients are formed once, for all).
+It computes the same function as ``SoftmaxAttention.stacked_forward(last_only=True)``
 in another order of operations, so the two agree to round-off (float64 tests).
 """
 
@@ -66,34 +67,48 @@ def query_gradients(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x
     Returns:
         losses (E,) and a gradient per parameter, shaped as the parameter.
     """
-    E, B, n, _ = x.shape
-    R = config.heads * (1 + config.labels)  # rows per prompt: H query rows, H K value rows
-    chunk = max(1, CHUNK_ELEMENTS // (B * R * (n - 1))) if x.device.type == "cpu" else E
-    ws = workspace or Workspace()
-    parts = [_chunk(config, {k: t[e:e + chunk] for k, t in params.items()}, x[e:e + chunk],
-                    y[e:e + chunk], ws) for e in range(0, E, chunk)]
-    if len(parts) == 1:
-        return parts[0]
-    return torch.cat([part[0] for part in parts]), {
-        name: torch.cat([part[1][name] for part in parts]) for name in parts[0][1]}
-
-
-def _chunk(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x: Tensor, y: Tensor,
-           ws: Workspace) -> Gradients:
-    """``query_gradients`` of a chunk of members at once."""
     Q, Km, V, O = params["Q"], params["K"], params["V"], params["O"]
     labels = y.unsqueeze(-1) if y.dim() == 3 else y  # (E, B, n, K)
     E, B, n, d = x.shape
+    p, K, H = config.width, config.labels, config.heads
+    R = H * (1 + K)  # rows per prompt: H query rows, H K value rows
+    scale = 1 / math.sqrt(p)
+    ws = workspace or Workspace()
+    # softmax scores in base 2 (exp2 is the faster kernel): A is scaled by log2(e)
+    A = (Km.transpose(-1, -2) @ Q[..., :d]) * (scale * (LOG2E if config.activation == "softmax" else 1))
+    u = O.permute(0, 2, 1, 3) @ V  # (E, H, K, p): u_h = O_h V_h
+    W = ws.get("W", (E, d + 1, R * p), x)  # xq1 W: every prompt's rows [A_h x_q; u_hk]
+    W.zero_()
+    W[:, :d, :H * p] = A.permute(0, 3, 1, 2).reshape(E, d, H * p)
+    W[:, d, H * p:] = u.reshape(E, H * K * p)
+    losses = torch.empty(E, dtype=x.dtype, device=x.device)
+    sums = torch.empty(E, d + 1, p, R, dtype=x.dtype, device=x.device)  # sum_b (x_q, 1) G_b
+    chunk = max(1, CHUNK_ELEMENTS // (B * R * (n - 1))) if x.device.type == "cpu" else E
+    for e in range(0, E, chunk):
+        part = slice(e, e + chunk)
+        losses[part], sums[part] = _chunk(config, W[part], x[part], labels[part], ws)
+    gA = torch.zeros(E, H, p, p, dtype=x.dtype, device=x.device)
+    gA[..., :d] = sums[:, :d, :, :H].permute(0, 3, 2, 1) * scale
+    gu = sums[:, d, :, H:].reshape(E, p, H, K).permute(0, 2, 3, 1)  # (E, H, K, p): dL/du_h
+    return losses, {
+        "Q": Km @ gA,
+        "K": Q @ gA.transpose(-1, -2),
+        "V": O.permute(0, 2, 3, 1) @ gu,  # (E, H, p, p): O_h^T dL/du_h
+        "O": (gu @ V.transpose(-1, -2)).permute(0, 2, 1, 3),  # (E, K, H, p)
+    }
+
+
+def _chunk(config: SoftmaxAttentionConfig, W: Tensor, x: Tensor, labels: Tensor,
+           ws: Workspace) -> tuple[Tensor, Tensor]:
+    """A chunk of members' losses (E,) and sums over their prompts sum_b (x_q, 1) G_b
+    (E, d + 1, p, R), from their row maps W (E, d + 1, R p)."""
+    E, B, n, d = x.shape
     m, p, K, H = n - 1, config.width, config.labels, config.heads
     R = H * (1 + K)
-    scale = 1 / math.sqrt(p)
     softmax = config.activation == "softmax"
     ZT, xq1 = _examples(x, labels, ws)
     yq = labels[:, :, m]  # (E, B, K)
-    # softmax scores in base 2 (exp2 is the faster kernel): A is scaled by log2(e)
-    A = (Km.transpose(-1, -2) @ Q[..., :d]) * (scale * (LOG2E if softmax else 1))  # (E, H, p, d)
-    u = O.permute(0, 2, 1, 3) @ V  # (E, H, K, p): u_h = O_h V_h
-    s, v, back = _products(config, A, u, ZT, xq1, ws)
+    s, v, back = _products(config, W, ZT, xq1, ws)
     Ze, Zev = back[:, :, :p, :H], back[:, :, :p, H:].view(E, B, p, H, K)
     if softmax:
         norm = back[:, :, p, :H]  # (E, B, H): sum_j e_hj
@@ -118,17 +133,8 @@ def _chunk(config: SoftmaxAttentionConfig, params: dict[str, Tensor], x: Tensor,
     if K > 1:
         torch.sum(gu_terms, -1, out=gt)
     torch.mul(Ze.unsqueeze(-1), c.unsqueeze(2), out=gu_terms)  # g_k / norm_h sum_j e_hj z_j
-    # one product per member sums over its prompts: sum_b (x_q, 1) G_b
-    sums = per_member(xq1.transpose(1, 2), G.view(E, B, p * R)).view(E, d + 1, p, R)
-    gA = torch.zeros(E, H, p, p, dtype=x.dtype, device=x.device)
-    gA[..., :d] = sums[:, :d, :, :H].permute(0, 3, 2, 1) * scale
-    gu = sums[:, d, :, H:].reshape(E, p, H, K).permute(0, 2, 3, 1)  # (E, H, K, p): dL/du_h
-    return losses, {
-        "Q": Km @ gA,
-        "K": Q @ gA.transpose(-1, -2),
-        "V": O.permute(0, 2, 3, 1) @ gu,  # (E, H, p, p): O_h^T dL/du_h
-        "O": (gu @ V.transpose(-1, -2)).permute(0, 2, 1, 3),  # (E, K, H, p)
-    }
+    # one product per member sums over its prompts
+    return losses, per_member(xq1.transpose(1, 2), G.view(E, B, p * R)).view(E, d + 1, p, R)
 
 
 def _examples(x: Tensor, labels: Tensor, ws: Workspace) -> tuple[Tensor, Tensor]:
@@ -147,19 +153,15 @@ def _examples(x: Tensor, labels: Tensor, ws: Workspace) -> tuple[Tensor, Tensor]
     return ZT, xq1
 
 
-def _products(config: SoftmaxAttentionConfig, A: Tensor, u: Tensor, ZT: Tensor, xq1: Tensor,
+def _products(config: SoftmaxAttentionConfig, W: Tensor, ZT: Tensor, xq1: Tensor,
               ws: Workspace) -> tuple[Tensor, Tensor, Tensor]:
     """The two per-prompt products: the scores s (E, B, H, m) and values v (E, B, H, K, m),
     then back = [Z^T; 1] left^T (E, B, p + 1, R) with left = [e; e v] (softmax, e = 2^s,
     shifted by the row's max only when some denominator leaves the dtype's middle range) or
     [s; v] (linear)."""
     E, B, p1, m = ZT.shape
-    p, d, H, K = p1 - 1, xq1.shape[-1] - 1, config.heads, config.labels
+    p, H, K = p1 - 1, config.heads, config.labels
     R = H * (1 + K)
-    W = ws.get("W", (E, d + 1, R * p), xq1)  # xq1 W: every prompt's rows [A_h x_q; u_hk]
-    W.zero_()
-    W[:, :d, :H * p] = A.permute(0, 3, 1, 2).reshape(E, d, H * p)
-    W[:, d, H * p:] = u.reshape(E, H * K * p)
     rows = torch.matmul(xq1, W, out=ws.get("rows", (E, B, R * p), xq1)).view(E, B, R, p)
     sv = torch.matmul(rows, ZT[:, :, :p], out=ws.get("sv", (E, B, R, m), xq1))
     s, v = sv[:, :, :H], sv[:, :, H:].view(E, B, H, K, m)  # the scores, u_hk z_j
