@@ -188,6 +188,17 @@ def time_cli(record: dict, args: argparse.Namespace, threads: int) -> None:
           f"ratio {cli['ratio']:.2f}")
 
 
+def check_commit(rev: str) -> None:
+    """Exit with a one-line error (status 2) unless ``rev`` names a commit of this clone."""
+    root = Path(__file__).resolve().parents[1]
+    found = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"],
+                           capture_output=True)
+    if found.returncode:
+        print(f"floor.py: --old-engine {rev}: no such commit in this clone; give a commit it holds "
+              "(a shallow clone: git fetch --unshallow)", file=sys.stderr)
+        sys.exit(2)
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="three shapes, E = 1 and 8")
@@ -209,6 +220,8 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
+    if args.old_engine:
+        check_commit(args.old_engine)
     shapes = args.shapes or (QUICK_SHAPES if args.quick else tuple(SHAPES))
     members = args.members or ([1, 8] if args.quick else [1, 8, 64, 256])
     baseline = [e for e in members if e <= 64] if "he_H2" in shapes else []  # the baseline's shape
