@@ -30,7 +30,8 @@ from which come the denominators, the outputs o_hk, and
 (softmax; linear: e = s, e v replaced by v, norm = c, and no <g, o> term),
 
 summed over prompts by one product per member with (x_q, 1). So every pass over the (B, H, m)
-intermediates is one of four: two products, exp2 and e * v. The exponent is not shifted by
+intermediates is one of four: two products, exp2 and e * v (these two in place of the first
+product's output, so a chunk holds one such intermediate). The exponent is not shifted by
 the row's max unless some denominator leaves the middle of the dtype's range (then it is
 recomputed with the shift), and members go through in chunks whose intermediates stay in the
 cache (the per-member maps A_h, u_h and the parameter gradients are formed once, for all).
@@ -108,13 +109,14 @@ def _chunk(config: SoftmaxAttentionConfig, W: Tensor, x: Tensor, labels: Tensor,
     softmax = config.activation == "softmax"
     ZT, xq1 = _examples(x, labels, ws)
     yq = labels[:, :, m]  # (E, B, K)
-    s, v, back = _products(config, W, ZT, xq1, ws)
+    sv, back = _products(config, W, ZT, xq1, ws)
     Ze, Zev = back[:, :, :p, :H], back[:, :, :p, H:].view(E, B, p, H, K)
     if softmax:
         norm = back[:, :, p, :H]  # (E, B, H): sum_j e_hj
         o = back[:, :, p, H:].view(E, B, H, K) / norm.unsqueeze(-1)  # each head's output
     else:
         norm = torch.full((1, 1, 1), float(config.linear_scale or m), dtype=x.dtype, device=x.device)
+        s, v = sv[:, :, :H], sv[:, :, H:].view(E, B, H, K, m)  # the scores, u_hk z_j
         o = (s.unsqueeze(3) * v).sum(-1) / norm.unsqueeze(-1)
     err = o.sum(2) - yq  # (E, B, K)
     losses = err.square().mean((1, 2))
@@ -154,30 +156,32 @@ def _examples(x: Tensor, labels: Tensor, ws: Workspace) -> tuple[Tensor, Tensor]
 
 
 def _products(config: SoftmaxAttentionConfig, W: Tensor, ZT: Tensor, xq1: Tensor,
-              ws: Workspace) -> tuple[Tensor, Tensor, Tensor]:
-    """The two per-prompt products: the scores s (E, B, H, m) and values v (E, B, H, K, m),
-    then back = [Z^T; 1] left^T (E, B, p + 1, R) with left = [e; e v] (softmax, e = 2^s,
-    shifted by the row's max only when some denominator leaves the dtype's middle range) or
-    [s; v] (linear)."""
+              ws: Workspace) -> tuple[Tensor, Tensor]:
+    """The two per-prompt products: sv = [s; v] (E, B, R, m), the scores s_hj and the values
+    v_hkj = u_hk z_j (each prompt's rows x_q1 W times its examples), and back = [Z^T; 1] left^T
+    (E, B, p + 1, R). For softmax, left = [e; e v] (e = 2^s) is formed in sv's place, which
+    halves the chunk's large intermediates; the exponent is shifted by the row's max only when
+    some denominator leaves the dtype's middle range (then sv is formed again and shifted). For
+    linear attention left = sv. Returns (sv, back)."""
     E, B, p1, m = ZT.shape
     p, H, K = p1 - 1, config.heads, config.labels
     R = H * (1 + K)
     rows = torch.matmul(xq1, W, out=ws.get("rows", (E, B, R * p), xq1)).view(E, B, R, p)
-    sv = torch.matmul(rows, ZT[:, :, :p], out=ws.get("sv", (E, B, R, m), xq1))
-    s, v = sv[:, :, :H], sv[:, :, H:].view(E, B, H, K, m)  # the scores, u_hk z_j
+    sv, back = ws.get("sv", (E, B, R, m), xq1), ws.get("back", (E, B, p + 1, R), xq1)
+    s, v = sv[:, :, :H], sv[:, :, H:].view(E, B, H, K, m)
     softmax = config.activation == "softmax"
-    left = ws.get("left", (E, B, R, m), xq1) if softmax else sv  # linear: [s; v] themselves
-    back = ws.get("back", (E, B, p + 1, R), xq1)
     for shift in (False, True):
-        if softmax:  # left = [e; e v] with e = 2^(s - shift), a = e / sum_j e
-            e, ev = left[:, :, :H], left[:, :, H:].view(E, B, H, K, m)
-            torch.exp2(s - s.amax(-1, keepdim=True) if shift else s, out=e)
-            torch.mul(e.unsqueeze(3), v, out=ev)
+        torch.matmul(rows, ZT[:, :, :p], out=sv)
+        if softmax:  # [s; v] -> [e; e v] with e = 2^(s - shift), a = e / sum_j e
+            if shift:
+                s.sub_(s.amax(-1, keepdim=True))
+            torch.exp2(s, out=s)
+            v.mul_(s.unsqueeze(3))
         # per prompt, (Z^T; 1) left^T: the sums over examples of left's rows times z_j, and alone
-        torch.matmul(ZT, left.transpose(-1, -2), out=back)
+        torch.matmul(ZT, sv.transpose(-1, -2), out=back)
         if not softmax or shift or _in_range(back[:, :, p, :H]):
             break
-    return s, v, back
+    return sv, back
 
 
 def _in_range(sums: Tensor) -> bool:
