@@ -24,11 +24,13 @@ at E = 8) from a temporary git worktree, in a subprocess at the same thread coun
 the fused step's model-steps/s over that engine's at the same E.
 
 ``--cli`` also times ``iclreg train`` of an 8-seed He et al. sweep from outside (two step
-counts, the difference per step, so start-up and evaluation cancel) beside the floor of
-that sweep measured in this process at the same thread count.
+counts, each the best of ``--cli-repeats`` runs, the difference per step, so start-up and
+evaluation cancel) beside the floor of that sweep measured in this process at the same thread
+count.
 
     python benchmarks/floor.py [--quick] [--threads 1 2] [--members 1 8 64 256] [--cli]
-        [--cli-steps 100 1100] [--old-engine [REV]] [--rounds 3] [--seconds 0.6] [--json FILE]
+        [--cli-steps 100 1100] [--cli-repeats 3] [--old-engine [REV]] [--rounds 3] [--seconds 0.6]
+        [--json FILE]
 """
 
 from __future__ import annotations
@@ -111,19 +113,22 @@ def measure(shape: str, members: int, engine: str, args: argparse.Namespace,
     return row
 
 
-def cli_sweep(threads: int, steps: tuple[int, int], tmp: Path) -> float:
-    """Seconds per step of ``iclreg train`` of an 8-seed He et al. sweep, timed from outside."""
-    times = []
-    for n in steps:
-        out = tmp / f"sweep{n}"
-        cmd = [sys.executable, "-m", "iclreg", "-q", "train", "configs/tiny_he.yaml", f"train.steps={n}",
-               "train.batch=256", "eval.samples=256", "run.figures=false", f"run.checkpoint_every={n}",
-               "--sweep", "train.seed=0,1,2,3,4,5,6,7", "--out", str(out)]
-        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, env=env, cwd=Path(__file__).resolve().parents[1])
-        times.append(time.perf_counter() - start)
-    return (times[1] - times[0]) / (steps[1] - steps[0])
+def cli_sweep(threads: int, steps: tuple[int, int], repeats: int, tmp: Path) -> float:
+    """Seconds per step of ``iclreg train`` of an 8-seed He et al. sweep, timed from outside: the
+    best of ``repeats`` runs at each step count (the two alternating), their difference per step."""
+    times = {n: float("inf") for n in steps}
+    for i in range(repeats):
+        for n in steps:
+            out = tmp / f"sweep{n}-{i}"
+            cmd = [sys.executable, "-m", "iclreg", "-q", "train", "configs/tiny_he.yaml", f"train.steps={n}",
+                   "train.batch=256", "eval.samples=256", "run.figures=false", f"run.checkpoint_every={n}",
+                   "--sweep", "train.seed=0,1,2,3,4,5,6,7", "--out", str(out)]
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, env=env, cwd=Path(__file__).resolve().parents[1],
+                           stdout=subprocess.DEVNULL)
+            times[n] = min(times[n], time.perf_counter() - start)
+    return (times[steps[1]] - times[steps[0]]) / (steps[1] - steps[0])
 
 
 def old_engine(rev: str, threads: int, members: list[int], seconds: float, tmp: Path) -> dict[int, float]:
@@ -178,7 +183,7 @@ def compare_old_engine(record: dict, args: argparse.Namespace, threads: int, mem
 def time_cli(record: dict, args: argparse.Namespace, threads: int) -> None:
     """``iclreg train`` of the 8-seed sweep from outside, beside its floor."""
     with tempfile.TemporaryDirectory() as tmp:
-        per_step = cli_sweep(threads, tuple(args.cli_steps), Path(tmp))
+        per_step = cli_sweep(threads, tuple(args.cli_steps), args.cli_repeats, Path(tmp))
     floor = measure("he_H2", 8, "auto", args)["floor_s"]
     cli = {"threads": threads, "step_s": per_step, "model_steps_per_s": 8 / per_step,
            "floor_s": floor, "ratio": floor / per_step}
@@ -210,6 +215,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--cli", action="store_true", help="also time iclreg train of an 8-seed sweep")
     parser.add_argument("--cli-steps", type=int, nargs=2, default=[100, 1100], metavar=("SHORT", "LONG"),
                         help="the two sweeps' step counts (their difference is timed)")
+    parser.add_argument("--cli-repeats", type=int, default=3, help="runs of each sweep (the best is kept)")
     parser.add_argument("--old-engine", nargs="?", const=OLD_ENGINE, metavar="REV",
                         help=f"also time benchmarks/ensemble.py at commit REV (default {OLD_ENGINE})")
     parser.add_argument("--old-seconds", type=float, default=12.0,
