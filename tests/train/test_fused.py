@@ -246,23 +246,32 @@ def test_prefetched_prompts_are_the_drawn_ones_in_any_order():
         prefetch.close()
 
 
-def test_chunked_members_equal_one_chunk_bit_for_bit(monkeypatch):
-    """He et al.'s gradients go through the members in cache-sized chunks: chunks of 2 (5
-    members: 2, 2, 1) give every member's numbers of one chunk, bit for bit."""
-    from iclreg.train.fused import softmax_attention
+@pytest.mark.parametrize("family,spec,task,member", [
+    ("softmax_attention", "softmax_attention:d=5,heads=2", "gaussian:d=5,n=41",
+     32 * 2 * (1 + 1) * 40),  # elements of one member's (B, rows, m) intermediate
+    ("cot", "cot:d=10,steps=20,lr=0.3", "gaussian:d=10,n=15", 32 * 15 * 11),  # its prompt numbers
+])
+def test_chunked_members_equal_one_chunk_bit_for_bit(monkeypatch, family, spec, task, member):
+    """He et al.'s and the CoT model's gradients go through the members in cache-sized chunks:
+    chunks of 2 (5 members: 2, 2, 1) give every member's numbers of one chunk, bit for bit."""
+    from iclreg.train import fused
 
-    config, params = stacked("softmax_attention:d=5,heads=2", E=5)
+    module = getattr(fused, family)
+    config, params = stacked(spec, E=5)
     params = {k: v.float() for k, v in params.items()}
-    t = TASKS.build("gaussian:d=5,n=41")
+    t = TASKS.build(task)
     batches = [t.sample(32, 0, e) for e in range(5)]
     x, y = torch.stack([b.x for b in batches]), torch.stack([b.y for b in batches])
-    rows = 32 * 2 * (1 + 1) * 40  # elements of one member's (B, rows, m) intermediate
-    monkeypatch.setattr(softmax_attention, "CHUNK_ELEMENTS", 100 * rows)
-    losses, grads = softmax_attention.query_gradients(config, params, x, y)
-    monkeypatch.setattr(softmax_attention, "CHUNK_ELEMENTS", 2 * rows)
-    chunked, theirs = softmax_attention.query_gradients(config, params, x, y)
+    gradients = FAMILIES.get(config).gradients
+    monkeypatch.setattr(module, "CHUNK_ELEMENTS", 100 * member)
+    losses, grads = gradients(config, params, x, y)
+    monkeypatch.setattr(module, "CHUNK_ELEMENTS", 2 * member)
+    chunked, theirs = gradients(config, params, x, y)
     assert torch.equal(chunked, losses)
     assert all(torch.equal(theirs[k], grads[k]) for k in grads)
+    # negative control: chunks fed each other's prompts (members rolled) change the numbers
+    rolled, _ = gradients(config, params, x.roll(1, 0), y.roll(1, 0))
+    assert not torch.equal(rolled, losses)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
