@@ -33,7 +33,8 @@ def test_plan_declares_one_run_per_configuration_and_seed():
     assert plan["base_d5_D20_H1/seed0"].model == "softmax_attention:heads=1,init=small_id,d=5"
     assert config.task == "gaussian:d=5,n=11,noise_std=0.316228,w_std=0.2,w_mean=0.4"
     assert (config.train.seed, config.train.steps, config.train.loss) == (1, TOY.steps, "query")
-    assert config.run.checkpoint_every == TOY.steps and config.eval.samples == 64
+    assert (config.run.checkpoint_every, config.run.keep) == (TOY.steps // 10, 2)  # a tenth, two kept
+    assert config.eval.samples == 64
     # the scenarios and seeds at the scenario D share one ensemble per H; D = 20 has its own
     keys = {group_key(plan[f"{s.key}_d5_D10_H1/seed{seed}"]) for s in SCENARIOS for seed in (0, 1)}
     assert len(keys) == 1 and group_key(plan["base_d5_D20_H1/seed0"]) not in keys
