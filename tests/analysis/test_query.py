@@ -80,3 +80,26 @@ def test_bad_target_and_multi_label_noiseless_are_refused():
     multi = build_task("multitask:d=6,n=4")  # two label slots
     with pytest.raises(UsageError, match="single-label"):
         query_error(build_estimator("zero"), multi, 4)
+
+
+def test_prompts_in_chunks_give_the_one_call_error():
+    """With room for 3 prompts of n = 8 positions per call, 64 prompts go through in 22 calls
+    (the last one short) and give the one-call error; a predictor whose output depends on its
+    batch (the negative control) shows the chunks are real: its error changes."""
+    task = build_task(TASK)
+    torch.manual_seed(0)
+    model = build_model("softmax_attention:d=3,heads=2").eval()
+    whole = query_error(model, task, 64, seed=7)
+    assert query_error(model, task, 64, seed=7, positions=24) == pytest.approx(whole, rel=1e-6)
+    assert query_error(model, task, 64, seed=7, positions=64 * 8) == whole  # one chunk: one call
+
+    class BatchSize(torch.nn.Module):
+        sizes: list[int] = []
+
+        def forward(self, x, y):
+            self.sizes.append(x.shape[0])
+            return torch.full(y.shape, float(x.shape[0]))
+
+    control = BatchSize()
+    assert query_error(control, task, 64, seed=7) != query_error(control, task, 64, seed=7, positions=24)
+    assert control.sizes == [64] + [3] * 21 + [1]

@@ -10,7 +10,10 @@ The noiseless target removes the variance of the query's own noise from the esti
 an O(1/D) excess next to sigma^2 needs (Cui et al., arXiv 2401.17426). The prediction is
 ``predictor.predict_last`` when the predictor has it (a model: only the last position is
 computed, what long prompts need) and the last position of the full forward otherwise (an
-estimator).
+estimator). The prompts are drawn in one batch and predicted in chunks of about
+``POSITIONS`` tokens: a model's intermediates for Cui et al.'s full size at once (65,536
+prompts of 1,001 positions, two heads) peaked at 17 GB; a batch within one chunk is predicted
+in one call, as before.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from ..errors import check
 from ..tasks import Task
 
 TARGETS = ("noisy", "noiseless")
+POSITIONS = 1 << 22  # prompts x positions predicted in one call (about 1 GB of a model's intermediates)
 
 
 def query_prediction(predictor: Any, x: Tensor, y: Tensor) -> Tensor:
@@ -42,13 +46,15 @@ def query_prediction(predictor: Any, x: Tensor, y: Tensor) -> Tensor:
 
 
 def query_error(predictor: Any, task: Task, samples: int, *, seed: int = 0,
-                target: Literal["noisy", "noiseless"] = "noiseless", device: str = "cpu") -> float:
+                target: Literal["noisy", "noiseless"] = "noiseless", device: str = "cpu",
+                positions: int = POSITIONS) -> float:
     """Mean squared error of ``predictor`` at the query of ``samples`` prompts drawn as
     ``task.sample(samples, seed, step=0)`` in one batch on ``device``.
 
     Args:
         target: ``"noisy"``: against the label y_q; ``"noiseless"``: against w^T x_q (a
             single-label task).
+        positions: prompts x positions per prediction call (the prompts go through in chunks).
     Returns:
         The mean over prompts (and label slots) of the squared error.
     """
@@ -57,4 +63,7 @@ def query_error(predictor: Any, task: Task, samples: int, *, seed: int = 0,
           f"the noiseless target w^T x_q needs a single-label task, not {task.num_labels} label slots")
     p = task.sample(samples, seed=seed, step=0, device=device)
     goal = p.y[:, -1] if target == "noisy" else (p.x[:, -1] * p.w).sum(-1)  # (B[, K]) or (B,): w^T x_q
-    return float((query_prediction(predictor, p.x, p.y) - goal).square().mean())
+    chunk = max(1, positions // p.x.shape[1])
+    prediction = torch.cat([query_prediction(predictor, p.x[i:i + chunk], p.y[i:i + chunk])
+                            for i in range(0, samples, chunk)])
+    return float((prediction - goal).square().mean())
