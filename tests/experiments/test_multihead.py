@@ -86,3 +86,56 @@ def test_quick_multihead_reproduction(tmp_path, capsys):
     for name in ("loss_vs_D.png", "scenarios.png", "dimension.png", "report.md"):
         assert (out / name).stat().st_size > 500
     assert (out / "runs" / "local_d5_D40_H2" / "seed0" / "config.yaml").is_file()
+
+
+def test_seed_excess_keeps_each_seed_and_returns_their_mean():
+    from iclreg.analysis.query import query_error
+    from iclreg.estimators import build as build_estimator
+    from iclreg.experiments.multihead_measure import TEST_SEED, seed_excess
+    from iclreg.tasks import build as build_task
+
+    task = build_task("gaussian:d=3,n=11,noise_std=0.3,w_std=0.57735")
+    predictors = {"cfg/seed0": build_estimator("zero"), "cfg/seed1": build_estimator("ridge:lam=0.5")}
+
+    class FakeRuns:
+        def model(self, name):
+            return predictors[name]
+
+    sizes, record = replace(TOY, seeds=2, test_prompts=256), {}
+    mean = seed_excess(FakeRuns(), "cfg", task, sizes, "cpu", record)
+    each = [query_error(predictors[f"cfg/seed{s}"], task, 256, seed=TEST_SEED) for s in (0, 1)]
+    assert record == {"cfg": each} and each[0] > 2 * each[1]  # the zero predictor is far worse
+    assert mean == pytest.approx(sum(each) / 2, rel=1e-12)
+
+
+def test_seeds_section_names_the_configurations_whose_seeds_part():
+    from iclreg.experiments.multihead import SEED_SPREAD, seeds_section
+
+    seeds = {"toeplitz_d5_D100_H1": [0.154, 0.477, 0.154, 0.608], "base_d5_D100_H2": [0.0628, 0.0627]}
+    section = seeds_section(seeds)
+    named = section.text[0].split(f"above {SEED_SPREAD:g}: ")[1]
+    assert named == "toeplitz_d5_D100_H1."
+    assert section.data["largest / smallest"]["toeplitz_d5_D100_H1"] == pytest.approx(0.608 / 0.154)
+    # control: seeds within the spread are not named
+    close = seeds_section({k: [v[0]] * len(v) for k, v in seeds.items()})
+    assert close.text[0].endswith(f"above {SEED_SPREAD:g}: none.")
+
+
+def test_toy_analysis_with_two_seeds_reports_each_seed(tmp_path):
+    """The whole analysis on trained toy runs, two seeds each: the seeds section lists every
+    configuration the claims read, and the scenario table's means are the seeds' means."""
+    from iclreg.experiments.base import Runs
+    from iclreg.train.plan import train_plan
+
+    exp, sizes = Multihead(), replace(TOY, seeds=2)
+    runs = Runs(train_plan(exp.plan(sizes), tmp_path), "cpu")
+    sections = {s.title: s for s in exp.analyse(runs, sizes)}
+    seeds = sections["Seeds"].data["excess by seed"]
+    assert {f"{prefix}/seed{s}" for prefix in seeds for s in (0, 1)} == set(runs)
+    assert all(len(v) == 2 and v[0] != v[1] for v in seeds.values())
+    D, base = sizes.scenario_D, SCENARIOS[0]
+    ratio = sections[f"2. Scenarios (D = {D})"].data["trained ratio"][base.label]
+    one, two = (sum(seeds[f"{base.key}_d5_D{D}_H{h}"]) / 2 for h in (1, 2))
+    assert ratio == pytest.approx(one / two, rel=1e-12)
+    # one seed: no seeds section (the quick report is unchanged)
+    assert "Seeds" not in {s.title for s in exp.analyse(runs, TOY)}

@@ -58,6 +58,7 @@ from .multihead_setup import (
 __all__ = ["CONTROLS", "D_IN", "FULL", "NOISE_VAR", "OMEGAS", "QUICK", "SCENARIOS", "TOY", "Multihead",
            "Scenario", "Sizes", "approximate_optimum", "constants", "run_name", "task_spec"]
 DIMS = (2, 3, 5, 10, 20, 50, 100, 1000)  # input dimensions of the theory's C_1 / C_2 curve
+SEED_SPREAD = 1.5  # a configuration whose seeds differ more than this (largest / smallest excess) is named
 
 
 @REPRODUCTIONS.register("multihead")
@@ -99,17 +100,20 @@ class Multihead(Experiment[Sizes]):
                            run={"checkpoint_every": max(sizes.steps // 10, 1), "keep": 2,
                                 "log_every": max(sizes.steps // 50, 1)})
 
-    def excess(self, runs: Runs, sizes: Sizes) -> measure.Excess:
-        """The trained runs' excess risk by run prefix (``multihead_measure.seed_excess``)."""
-        return partial(measure.seed_excess, runs, sizes=sizes, device=self.device)
+    def excess(self, runs: Runs, sizes: Sizes,
+               record: dict[str, list[float]] | None = None) -> measure.Excess:
+        """The trained runs' excess risk by run prefix (``multihead_measure.seed_excess``), each
+        seed's kept in ``record``."""
+        return partial(measure.seed_excess, runs, sizes=sizes, device=self.device, record=record)
 
     def analyse(self, runs: Runs, sizes: Sizes) -> list[Section]:
-        excess = self.excess(runs, sizes)
-        return [loss_section(measure.loss_vs_D(excess, sizes, self.device), sizes),
-                scenario_section(measure.scenarios(excess, sizes, self.device), sizes.scenario_D),
-                dimension_section(measure.heads(excess, sizes, self.device), measure.dimension(excess, sizes),
-                                  sizes.scenario_D),
-                notes(sizes)]
+        seeds: dict[str, list[float]] = {}
+        excess = self.excess(runs, sizes, seeds)
+        sections = [loss_section(measure.loss_vs_D(excess, sizes, self.device), sizes),
+                    scenario_section(measure.scenarios(excess, sizes, self.device), sizes.scenario_D),
+                    dimension_section(measure.heads(excess, sizes, self.device),
+                                      measure.dimension(excess, sizes), sizes.scenario_D)]
+        return [*sections, *([seeds_section(seeds)] if sizes.seeds > 1 else []), notes(sizes)]
 
 
 # --- 1. loss against D --------------------------------------------------------------------------
@@ -189,6 +193,20 @@ def dimension_section(heads: tuple[dict[int, float], dict[int, float]],
     section_claims = [claims.heads_claim(*heads, D), claims.dimension_claim(*dimension, D)]
     return Section("3. Embedding dimension and number of heads", text, section_claims,
                    {DIMENSION_FIGURE: figure}, {"d": list(DIMS), "C_1 / C_2": ratio})
+
+
+def seeds_section(seeds: dict[str, list[float]]) -> Section:
+    """Each trained configuration's excess risk seed by seed: the tables above average them, and
+    a seed that stopped on a higher plateau moves its configuration's mean."""
+    spread = {prefix: max(v) / min(v) for prefix, v in seeds.items()}
+    apart = [prefix for prefix, r in spread.items() if r > SEED_SPREAD]
+    rows = [f"| {prefix} | " + ", ".join(f"{v:.4f}" for v in values) + f" | {spread[prefix]:.2f} |"
+            for prefix, values in sorted(seeds.items())]
+    text = ["Excess risk of every trained configuration, seed by seed (the sections above give their "
+            f"mean). Largest over smallest seed above {SEED_SPREAD:g}: "
+            + (", ".join(apart) if apart else "none") + ".", "",
+            "| configuration | excess risk, seeds 0, 1, ... | largest / smallest |", "|---|---|---:|", *rows]
+    return Section("Seeds", text, [], {}, {"excess by seed": seeds, "largest / smallest": spread})
 
 
 def notes(sizes: Sizes) -> Section:

@@ -26,10 +26,14 @@ from .multihead_setup import D_IN, OMEGAS, SCENARIOS, TEST_SEED, Sizes, run_name
 Excess = Callable[[str, Task], float]  # run prefix, its task -> excess risk averaged over its seeds
 
 
-def seed_excess(runs: Runs, prefix: str, task: Task, sizes: Sizes, device: str) -> float:
-    """E (y_hat - w^T x_q)^2 = risk - sigma^2 of the runs ``prefix/seed<s>``, averaged over seeds."""
+def seed_excess(runs: Runs, prefix: str, task: Task, sizes: Sizes, device: str,
+                record: dict[str, list[float]] | None = None) -> float:
+    """E (y_hat - w^T x_q)^2 = risk - sigma^2 of the runs ``prefix/seed<s>``, averaged over seeds;
+    each seed's value is kept in ``record[prefix]`` when a record is given."""
     errors = [query_error(runs.model(f"{prefix}/seed{s}"), task, sizes.test_prompts, seed=TEST_SEED,
                           target="noiseless", device=device) for s in range(sizes.seeds)]
+    if record is not None:
+        record[prefix] = errors
     return sum(errors) / len(errors)
 
 
