@@ -30,7 +30,7 @@ def test_plan_declares_one_run_per_configuration_and_seed():
     assert set(plan) == {f"{p}/seed{s}" for p in base | others | dims for s in (0, 1)}
     config = plan["prior_d5_D10_H2/seed1"]
     assert config.model == "softmax_attention:heads=2,init=oppo_small_id,d=5"
-    assert plan["base_d5_D20_H1/seed0"].model == "softmax_attention:heads=1,init=small_id,d=5"
+    assert plan["base_d5_D20_H1/seed0"].model == "softmax_attention:heads=1,init=aligned_small_id,d=5"
     assert config.task == "gaussian:d=5,n=11,noise_std=0.316228,w_std=0.2,w_mean=0.4"
     assert (config.train.seed, config.train.steps, config.train.loss) == (1, TOY.steps, "query")
     assert (config.run.checkpoint_every, config.run.keep) == (TOY.steps // 10, 2)  # a tenth, two kept
@@ -139,3 +139,21 @@ def test_toy_analysis_with_two_seeds_reports_each_seed(tmp_path):
     assert ratio == pytest.approx(one / two, rel=1e-12)
     # one seed: no seeds section (the quick report is unchanged)
     assert "Seeds" not in {s.title for s in exp.analyse(runs, TOY)}
+
+
+def test_single_head_from_aligned_small_identity_leaves_the_saddle(tmp_path):
+    """Seed 1's single head at D = 20 (its OV label entry starts negative): from small_id it stays
+    at the saddle omega = mu = 0 (excess near E (w^T x_q)^2 = 1, as 2 of 4 seeds did for all of
+    the full size's 100k steps), from the plan's aligned_small_id it reaches the single-head
+    level (about 0.45) in 2,000 steps."""
+    from iclreg.analysis.query import query_error
+    from iclreg.experiments.base import Runs
+    from iclreg.experiments.multihead_setup import TEST_SEED
+    from iclreg.train.plan import train_plan
+
+    sizes, base = replace(TOY, steps=2000, lr=1e-3, batch=256), SCENARIOS[0]
+    aligned = Multihead()._config(sizes, base.spec.format(n=21), 1, seed=1)
+    small = replace(aligned, model=aligned.model.replace("aligned_small_id", "small_id"))
+    runs = Runs(train_plan({"aligned": aligned, "small": small}, tmp_path), "cpu")
+    excess = {name: query_error(runs.model(name), base.task(20), 4096, seed=TEST_SEED) for name in runs}
+    assert excess["aligned"] < 0.55 and excess["small"] > 0.85

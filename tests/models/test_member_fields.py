@@ -29,7 +29,8 @@ def test_declared_fields_are_fields_of_each_model() -> None:
 
 @pytest.mark.parametrize(("model", "variants"), [
     ("linear_attention", ["init=gd", "init_scale=0.5", "lr=0.3", "init=gd,lr=2.0"]),
-    ("softmax_attention", ["init=small_id", "init_scale=0.3", "init=oppo_small_id,init_scale=0.2"]),
+    ("softmax_attention", ["init=small_id", "init_scale=0.3", "init=oppo_small_id,init_scale=0.2",
+                           "init=aligned_small_id"]),
     ("reduced_attention", ["init_scale=1.5"]),
 ])
 def test_members_may_differ_in_declared_fields_only(model: str, variants: list[str]) -> None:

@@ -160,6 +160,31 @@ def test_small_identity_initialisations():
     torch.testing.assert_close(same.V.detach(), 0.1 * torch.eye(3).repeat(2, 1, 1))
 
 
+@pytest.mark.parametrize("heads,labels", [(1, 1), (3, 1), (2, 2)])
+def test_aligned_small_identity_starts_every_head_with_omega_mu_positive(heads, labels):
+    """aligned_small_id: small_id with each Q_h signed as its OV label entry, so omega_h mu_h > 0
+    (omega_h: the KQ diagonal, mu_h: the OV label entries summed over the label slots); where the
+    entry is positive it is small_id bit for bit. Control: small_id itself starts some heads at
+    omega_h mu_h < 0, the side of the saddle at 0 that aligned_small_id avoids."""
+    spec = f"softmax_attention:d=3,heads={heads},labels={labels},init_scale=0.1,init="
+    flipped = 0
+    for seed in range(12):
+        aligned, small = (build(spec + init, torch.Generator().manual_seed(seed))
+                          for init in ("aligned_small_id", "small_id"))
+        omega = aligned.kq_matrices().detach().diagonal(0, -2, -1)[:, 0]  # (H,)
+        ov = aligned.ov_vectors().detach()  # (H, K, p)
+        mu = torch.stack([ov[:, k, 3 + k] for k in range(labels)]).sum(0)  # the label entries
+        assert (omega * mu > 0).all()
+        small_mu = torch.stack([small.ov_vectors().detach()[:, k, 3 + k] for k in range(labels)]).sum(0)
+        torch.testing.assert_close(mu, small_mu, rtol=0, atol=0)  # V and O are small_id's
+        for name in ("K", "V", "O"):
+            assert torch.equal(getattr(aligned, name), getattr(small, name))
+        same = mu > 0
+        assert torch.equal(aligned.Q[same], small.Q[same]) and torch.equal(aligned.Q[~same], -small.Q[~same])
+        flipped += int((~same).sum())
+    assert flipped > 0  # the control: small_id started some head at omega mu < 0
+
+
 SMALL_SPECS = {
     "cot": "cot:d=3,steps=3,lr=0.2,init_scale=0.3",
     "linear_attention": "linear_attention:d=3,layers=2,init_scale=0.3",

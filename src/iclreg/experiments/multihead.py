@@ -89,7 +89,7 @@ class Multihead(Experiment[Sizes]):
                 for prefix, (spec, heads) in shapes.items() for seed in range(sizes.seeds)}
 
     def _config(self, sizes: Sizes, spec: str, heads: int, seed: int) -> ExperimentConfig:
-        init = "small_id" if heads == 1 else "oppo_small_id"
+        init = "aligned_small_id" if heads == 1 else "oppo_small_id"
         return self.config(spec, f"softmax_attention:heads={heads},init={init}",
                            optimizer={"name": "adam", "lr": sizes.lr},
                            schedule={"name": "cosine", "min_lr_ratio": 0.05},
@@ -218,8 +218,10 @@ def notes(sizes: Sizes) -> Section:
         r"otherwise; the prior-knowledge scenario keeps $\mathbb{E}\|w\|^2 = 1$. 'local' is iclreg's "
         r"construction ($x_i = x_q + r g_i$). The embedding dimension is the token width $d + 1$ of "
         "He et al.'s parameterisation.",
-        r"- Training: He et al.'s single-layer attention, $H = 1$ from small identity and $H \ge 2$ from "
-        "opposite-sign small identity (V and O at the default init, as in the authors' code; the "
+        r"- Training: He et al.'s single-layer attention, $H = 1$ from small identity with Q's sign "
+        r"that of the head's OV label entry (so $\omega \mu > 0$ from the start: a head started with "
+        r"$\omega \mu < 0$ can stay at the saddle $\omega = \mu = 0$ for the whole run) and $H \ge 2$ "
+        "from opposite-sign small identity (V and O at the default init, as in the authors' code; the "
         "two-head solution is then found without the long single-head plateau), Adam "
         f"{sizes.lr} with cosine decay, batch {sizes.batch}, {sizes.steps} steps, loss at the query, "
         f"{sizes.seeds} seed(s) per configuration; test risks on {sizes.test_prompts} prompts "

@@ -15,7 +15,13 @@ k / c). Without positions the model runs at any prompt length (length generalisa
 Initialisations, as in the authors' code: ``default`` (PyTorch's Linear init,
 U(-1/sqrt(d+K), 1/sqrt(d+K))); ``small_id`` (Q_h = K_h = V_h = s I, s = ``init_scale``, O
 default); ``oppo_small_id`` (Q_h = +-s I with the sign alternating over heads, K_h = s I, V and
-O default: the random values break the symmetry between heads).
+O default: the random values break the symmetry between heads). And iclreg's
+``aligned_small_id``: ``small_id`` with each head's Q_h = +-s I signed as its OV label entry
+s O[k, h, d + k] (summed over the label slots k), so that every head starts with omega_h mu_h > 0,
+on the descending side of the saddle at omega = mu = 0. A ``small_id`` head whose O entry is
+negative starts on the other side and can sit at that saddle: 2 of 4 single-head seeds at
+D = 20 for all of Cui et al.'s 100k steps (excess 0.91 against 0.45). Where the entry is
+positive the two initialisations are the same, bit for bit.
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ class SoftmaxAttentionConfig(ModelConfig):
         activation: ``softmax`` or ``linear`` (scores / k).
         linear_scale: ``linear`` only: divide the scores by this fixed number instead of the
             number of examples k (None: by k).
-        init: ``default``, ``small_id`` or ``oppo_small_id``.
+        init: ``default``, ``small_id``, ``oppo_small_id`` or ``aligned_small_id``.
         init_scale: s of the small-identity initialisations.
     """
 
@@ -67,7 +73,7 @@ class SoftmaxAttentionConfig(ModelConfig):
     labels: int = 1
     activation: Literal["softmax", "linear"] = "softmax"
     linear_scale: int | None = None
-    init: Literal["default", "small_id", "oppo_small_id"] = "default"
+    init: Literal["default", "small_id", "oppo_small_id", "aligned_small_id"] = "default"
     init_scale: float = 0.1
 
     def __post_init__(self) -> None:
@@ -104,8 +110,12 @@ class SoftmaxAttention(StackedPredictor):
         Q, Km, V = (torch.empty(H, p, p).uniform_(-bound, bound, generator=generator) for _ in range(3))
         O = torch.empty(K, H, p).uniform_(-1 / math.sqrt(H * p), 1 / math.sqrt(H * p), generator=generator)
         s = config.init_scale
-        if config.init == "small_id":  # the authors' code: Q, K, V small identities, O default
-            Q, Km, V = (s * torch.eye(p).repeat(H, 1, 1) for _ in range(3))
+        if config.init in ("small_id", "aligned_small_id"):  # the authors' code: Q, K, V small
+            Q, Km, V = (s * torch.eye(p).repeat(H, 1, 1) for _ in range(3))  # identities, O default
+            if config.init == "aligned_small_id":  # Q_h signed as the OV label entries s O[k, h, d + k]
+                k = torch.arange(K)
+                entry = O[k, :, config.d + k].sum(0)  # (H,)
+                Q = torch.where(entry < 0, -1.0, 1.0).view(H, 1, 1) * Q
         elif config.init == "oppo_small_id":  # Q = +-s I over heads, K = s I; V and O default
             signs = torch.tensor([(-1.0) ** h for h in range(H)]).view(H, 1, 1)
             Q, Km = signs * s * torch.eye(p).repeat(H, 1, 1), s * torch.eye(p).repeat(H, 1, 1)
