@@ -94,7 +94,9 @@ def test_prompts_in_chunks_give_the_one_call_error():
     assert query_error(model, task, 64, seed=7, positions=64 * 8) == whole  # one chunk: one call
 
     class BatchSize(torch.nn.Module):
-        sizes: list[int] = []
+        def __init__(self):
+            super().__init__()
+            self.sizes: list[int] = []
 
         def forward(self, x, y):
             self.sizes.append(x.shape[0])

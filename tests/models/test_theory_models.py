@@ -167,16 +167,19 @@ def test_aligned_small_identity_starts_every_head_with_omega_mu_positive(heads, 
     entry is positive it is small_id bit for bit. Control: small_id itself starts some heads at
     omega_h mu_h < 0, the side of the saddle at 0 that aligned_small_id avoids."""
     spec = f"softmax_attention:d=3,heads={heads},labels={labels},init_scale=0.1,init="
+
+    def label_entries(model):  # mu_h: the OV label entries, summed over the label slots
+        ov = model.ov_vectors().detach()  # (H, K, p)
+        return torch.stack([ov[:, k, 3 + k] for k in range(labels)]).sum(0)
+
     flipped = 0
     for seed in range(12):
         aligned, small = (build(spec + init, torch.Generator().manual_seed(seed))
                           for init in ("aligned_small_id", "small_id"))
         omega = aligned.kq_matrices().detach().diagonal(0, -2, -1)[:, 0]  # (H,)
-        ov = aligned.ov_vectors().detach()  # (H, K, p)
-        mu = torch.stack([ov[:, k, 3 + k] for k in range(labels)]).sum(0)  # the label entries
+        mu = label_entries(aligned)
         assert (omega * mu > 0).all()
-        small_mu = torch.stack([small.ov_vectors().detach()[:, k, 3 + k] for k in range(labels)]).sum(0)
-        torch.testing.assert_close(mu, small_mu, rtol=0, atol=0)  # V and O are small_id's
+        torch.testing.assert_close(mu, label_entries(small), rtol=0, atol=0)  # V and O are small_id's
         for name in ("K", "V", "O"):
             assert torch.equal(getattr(aligned, name), getattr(small, name))
         same = mu > 0
